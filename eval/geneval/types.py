@@ -50,3 +50,17 @@ class Detector(Protocol):
 
     def detect(self, images: Sequence[Image.Image]) -> list[ImageDetections]:
         ...
+
+
+@runtime_checkable
+class ColorClassifier(Protocol):
+    """Names the colour of some detections of one class in one image (GenEval's CLIP classifier, or an exact one).
+
+    ``boxes`` float32 ``[n, 5]`` and ``masks`` bool ``[n, H, W]`` are the detections to classify (in the order the
+    official evaluator asks for them); returns one colour name per detection.
+    """
+
+    colors: Sequence[str]
+
+    def classify(self, image: Image.Image, boxes: np.ndarray, masks: np.ndarray, class_name: str) -> list[str]:
+        ...
