@@ -1,0 +1,272 @@
+"""Text-to-image pipeline: classifier-free guidance around the model, the scheduler's steps, callbacks (showo.md §9).
+
+``pipeline(prompts)`` runs the whole loop; search strategies drive the same loop from outside, one step at a time::
+
+    state = pipe.prepare(prompts, guidance_scale=1.75, num_inference_steps=18, generator=gens)
+    while not state.done:
+        out = pipe.step(state)          # out.sampled: the model's current guess of the whole image
+        state.select(keep)              # prune / branch rows (beam search, PARM) between steps
+    images = pipe.decode(state.final_tokens)
+
+**Prefix cache.** In t2i the text prefix (``layout.text_len`` positions) attends only to itself, so its keys and
+values are identical at every step. With ``use_prefix_cache=True`` they are computed once per call, and each step runs
+the model on the ``N + 2`` image positions only (attending to the cached prefix). The keys are visited in the same order
+as in the full-sequence forward, so the tokens match the plain path (``use_prefix_cache=False``), which recomputes the
+whole sequence like the official code. Conditional and unconditional rows run in one batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .modeling import KV, ShowoModel
+from .prompting import T2IPrompting, t2i_attention_mask
+from .scheduler import Generator, MaskGITScheduler, StepOutput
+from .tokens import TokenLayout
+
+
+@dataclass
+class StepRecord:
+    step: int
+    input_tokens: torch.Tensor  # [B, N] code space, ``layout.mask_id`` where masked: the tokens entering the step
+    predicted_tokens: torch.Tensor  # [B, N] the model's full predicted image at this step (decode it to look at it)
+    masking: torch.Tensor  # [B, N] bool, re-masked after the step
+
+
+@dataclass
+class SamplingState:
+    """Everything one generation carries between steps; rows are images (``select`` prunes or branches them)."""
+
+    prompts: list[str]
+    cond_ids: torch.Tensor  # [B, L] current conditional sequences
+    uncond_prefix: Optional[torch.Tensor]  # [B, T] text part of the unconditional sequences (CFG) or None
+    mask: torch.Tensor  # [R, 1, L, L] bool, R = 2B with CFG ([cond; uncond]) else B
+    tokens: torch.Tensor  # [B, N] code space, ``layout.mask_id`` where unknown
+    num_steps: int
+    guidance_scale: float
+    generator: Generator
+    prefix_kv: Optional[list[KV]] = None  # per layer [R, H, T, D]
+    step_index: int = 0
+    last: Optional[StepOutput] = None
+    trajectory: Optional[list[StepRecord]] = None
+    forward_passes: int = 0  # model calls, counted per image row (CFG counts as one pass per image)
+
+    @property
+    def batch_size(self) -> int:
+        return self.cond_ids.shape[0]
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.num_steps
+
+    @property
+    def final_tokens(self) -> torch.Tensor:
+        """[B, N] the generated codes: the last step's full prediction."""
+        if self.last is None:
+            raise RuntimeError("no step has run yet")
+        return self.last.sampled
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep (and possibly repeat) rows in place. Repeated rows get copies of their generator's state."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long)
+        b = self.batch_size
+        both = torch.cat([idx, idx + b]) if self.uncond_prefix is not None else idx
+        self.prompts = [self.prompts[i] for i in idx.tolist()]
+        self.cond_ids, self.tokens = self.cond_ids[idx], self.tokens[idx]
+        self.mask = self.mask[both.to(self.mask.device)]
+        if self.uncond_prefix is not None:
+            self.uncond_prefix = self.uncond_prefix[idx]
+        if self.prefix_kv is not None:
+            d = both.to(self.prefix_kv[0][0].device)
+            self.prefix_kv = [(k[d], v[d]) for k, v in self.prefix_kv]
+        if isinstance(self.generator, (list, tuple)):
+            seen, gens = set(), []
+            for i in idx.tolist():
+                g = self.generator[i]
+                if i in seen:
+                    g = clone_generator(g)
+                seen.add(i)
+                gens.append(g)
+            self.generator = gens
+        if self.last is not None:
+            self.last = StepOutput(*(t[idx] for t in (self.last.tokens, self.last.sampled, self.last.masking,
+                                                      self.last.confidence)), mask_len=self.last.mask_len[idx])
+        if self.trajectory is not None:
+            self.trajectory = [StepRecord(r.step, r.input_tokens[idx], r.predicted_tokens[idx], r.masking[idx])
+                               for r in self.trajectory]
+
+
+def clone_generator(g: torch.Generator) -> torch.Generator:
+    new = torch.Generator(device=g.device)
+    new.set_state(g.get_state())
+    return new
+
+
+@dataclass
+class PipelineOutput:
+    tokens: torch.Tensor  # [B, N] image codes
+    images: Optional[list] = None  # PIL images (output_type="pil") or a [B, 3, H, W] tensor in [0, 1] ("pt")
+    trajectory: Optional[list[StepRecord]] = None
+    forward_passes: int = 0
+    extras: dict = field(default_factory=dict)
+
+
+class ShowoPipeline:
+    """Show-o text-to-image sampling (official defaults at 256 px: guidance 1.75, 18 steps)."""
+
+    def __init__(self, model: ShowoModel, layout: TokenLayout, tokenizer=None, vq_model=None,
+                 scheduler: Optional[MaskGITScheduler] = None) -> None:
+        self.model = model
+        self.layout = layout
+        self.prompting = T2IPrompting(tokenizer, layout) if tokenizer is not None else None
+        self.vq_model = vq_model
+        self.scheduler = scheduler or MaskGITScheduler()
+
+    # ---------------------------------------------------------------------------------------------- setup
+    def prepare(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        guidance_scale: float = 1.75,
+        num_inference_steps: int = 18,
+        generator: Generator = None,
+        input_ids: Optional[torch.Tensor] = None,
+        uncond_input_ids: Optional[torch.Tensor] = None,
+        use_prefix_cache: bool = True,
+        return_trajectory: bool = False,
+    ) -> SamplingState:
+        """Build the sequences, mask and (optionally) prefix cache for a batch.
+
+        Either ``prompts`` (tokenized with the pipeline's tokenizer) or pre-built ``input_ids`` [B, L] (token-id space;
+        image positions hold ``[MASK]`` or known tokens for inpainting) with optional ``uncond_input_ids``.
+        """
+        lay = self.layout
+        if input_ids is None:
+            if self.prompting is None:
+                raise ValueError("this pipeline has no tokenizer: pass input_ids instead of prompts")
+            if not prompts:
+                raise ValueError("prompts is empty")
+            input_ids = self.prompting.sequences(prompts)
+        if input_ids.shape[1] != lay.seq_len:
+            raise ValueError(f"input_ids have length {input_ids.shape[1]}, the layout expects {lay.seq_len}")
+        b = input_ids.shape[0]
+        if isinstance(generator, (list, tuple)) and len(generator) != b:
+            raise ValueError(f"got {len(generator)} generators for {b} prompts")
+        device = self.model.device
+        cond = input_ids.clone().to(device)
+        image = cond[:, lay.image_slice]
+        tokens = torch.where(image == lay.mask_id, lay.mask_id, image - lay.image_offset)
+        uncond_prefix = None
+        rows = cond
+        if guidance_scale > 0:
+            if uncond_input_ids is None:
+                uncond_input_ids = torch.cat([_uncond_text(b, lay, device), cond[:, lay.text_len:]], dim=1)
+            uncond_prefix = uncond_input_ids[:, : lay.text_len].to(device)
+            rows = torch.cat([cond, torch.cat([uncond_prefix, cond[:, lay.text_len:]], dim=1)])
+        mask = t2i_attention_mask(rows, lay)
+        state = SamplingState(
+            prompts=list(prompts) if prompts is not None else [""] * b, cond_ids=cond, uncond_prefix=uncond_prefix,
+            mask=mask, tokens=tokens, num_steps=num_inference_steps, guidance_scale=guidance_scale,
+            generator=list(generator) if isinstance(generator, (list, tuple)) else generator,
+            trajectory=[] if return_trajectory else None,
+        )
+        if use_prefix_cache:
+            t = lay.text_len
+            state.prefix_kv = self.model(rows[:, :t], mask[:, :, :t, :t], return_kv=True, logits_rows=slice(0, 0)).kv
+        self.scheduler.set_timesteps(num_inference_steps)
+        return state
+
+    # ---------------------------------------------------------------------------------------------- one step
+    def guided_logits(self, state: SamplingState) -> torch.Tensor:
+        """[B, N, K] float32 logits of the image codes after classifier-free guidance ``(1+w)·cond − w·uncond``."""
+        lay = self.layout
+        rows = state.cond_ids
+        if state.uncond_prefix is not None:
+            rows = torch.cat([rows, torch.cat([state.uncond_prefix, state.cond_ids[:, lay.text_len:]], dim=1)])
+        if state.prefix_kv is None:
+            logits = self.model(rows, state.mask, logits_rows=lay.image_slice).logits
+        else:
+            t = lay.text_len
+            logits = self.model(rows[:, t:], state.mask[:, :, t:, :], prefix_kv=state.prefix_kv,
+                                logits_rows=slice(1, 1 + lay.num_image_tokens)).logits
+        # the official forward returns float32 logits; guidance and sampling run in float32
+        logits = logits[..., lay.image_offset: lay.mask_id].float()
+        if state.uncond_prefix is not None:
+            cond, uncond = logits.chunk(2)
+            w = state.guidance_scale
+            logits = (1 + w) * cond - w * uncond
+        return logits
+
+    @torch.no_grad()
+    def step(self, state: SamplingState) -> StepOutput:
+        if state.done:
+            raise RuntimeError(f"all {state.num_steps} steps have run")
+        lay = self.layout
+        if self.scheduler.num_inference_steps != state.num_steps:
+            self.scheduler.set_timesteps(state.num_steps)
+        logits = self.guided_logits(state)
+        out = self.scheduler.step(logits, state.step_index, state.tokens, lay.mask_id, state.generator)
+        if state.trajectory is not None:
+            state.trajectory.append(StepRecord(state.step_index, state.tokens.clone(), out.sampled.clone(), out.masking.clone()))
+        state.tokens = out.tokens
+        state.cond_ids[:, lay.image_slice] = torch.where(out.masking, lay.mask_id, out.sampled + lay.image_offset)
+        state.forward_passes += state.batch_size
+        state.step_index += 1
+        state.last = out
+        return out
+
+    # ---------------------------------------------------------------------------------------------- whole call
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        guidance_scale: float = 1.75,
+        num_inference_steps: int = 18,
+        generator: Generator = None,
+        callback_on_step_end: Optional[Callable[["ShowoPipeline", SamplingState, StepOutput], None]] = None,
+        return_trajectory: bool = False,
+        output_type: str = "pil",
+        use_prefix_cache: bool = True,
+        input_ids: Optional[torch.Tensor] = None,
+        uncond_input_ids: Optional[torch.Tensor] = None,
+    ) -> PipelineOutput:
+        """Generate images. ``generator``: one ``torch.Generator`` (official draws, official order) or one per prompt.
+
+        ``callback_on_step_end(pipeline, state, step_output)`` runs after every step; it may call ``state.select``.
+        ``output_type``: ``"pil"``, ``"pt"`` ([B, 3, H, W] in [0, 1]) or ``"tokens"`` (no decoding).
+        """
+        if output_type not in ("pil", "pt", "tokens"):
+            raise ValueError(f"output_type must be 'pil', 'pt' or 'tokens', got {output_type!r}")
+        state = self.prepare(prompts, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+                             generator=generator, input_ids=input_ids, uncond_input_ids=uncond_input_ids,
+                             use_prefix_cache=use_prefix_cache, return_trajectory=return_trajectory)
+        while not state.done:
+            out = self.step(state)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, state, out)
+        tokens = state.final_tokens
+        images = None if output_type == "tokens" else self.decode(tokens, output_type)
+        return PipelineOutput(tokens=tokens, images=images, trajectory=state.trajectory, forward_passes=state.forward_passes)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, output_type: str = "pil"):
+        """Codes [B, N] -> PIL images (or a [B, 3, H, W] float tensor in [0, 1]) through the VQ model."""
+        if self.vq_model is None:
+            raise ValueError("this pipeline has no vq_model: use output_type='tokens'")
+        from .magvit import to_pil  # local import: decoding is optional for token-only users
+
+        codes = tokens.clamp(0, self.layout.codebook_size - 1).to(next(self.vq_model.parameters()).device)
+        pixels = self.vq_model.decode(codes.view(-1, *self.layout.grid))
+        if output_type == "pt":
+            return ((pixels.float() + 1) / 2).clamp(0, 1)
+        return to_pil(pixels)
+
+
+def _uncond_text(batch: int, layout: TokenLayout, device) -> torch.Tensor:
+    """Text part of the unconditional prompt ``''``: ``[PAD]*(T-3), <|t2i|>, bos, eos``."""
+    from .prompting import text_part
+
+    return torch.tensor([text_part([], layout)] * batch, dtype=torch.long, device=device)
