@@ -1,0 +1,29 @@
+"""Helpers importable from any test module (``pytest.ini`` puts the repo root on ``sys.path``).
+
+Shared data (fixtures of the official code, GenEval metadata and judge cases) is read in place from
+``IMAGECOT_SHARED`` (default: ``../shared`` beside the repository). Tests that need it skip with the reason when absent.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMAGECOT_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+def require_shared(*parts: str) -> Path:
+    """Path under the shared folder, or skip the calling test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path} (set IMAGECOT_SHARED to the folder holding fixtures/ and geneval/)")
+    return path
+
+
+def load_manifest(*parts: str) -> dict:
+    """A fixture manifest at collection time ({} when the shared folder is absent: the tests then skip)."""
+    path = SHARED.joinpath(*parts)
+    return json.loads(path.read_text()) if path.is_file() else {}

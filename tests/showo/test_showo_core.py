@@ -1,0 +1,273 @@
+"""Unit tests of the Show-o pieces on tiny models (no shared data needed)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from showo.checkpoint import from_pretrained, save_pretrained
+from showo.factory import build_tiny_showo, load_bundle
+from showo.loss import IGNORE_INDEX, build_t2i_batch, mask_image_tokens, t2i_loss
+from showo.prompting import T2IPrompting, t2i_attention_mask
+from showo.scheduler import MaskGITScheduler
+from showo.tokens import TokenLayout
+
+WORDS = "a photo of red blue green circle square triangle left right above below two three".split()
+TINY_VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
+               decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
+PROMPTS = ["a photo of a red circle", "a blue square", "", "two green triangle left of a red square"]
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    b = build_tiny_showo(WORDS, vq=TINY_VQ, seed=3)
+    # make the logits peaky enough that tokens actually depend on the prompt
+    with torch.no_grad():
+        b.model.showo.lm_head.weight.mul_(20)
+    return b
+
+
+def gens(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+# ---------------------------------------------------------------------------------------------------- layout
+def test_layout_official_ids():
+    lay = TokenLayout()
+    assert (lay.pad_id, lay.soi_id, lay.eoi_id, lay.t2i_id, lay.image_offset, lay.mask_id, lay.vocab_size) == (
+        50295, 50296, 50297, 50300, 50305, 58497, 58498)
+    assert (lay.seq_len, lay.image_slice) == (387, slice(130, 386))
+    assert lay.with_image_tokens(1024).seq_len == 1155
+
+
+def test_layout_rejects_inconsistent_config():
+    with pytest.raises(ValueError, match="vocab_size=58000"):
+        TokenLayout.from_config({"llm_vocab_size": 50295, "vocab_size": 58000})
+    with pytest.raises(ValueError, match="square"):
+        TokenLayout(num_image_tokens=250)
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+def test_save_load_roundtrip(bundle, tmp_path):
+    save_pretrained(bundle.model, bundle.layout, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["_class_name"] == "Showo" and config["llm_model_path"] == "phi_config"
+    model, layout = from_pretrained(tmp_path)
+    assert layout == bundle.layout
+    ids = T2IPrompting(bundle.tokenizer, layout).sequences(PROMPTS)
+    mask = t2i_attention_mask(ids, layout)
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask).logits, bundle.model(ids, mask).logits)
+
+
+def _broken_checkpoint(bundle, tmp_path, edit):
+    save_pretrained(bundle.model, bundle.layout, tmp_path)
+    state = load_file(str(tmp_path / "pytorch_model.safetensors"))
+    edit(state)
+    save_file(state, str(tmp_path / "pytorch_model.safetensors"))
+    return tmp_path
+
+
+def test_missing_key_is_named(bundle, tmp_path):
+    path = _broken_checkpoint(bundle, tmp_path, lambda s: s.pop("showo.model.layers.1.mlp.fc2.bias"))
+    with pytest.raises(ValueError, match=r"missing keys \(1\): showo.model.layers.1.mlp.fc2.bias"):
+        from_pretrained(path)
+
+
+def test_wrong_shape_is_named(bundle, tmp_path):
+    def edit(state):
+        state["showo.model.final_layernorm.weight"] = torch.ones(7)
+    with pytest.raises(ValueError, match=r"showo.model.final_layernorm.weight: file \(7,\) vs model \(64,\)"):
+        from_pretrained(_broken_checkpoint(bundle, tmp_path, edit))
+
+
+def test_wrong_vocab_size_is_named(bundle, tmp_path):
+    save_pretrained(bundle.model, bundle.layout, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["vocab_size"] += 1
+    config.pop("mask_token_id")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"vocab_size={config['vocab_size']}"):
+        from_pretrained(tmp_path)
+    # a checkpoint whose embedding rows disagree with the config names the tensors
+    config["vocab_size"] -= 1
+    config["codebook_size"] *= 2
+    config["vocab_size"] += bundle.layout.codebook_size
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="embed_tokens.weight: file"):
+        from_pretrained(tmp_path)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        from_pretrained(tmp_path / "nope")
+    (tmp_path / "config.json").write_text(json.dumps({"llm_vocab_size": 50295, "vocab_size": 58498, "llm_model_path": "x"}))
+    with pytest.raises(FileNotFoundError, match="llm_model_path='x'"):
+        from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------- prompting
+def test_overlong_prompt_truncated_with_warning(bundle):
+    lay = bundle.layout
+    prompting = T2IPrompting(bundle.tokenizer, lay)
+    long_prompt = " ".join(["red"] * (lay.max_seq_length + 5))
+    with pytest.warns(UserWarning, match="truncated"):
+        ids = prompting.sequences([long_prompt])
+    text = ids[0, : lay.text_len].tolist()
+    red = bundle.tokenizer("red", add_special_tokens=False)["input_ids"][0]
+    assert text == [lay.t2i_id, lay.bos_id] + [red] * (lay.text_len - 3) + [lay.eos_id]
+
+
+def test_empty_prompt_is_the_unconditional_one(bundle):
+    lay = bundle.layout
+    prompting = T2IPrompting(bundle.tokenizer, lay)
+    ids = prompting.sequences([""])
+    assert ids[0, : lay.text_len].tolist() == [lay.pad_id] * (lay.text_len - 3) + [lay.t2i_id, lay.bos_id, lay.eos_id]
+    assert torch.equal(ids, prompting.unconditional(1))
+
+
+def test_mask_semantics(bundle):
+    lay = bundle.layout
+    ids = T2IPrompting(bundle.tokenizer, lay).sequences(["a red circle"])
+    allowed = t2i_attention_mask(ids, lay)[0, 0]
+    pads = int((ids[0] == lay.pad_id).sum())
+    assert allowed.any(-1).all(), "no row may be fully masked"
+    assert not allowed[lay.soi_pos:, :pads].any(), "image rows never see pads"
+    assert allowed[lay.soi_pos:, pads:].all(), "image rows see every non-pad position"
+    assert not allowed[pads:lay.text_len, lay.text_len:].any(), "text never sees the image"
+
+
+# ---------------------------------------------------------------------------------------------------- scheduler
+@pytest.mark.parametrize("steps,expected", [
+    (18, [255, 252, 247, 240, 232, 221, 209, 196, 181, 164, 146, 127, 108, 87, 66, 44, 22, 1]),
+    (16, [254, 251, 244, 236, 225, 212, 197, 181, 162, 142, 120, 97, 74, 49, 25, 1]),
+])
+def test_float32_mask_len(steps, expected):
+    """showo.md §9.4 (the 18-step row is confirmed by the official sampler fixture)."""
+    sched = MaskGITScheduler()
+    sched.set_timesteps(steps)
+    got = [max(1, min(255, int((256 * sched.mask_ratio(s)).floor()))) for s in range(steps)]
+    assert got == expected
+
+
+def test_compounding_temperature():
+    sched = MaskGITScheduler(temperature=1.0)
+    sched.set_timesteps(18)
+    assert sched.temperatures[:3] == pytest.approx([17 / 18, 17 / 18 * 16 / 18, 17 / 18 * 16 / 18 * 15 / 18])
+    assert sched.temperatures[-1] == 0.0
+    linear = MaskGITScheduler(temperature_schedule="linear")
+    linear.set_timesteps(18)
+    assert linear.temperatures[2] == pytest.approx(15 / 18)
+    # a second set_timesteps starts again from T0 (no carry-over between calls)
+    sched.set_timesteps(18)
+    assert sched.temperatures[0] == pytest.approx(17 / 18)
+
+
+# ---------------------------------------------------------------------------------------------------- pipeline
+def test_prefix_cache_gives_the_same_tokens(bundle):
+    pipe = bundle.pipeline()
+    kw = dict(num_inference_steps=6, output_type="tokens", return_trajectory=True)
+    fast = pipe(PROMPTS, generator=torch.Generator().manual_seed(0), use_prefix_cache=True, **kw)
+    plain = pipe(PROMPTS, generator=torch.Generator().manual_seed(0), use_prefix_cache=False, **kw)
+    assert torch.equal(fast.tokens, plain.tokens)
+    for a, b in zip(fast.trajectory, plain.trajectory):
+        assert torch.equal(a.predicted_tokens, b.predicted_tokens)
+
+
+def test_per_image_generators_do_not_depend_on_batch(bundle):
+    pipe = bundle.pipeline()
+    batch = pipe(PROMPTS, generator=gens(range(4)), num_inference_steps=6, output_type="tokens")
+    for i, prompt in enumerate(PROMPTS):
+        single = pipe([prompt], generator=gens([i]), num_inference_steps=6, output_type="tokens")
+        assert torch.equal(single.tokens[0], batch.tokens[i])
+    assert len({tuple(t.tolist()) for t in batch.tokens}) == 4
+
+
+def test_prompt_changes_the_image(bundle):
+    pipe = bundle.pipeline()
+    a = pipe(["a red circle"], generator=gens([1]), num_inference_steps=6, output_type="tokens").tokens
+    b = pipe(["a blue square"], generator=gens([1]), num_inference_steps=6, output_type="tokens").tokens
+    assert not torch.equal(a, b)
+
+
+def test_trajectory_and_decoding(bundle):
+    pipe = bundle.pipeline()
+    steps = 5
+    out = pipe(PROMPTS[:2], generator=gens([0, 1]), num_inference_steps=steps, return_trajectory=True)
+    assert len(out.trajectory) == steps and len(out.images) == 2
+    assert out.images[0].size == (16, 16) and out.images[0].mode == "RGB"
+    first = out.trajectory[0].input_tokens
+    assert (first == bundle.layout.mask_id).all()
+    masked = [int((r.input_tokens == bundle.layout.mask_id).sum()) for r in out.trajectory]
+    assert masked == sorted(masked, reverse=True)
+    assert torch.equal(out.trajectory[-1].predicted_tokens, out.tokens)
+    assert (out.tokens < bundle.layout.codebook_size).all()
+    predicted = pipe.decode(out.trajectory[1].predicted_tokens, "pt")
+    assert predicted.shape == (2, 3, 16, 16) and 0 <= float(predicted.min()) <= float(predicted.max()) <= 1
+    assert out.forward_passes == 2 * steps
+
+
+def test_select_prunes_and_branches(bundle):
+    pipe = bundle.pipeline()
+    state = pipe.prepare(PROMPTS, generator=gens(range(4)), num_inference_steps=4)
+    pipe.step(state)
+    state.select([2, 2, 0])
+    assert state.prompts == [PROMPTS[2], PROMPTS[2], PROMPTS[0]]
+    assert state.generator[0] is not state.generator[1]
+    while not state.done:
+        pipe.step(state)
+    assert state.final_tokens.shape == (3, bundle.layout.num_image_tokens)
+    assert torch.equal(state.final_tokens[0], state.final_tokens[1])  # same state, cloned generator
+    assert state.forward_passes == 4 + 3 * 3
+
+
+def test_bundle_roundtrip(bundle, tmp_path):
+    bundle.save_pretrained(tmp_path)
+    loaded = load_bundle(tmp_path)
+    out_a = bundle.pipeline()(PROMPTS, generator=gens(range(4)), num_inference_steps=4, output_type="tokens")
+    out_b = loaded.pipeline()(PROMPTS, generator=gens(range(4)), num_inference_steps=4, output_type="tokens")
+    assert torch.equal(out_a.tokens, out_b.tokens)
+
+
+# ---------------------------------------------------------------------------------------------------- training loss
+def test_masking_follows_the_cosine_schedule():
+    lay = TokenLayout(llm_vocab_size=20, codebook_size=64, num_image_tokens=64, max_seq_length=8, bos_id=0, eos_id=0)
+    codes = torch.randint(0, 64, (2000, 64), generator=torch.Generator().manual_seed(0))
+    ids, labels = mask_image_tokens(codes, lay, torch.Generator().manual_seed(1))
+    masked = ids == lay.mask_id
+    assert torch.equal(masked, labels != IGNORE_INDEX)
+    assert torch.equal(labels[masked], codes[masked] + lay.image_offset)
+    assert torch.equal(ids[~masked], codes[~masked] + lay.image_offset)
+    assert int(masked.sum(1).min()) >= 1
+    # E[cos(pi t / 2)] = 2 / pi for t ~ U(0, 1)
+    assert float(masked.float().mean()) == pytest.approx(2 / math.pi, abs=0.02)
+
+
+def test_t2i_loss_is_unshifted_cross_entropy(bundle):
+    lay = bundle.layout
+    prompt_ids = T2IPrompting(bundle.tokenizer, lay).tokenize(PROMPTS)
+    codes = torch.randint(0, lay.codebook_size, (4, lay.num_image_tokens), generator=torch.Generator().manual_seed(0))
+    batch = build_t2i_batch(prompt_ids, codes, lay, torch.Generator().manual_seed(0), cond_dropout_prob=0.0)
+    logits = bundle.model(batch["input_ids"], batch["attention_mask"]).logits
+    loss = t2i_loss(logits, batch["labels"], lay)
+    labels = batch["labels"]
+    pos = (labels != IGNORE_INDEX).nonzero().tolist()
+    assert all(p >= lay.text_len for _, p in pos)
+    manual = torch.stack([-logits[b, p].log_softmax(-1)[labels[b, p]] for b, p in pos]).mean()
+    assert loss.item() == pytest.approx(manual.item(), rel=1e-5)
+    assert (labels[:, lay.soi_pos] == lay.soi_id).all() and (labels[:, -1] == lay.eoi_id).all()
+    loss.backward()
+    assert bundle.model.showo.model.embed_tokens.weight.grad is not None
+    bundle.model.zero_grad(set_to_none=True)
+
+
+def test_prompt_dropout_uses_the_empty_prompt(bundle):
+    lay = bundle.layout
+    prompt_ids = T2IPrompting(bundle.tokenizer, lay).tokenize(PROMPTS[:2])
+    codes = torch.zeros(2, lay.num_image_tokens, dtype=torch.long)
+    batch = build_t2i_batch(prompt_ids, codes, lay, torch.Generator().manual_seed(0), cond_dropout_prob=1.0)
+    uncond = T2IPrompting(bundle.tokenizer, lay).unconditional(2)
+    assert torch.equal(batch["input_ids"][:, : lay.text_len], uncond[:, : lay.text_len])
