@@ -1,0 +1,306 @@
+"""The LMM yes/no judge: LLaVA-OneVision asked a yes/no question about an image (paper §3, reference §3 and §17).
+
+Scoring primitive: render the ``qwen_1_5`` conversation, run **one forward pass**, read the logits of the first
+answer token and report
+
+* ``p_yes`` — softmax over the **full vocabulary**, summed over the token ids of the configured "yes" variants
+  (default ``yes`` and ``Yes``: the released code reads lowercase ``yes`` only, while the paper's training data
+  answers ``Yes``; summing both makes the score robust to either casing). This is the score;
+* ``p_no`` — the same for the "no" variants;
+* ``p_yes_norm`` — ``p_yes / (p_yes + p_no)``, the yes-vs-no normalised variant;
+* ``answer_yes`` / ``answer_no`` — the decision. ``mode="prob"`` (default, deterministic) answers yes iff
+  ``p_yes > p_no`` (fix of bug #5). ``mode="sample"`` reproduces the released behaviour: the first token is
+  sampled at temperature 1 (from the plain softmax; the released code's generation config may add a top-k,
+  bug #6) with a ``torch.Generator``; an answer that is neither yes nor no sets both decisions to 0.
+
+Batches are left-padded with position ids taken from the attention mask, so a batch equals its singletons.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
+
+from reward_models.base import (
+    Conversation,
+    JudgeCost,
+    JudgeOutput,
+    TextOutput,
+    concat_outputs,
+    validate_images,
+    validate_judge_inputs,
+    validate_step,
+)
+from reward_models.questions import ORM_QUESTION, render_question
+from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
+
+__all__ = ["LMMYesNoJudge", "check_judge_directory", "user_turn"]
+
+_MODES = ("prob", "sample")
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def check_judge_directory(model_dir: str | Path) -> Path:
+    """Raise ``FileNotFoundError`` naming the first missing file of a local HF LLaVA-OneVision directory."""
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"judge directory not found: {path} (judges load local directories only)")
+    required = {
+        "config.json": ["config.json"],
+        "safetensors weights": ["model.safetensors", "model.safetensors.index.json"],
+        "tokenizer": ["tokenizer.json", "tokenizer_config.json"],
+        "processor config": ["processor_config.json", "preprocessor_config.json"],
+    }
+    for what, names in required.items():
+        if not any((path / name).is_file() for name in names):
+            raise FileNotFoundError(f"judge directory {path} has no {what}: expected one of {names}")
+    return path
+
+
+def user_turn(template: str, prompt: str, image_token: str | None) -> dict[str, str]:
+    """A user message from a question template; ``image_token=None`` makes it text-only."""
+    return {"role": "user", "content": render_question(template, prompt, image_token)}
+
+
+class LMMYesNoJudge:
+    """LLaVA-OneVision yes/no judge loaded from a local HF directory.
+
+    Implements :class:`~reward_models.base.YesNoJudge` (``ask``, ``generate_text``), and with its own
+    ``question_template`` also :class:`~reward_models.base.OutcomeJudge` and
+    :class:`~reward_models.base.ProcessJudge`.
+
+    Args:
+        model_dir: local directory in transformers' llava-onevision format (see ``check_judge_directory``).
+        dtype: torch dtype name of the weights, e.g. ``"float32"``, ``"bfloat16"`` (fp16 in the released code).
+        device: where the model runs.
+        question_template: question used by ``score`` / ``score_steps`` (default: the ORM question, §4.1).
+        batch_size: conversations per forward pass.
+        mode: ``"prob"`` (deterministic decisions) or ``"sample"`` (released behaviour, needs a generator).
+        yes_words, no_words: answer variants whose single-token probabilities are summed.
+        seed: seed of the judge's own generator, used in ``"sample"`` mode when no generator is passed.
+        max_new_tokens: default length of ``generate_text``.
+        chat_template: Jinja chat template; ``None`` uses the one saved with the processor.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        dtype: str = "float32",
+        device: str = "cpu",
+        question_template: str | None = None,
+        batch_size: int = 8,
+        mode: str = "prob",
+        yes_words: Sequence[str] = ("yes", "Yes"),
+        no_words: Sequence[str] = ("no", "No"),
+        seed: int = 0,
+        max_new_tokens: int = 128,
+        chat_template: str | None = QWEN_1_5_CHAT_TEMPLATE,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"LMMYesNoJudge.mode must be one of {_MODES}, got {mode!r}")
+        if batch_size < 1:
+            raise ValueError(f"LMMYesNoJudge.batch_size must be >= 1, got {batch_size}")
+        torch_dtype = getattr(torch, str(dtype), None)
+        if not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"LMMYesNoJudge.dtype {dtype!r} is not a torch dtype name")
+        self.model_dir = check_judge_directory(model_dir)
+        self.processor = LlavaOnevisionProcessor.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+            self.model_dir, dtype=torch_dtype, local_files_only=True, use_safetensors=True
+        ).to(device)
+        self.model.eval()
+        self.device = torch.device(device)
+        self.question_template = ORM_QUESTION if question_template is None else question_template
+        self.batch_size = batch_size
+        self.mode = mode
+        self.max_new_tokens = max_new_tokens
+        self.chat_template = chat_template
+        self.image_token = self.processor.image_token
+        self.tokenizer = self.processor.tokenizer
+        # Left padding puts every first answer position at index -1, so one logits slice serves the batch.
+        self.tokenizer.padding_side = "left"
+        self.yes_ids = self._single_token_ids(yes_words, "yes_words")
+        self.no_ids = self._single_token_ids(no_words, "no_words")
+        if set(self.yes_ids) & set(self.no_ids):
+            raise ValueError(f"yes_words {list(yes_words)} and no_words {list(no_words)} share a token id")
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def _single_token_ids(self, words: Sequence[str], field_name: str) -> list[int]:
+        if isinstance(words, str) or len(words) == 0:
+            raise ValueError(f"LMMYesNoJudge.{field_name} must be a non-empty list of words, got {words!r}")
+        ids = []
+        for word in words:
+            tokens = self.tokenizer.encode(word, add_special_tokens=False)
+            if len(tokens) != 1:
+                raise ValueError(
+                    f"LMMYesNoJudge.{field_name}: {word!r} is {len(tokens)} tokens in {self.model_dir}; "
+                    "answer variants must be single tokens"
+                )
+            ids.append(tokens[0])
+        return sorted(set(ids))
+
+    # ---------------------------------------------------------------- OutcomeJudge / ProcessJudge
+    def score(
+        self,
+        prompts: Sequence[str],
+        images: Sequence[Image.Image],
+        *,
+        question_template: str | None = None,
+        generator: Generators = None,
+    ) -> JudgeOutput:
+        """P("yes") of ``question_template`` (default: this judge's) for each ``(prompt, image)``; scores ``[B]``."""
+        validate_judge_inputs(prompts, images)
+        template = self.question_template if question_template is None else question_template
+        conversations = [[user_turn(template, p, self.image_token)] for p in prompts]
+        return self.ask(conversations, images, generator=generator)
+
+    def score_steps(
+        self, prompts: Sequence[str], step_images: Sequence[Image.Image], step: int, num_steps: int
+    ) -> JudgeOutput:
+        """Score intermediate predicted images with this judge's question (the step does not enter the question)."""
+        validate_step(step, num_steps)
+        validate_judge_inputs(prompts, step_images, images_name="step_images")
+        return self.score(prompts, step_images)
+
+    # ---------------------------------------------------------------- YesNoJudge
+    def render(self, conversation: Conversation) -> str:
+        """The chat-template text of one conversation, ending with the assistant's generation prompt."""
+        text = self.processor.apply_chat_template(
+            [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in conversation],
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        if text.count(self.image_token) != 1:
+            raise ValueError(
+                f"a judge conversation must hold exactly one {self.image_token!r} placeholder, found "
+                f"{text.count(self.image_token)} in: {text!r}"
+            )
+        return text
+
+    def build_inputs(self, conversations: Sequence[Conversation], images: Sequence[Image.Image]) -> dict:
+        """Processor outputs (``input_ids`` ``[B, L]`` left-padded, ``pixel_values``, ...) plus ``position_ids``."""
+        texts = [self.render(c) for c in conversations]
+        batch = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        # Positions count real tokens only, so left padding does not shift RoPE phases (batch == singletons).
+        batch["position_ids"] = (batch["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+        return batch
+
+    @torch.inference_mode()
+    def first_token_logits(self, conversations: Sequence[Conversation], images: Sequence[Image.Image]) -> torch.Tensor:
+        """Float32 logits ``[B, V]`` of the first answer token, on the CPU."""
+        batch = self.build_inputs(conversations, images)
+        out = self.model(**batch, logits_to_keep=1, use_cache=False)
+        return out.logits[:, -1, :].float().cpu()
+
+    def ask(
+        self,
+        conversations: Sequence[Conversation],
+        images: Sequence[Image.Image],
+        *,
+        generator: Generators = None,
+    ) -> JudgeOutput:
+        """Yes/no judgment of each conversation about its image; ``scores`` = ``p_yes`` ``[B]``.
+
+        ``generator`` (one, or one per conversation) drives the sampled answers of ``mode="sample"``; it is unused in
+        ``mode="prob"``. ``texts`` holds the sampled answer tokens in sample mode, ``None`` otherwise.
+        """
+        if len(conversations) == 0:
+            raise ValueError("conversations is empty: a judge needs at least one (conversation, image) pair")
+        if len(conversations) != len(images):
+            raise ValueError(f"len(conversations)={len(conversations)} != len(images)={len(images)}")
+        validate_images(images)
+        generators = self._generators(generator, len(conversations))
+        outputs = []
+        starts = range(0, len(conversations), self.batch_size)
+        for start in tqdm(starts, desc="judge", disable=len(starts) < 4, leave=False):
+            end = start + self.batch_size
+            logits = self.first_token_logits(conversations[start:end], images[start:end])
+            outputs.append(self._judge_logits(logits, generators[start:end] if generators else None))
+        return concat_outputs(outputs)
+
+    def _judge_logits(self, logits: torch.Tensor, generators: list[torch.Generator] | None) -> JudgeOutput:
+        """Turn first-token logits ``[B, V]`` into probabilities and decisions."""
+        probs = torch.softmax(logits, dim=-1)
+        p_yes = probs[:, self.yes_ids].sum(-1)
+        p_no = probs[:, self.no_ids].sum(-1)
+        p_yes_norm = p_yes / (p_yes + p_no).clamp_min(torch.finfo(probs.dtype).tiny)
+        texts = None
+        if generators is None:
+            answer_yes = (p_yes > p_no).float()
+            answer_no = 1.0 - answer_yes
+        else:
+            # One draw per row with that row's generator, so a batch equals its singletons.
+            tokens = [int(torch.multinomial(row, 1, generator=g)) for row, g in zip(probs, generators)]
+            answer_yes = torch.tensor([float(t in self.yes_ids) for t in tokens])
+            answer_no = torch.tensor([float(t in self.no_ids) for t in tokens])
+            texts = [self.tokenizer.decode([t]) for t in tokens]
+        batch = logits.shape[0]
+        return JudgeOutput(
+            scores=p_yes,
+            components={
+                "p_yes": p_yes,
+                "p_no": p_no,
+                "p_yes_norm": p_yes_norm,
+                "answer_yes": answer_yes,
+                "answer_no": answer_no,
+            },
+            texts=texts,
+            cost=JudgeCost(forward_passes=batch, images_scored=batch),
+        )
+
+    def _generators(self, generator: Generators, count: int) -> list[torch.Generator] | None:
+        if self.mode == "prob":
+            return None
+        if generator is None:
+            return [self._generator] * count
+        if isinstance(generator, torch.Generator):
+            return [generator] * count
+        if len(generator) != count:
+            raise ValueError(f"got {len(generator)} generators for {count} conversations")
+        return list(generator)
+
+    @torch.inference_mode()
+    def generate_text(
+        self,
+        conversations: Sequence[Conversation],
+        images: Sequence[Image.Image],
+        *,
+        max_new_tokens: int | None = None,
+    ) -> TextOutput:
+        """Greedy answers (explanations); the cost counts generated tokens up to and including end-of-turn."""
+        if len(conversations) == 0 or len(conversations) != len(images):
+            raise ValueError(f"need as many conversations as images (>0), got {len(conversations)}, {len(images)}")
+        validate_images(images)
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        texts: list[str] = []
+        cost = JudgeCost()
+        for start in range(0, len(conversations), self.batch_size):
+            end = start + self.batch_size
+            batch = self.build_inputs(conversations[start:end], images[start:end])
+            batch.pop("position_ids")  # generate derives positions from the attention mask itself
+            prompt_len = batch["input_ids"].shape[1]
+            out = self.model.generate(
+                **batch,
+                do_sample=False,
+                max_new_tokens=limit,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+            for row in out[:, prompt_len:].tolist():
+                length = _length_to_eos(row, self.tokenizer.eos_token_id, limit)
+                texts.append(self.tokenizer.decode(row[:length], skip_special_tokens=True).strip())
+                cost = cost + JudgeCost(forward_passes=1, generated_tokens=length, images_scored=1)
+        return TextOutput(texts=texts, cost=cost)
+
+
+def _length_to_eos(row: list[int], eos_id: int, limit: int) -> int:
+    """Generated tokens up to and including the first end-of-turn token (padding after it is not counted)."""
+    return row.index(eos_id) + 1 if eos_id in row else min(len(row), limit)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Evaluate a GenEval image folder with the official recipe (configs/eval/geneval.yaml).
+#   bash scripts/geneval/evaluate.sh IMAGE_DIR [OUT_DIR] [hydra overrides...]
+# Weights: set IMAGECOT_CKPTS (default ckpts/) holding mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth and
+# open_clip_vit_l14_openai.safetensors, or pass detector.checkpoint=... eval.color_classifier.checkpoint=...
+set -euo pipefail
+if [[ $# -lt 1 ]]; then
+  echo "usage: $0 IMAGE_DIR [OUT_DIR] [overrides...]" >&2
+  exit 2
+fi
+IMAGE_DIR=$1
+OUT_DIR=${2:-runs/eval_geneval/$(basename "$IMAGE_DIR")}
+shift $(( $# >= 2 ? 2 : 1 ))
+CKPTS=${IMAGECOT_CKPTS:-ckpts}
+exec python "$(dirname "$0")/../eval_geneval.py" \
+  image_dir="$IMAGE_DIR" \
+  hydra.run.dir="$OUT_DIR" \
+  name="$(basename "$IMAGE_DIR")" \
+  detector.checkpoint="$CKPTS/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth" \
+  eval.color_classifier.checkpoint="$CKPTS/open_clip_vit_l14_openai.safetensors" \
+  "$@"
