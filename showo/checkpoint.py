@@ -71,33 +71,54 @@ def resolve_phi_config(directory: Path, llm_model_path: str, phi_config: Optiona
     )
 
 
-def load_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    st, bin_ = directory / WEIGHTS_SAFETENSORS, directory / WEIGHTS_BIN
-    if st.is_file():
-        return load_file(str(st))
-    if bin_.is_file():
-        state = torch.load(bin_, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
-    raise FileNotFoundError(f"no {WEIGHTS_SAFETENSORS} or {WEIGHTS_BIN} in {directory}")
+def read_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A flat state dict from ``.safetensors`` or ``.bin`` (``torch.load(weights_only=True)``, never pickled code)."""
+    if path.suffix == ".safetensors":
+        return load_file(str(path), device=str(device))
+    state = torch.load(path, map_location=device, weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a flat state dict of tensors")
+    return state
 
 
-def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model``; any missing/unexpected key or shape mismatch is an error naming them."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+def find_weights(directory: Path, what: str) -> Path:
+    """``pytorch_model.safetensors`` (or ``.bin``) in ``directory``; ``FileNotFoundError`` naming what is missing."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{what} checkpoint directory not found: {directory}")
+    for name in (WEIGHTS_SAFETENSORS, WEIGHTS_BIN):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"no {what} weights in {directory}: expected {directory / WEIGHTS_SAFETENSORS} (or {WEIGHTS_BIN})")
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict loading check: a ``ValueError`` listing missing keys, unexpected keys and shape mismatches."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    wrong = [f"{k}: file {list(found[k])} vs model {list(expected[k])}"
+             for k in sorted(set(expected) & set(found)) if found[k] != expected[k]]
     problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-    if wrong:
-        problems.append(f"wrong shapes ({len(wrong)}): {'; '.join(wrong[:20])}")
+    for label, items in (("missing keys", sorted(set(expected) - set(found))),
+                         ("unexpected keys", sorted(set(found) - set(expected))), ("shape mismatches", wrong)):
+        if items:
+            shown = ", ".join(items[:20]) + (f", ... ({len(items)} in all)" if len(items) > 20 else "")
+            problems.append(f"{label}: {shown}")
     if problems:
-        raise ValueError(f"checkpoint {source} does not match the model: " + " | ".join(problems))
-    model.load_state_dict(state, strict=True)
+        raise ValueError(f"{source} does not match the {type(model).__name__} built from its config: " + "; ".join(problems))
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors, written to a temporary file and moved into place."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def from_pretrained(
@@ -115,7 +136,7 @@ def from_pretrained(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"Show-o checkpoint directory {directory} not found")
+        raise FileNotFoundError(f"Show-o checkpoint directory not found: {directory}")
     config = read_json(directory / "config.json")
     for key in ("vocab_size", "llm_vocab_size"):
         if key not in config:
@@ -124,7 +145,10 @@ def from_pretrained(
     phi = resolve_phi_config(directory, config.get("llm_model_path", "microsoft/phi-1_5"), phi_config)
     model_cfg = ShowoConfig.from_phi_config(phi, vocab_size=layout.vocab_size, w_clip_vit=bool(config.get("w_clip_vit", False)))
     model = ShowoModel(model_cfg)
-    load_strict(model, load_state_dict(directory), str(directory))
+    weights = find_weights(directory, "Show-o")
+    state = read_weights(weights)
+    check_state_dict(model, state, str(weights))
+    model.load_state_dict(state, strict=True)
     if dtype is not None:
         model.to(dtype)
     if device is not None:
@@ -148,11 +172,7 @@ def save_pretrained(model: ShowoModel, layout: TokenLayout, directory: PathLike)
         "load_from_showo": True,
         **layout.to_config(),
     }
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_SAFETENSORS}.")
-    os.close(fd)
-    save_file(state, tmp, metadata={"format": "pt"})
-    os.replace(tmp, directory / WEIGHTS_SAFETENSORS)
+    save_weights({k: v.float() for k, v in model.state_dict().items()}, directory / WEIGHTS_SAFETENSORS)
     atomic_write_text(directory / "phi_config" / "config.json", json.dumps(model.config.to_phi_config(), indent=2))
     atomic_write_text(directory / "config.json", json.dumps(config, indent=2, sort_keys=True))
     return directory

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision import transforms
 
+from showo.checkpoint import (WEIGHTS_BIN, WEIGHTS_SAFETENSORS, atomic_write_text, check_state_dict, find_weights,
+                              read_weights, save_weights)
 from showo.magvit_blocks import Decoder, Encoder, LFQuantizer, lfq_commitment_loss, lfq_entropy_loss
 
-WEIGHTS_NAME = "pytorch_model.safetensors"
-WEIGHTS_NAME_BIN = "pytorch_model.bin"
+WEIGHTS_NAME, WEIGHTS_NAME_BIN = WEIGHTS_SAFETENSORS, WEIGHTS_BIN
 CONFIG_NAME = "config.json"  # diffusers-style file of the official checkpoint; holds no constructor values
 IMAGECOT_CONFIG_NAME = "magvit_config.json"  # every MagvitConfig field, written by save_pretrained
 OFFICIAL_CLASS_NAMES = ("MAGVITv2", "MAGViTv2")  # the HF config says MAGVITv2; the Python class is MAGViTv2
@@ -238,9 +238,9 @@ class MAGVITv2(nn.Module):
         mismatches raise ``ValueError`` naming the keys, shapes and file.
         """
         directory = Path(directory)
-        weights_path = _find_weights(directory)
+        weights_path = find_weights(directory, "MAGVIT-v2")
         _check_official_config(directory / CONFIG_NAME)
-        state_dict = _read_state_dict(weights_path, device)
+        state_dict = read_weights(weights_path, device)
         if config is None:
             own = directory / IMAGECOT_CONFIG_NAME
             if own.is_file():
@@ -262,30 +262,9 @@ class MAGVITv2(nn.Module):
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(OFFICIAL_CONFIG, indent=2) + "\n"))
-        own = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        _atomic_write(directory / IMAGECOT_CONFIG_NAME, lambda p: p.write_text(own))
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _find_weights(directory: Path) -> Path:
-    if not directory.is_dir():
-        raise FileNotFoundError(f"MAGVIT-v2 checkpoint directory not found: {directory}")
-    for name in (WEIGHTS_NAME, WEIGHTS_NAME_BIN):
-        if (directory / name).is_file():
-            return directory / name
-    raise FileNotFoundError(f"no MAGVIT-v2 weights in {directory}: expected {directory / WEIGHTS_NAME} "
-                            f"(or {WEIGHTS_NAME_BIN})")
+        save_weights(self.state_dict(), directory / WEIGHTS_NAME)
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(OFFICIAL_CONFIG, indent=2) + "\n")
+        atomic_write_text(directory / IMAGECOT_CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2) + "\n")
 
 
 def _check_official_config(path: Path) -> None:
@@ -300,32 +279,6 @@ def _check_official_config(path: Path) -> None:
     if name is not None and name not in OFFICIAL_CLASS_NAMES:
         raise ValueError(f"{path}: _class_name={name!r} is not a MAGVIT-v2 checkpoint (expected one of "
                          f"{list(OFFICIAL_CLASS_NAMES)})")
-
-
-def _read_state_dict(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(str(path), device=str(device))
-    state = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a flat state dict of tensors")
-    return state
-
-
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise ``ValueError`` listing missing keys, unexpected keys and shape mismatches (strict loading)."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state_dict.items()}
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = [f"{k}: file {list(found[k])} vs model {list(expected[k])}"
-             for k in sorted(set(expected) & set(found)) if found[k] != expected[k]]
-    problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
-        if items:
-            shown = ", ".join(items[:20]) + (f", ... ({len(items)} in all)" if len(items) > 20 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise ValueError(f"{source} does not match the MAGVIT-v2 structure of the config: " + "; ".join(problems))
 
 
 def _count_indexed(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:

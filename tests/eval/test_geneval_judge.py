@@ -7,9 +7,7 @@ order, about detections whose box, score and mask equal the rows the official co
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +15,8 @@ from PIL import Image
 
 from eval.geneval.judge import JudgeOptions, box_iou, judge_image, keep_detections, relative_position
 from eval.geneval.types import ClassDetections, ImageDetections
+from tests.helpers import require_shared
 
-SHARED = Path(os.environ.get("IMAGECOT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
-
-
-def require_shared(*parts):
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared data not found: {p} (set IMAGECOT_SHARED)")
-    return p
 
 
 def build_mask(encoding: dict, width: int, height: int) -> np.ndarray:

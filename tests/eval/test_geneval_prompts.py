@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from eval.geneval.prompts import COCO_CLASSES, MetadataError, default_metadata_path, load_class_names, load_prompts, parse_metadata
+from tests.helpers import require_shared
 
-SHARED = Path(os.environ.get("IMAGECOT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
-
-
-def require_shared(*parts):
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared data not found: {p} (set IMAGECOT_SHARED)")
-    return p
 
 
 def test_official_metadata_loads_with_reference_counts():

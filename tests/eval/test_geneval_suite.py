@@ -1,21 +1,12 @@
 """GenEval-style suite generator: official phrasing, schema, proportions, seeding and prompt-disjoint splits."""
 import collections
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from eval.geneval import suite as gs
+from tests.helpers import require_shared
 
-SHARED = Path(os.environ.get("IMAGECOT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
-
-
-def require_shared(*parts):
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared data not found: {p} (set IMAGECOT_SHARED)")
-    return p
 
 
 def official_lines():

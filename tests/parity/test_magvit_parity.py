@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from showo.magvit import MAGVITv2, MagvitConfig
+from tests.helpers import SHARED, require_shared
 
-SHARED = Path(os.environ.get("IMAGECOT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
-
-
-def require_shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not found: {path} (set IMAGECOT_SHARED)")
-    return path
 
 
 def _manifest() -> dict:

@@ -73,14 +73,14 @@ def _broken_checkpoint(bundle, tmp_path, edit):
 
 def test_missing_key_is_named(bundle, tmp_path):
     path = _broken_checkpoint(bundle, tmp_path, lambda s: s.pop("showo.model.layers.1.mlp.fc2.bias"))
-    with pytest.raises(ValueError, match=r"missing keys \(1\): showo.model.layers.1.mlp.fc2.bias"):
+    with pytest.raises(ValueError, match=r"missing keys: showo.model.layers.1.mlp.fc2.bias"):
         from_pretrained(path)
 
 
 def test_wrong_shape_is_named(bundle, tmp_path):
     def edit(state):
         state["showo.model.final_layernorm.weight"] = torch.ones(7)
-    with pytest.raises(ValueError, match=r"showo.model.final_layernorm.weight: file \(7,\) vs model \(64,\)"):
+    with pytest.raises(ValueError, match=r"showo.model.final_layernorm.weight: file \[7\] vs model \[64\]"):
         from_pretrained(_broken_checkpoint(bundle, tmp_path, edit))
 
 

@@ -1,0 +1,146 @@
+"""Recipe: fine-tune a LLaVA-OneVision judge (ORM / PARM / PARM++) on yes/no conversations (imagegen_cot.md §4.2,
+§6.5, §7), with accelerate; full fine-tune or LoRA (peft).
+
+    python scripts/train_judge.py model_dir=ckpts/hf/llava-onevision-qwen2-7b-ov judge_data=orm
+    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml scripts/train_judge.py judge_data=parm \
+        mixed_precision=bf16 device=cuda
+
+Reads top to bottom: config -> parts -> explicit loop -> save. The loss is the cross-entropy of the assistant tokens
+only (``reward_models.training.answer_token_loss``). Batches are drawn from (seed, step, micro-step, rank) and the
+model / optimizer / schedule / RNG come back from the accelerate checkpoint, so a killed run restarted with the same
+command resumes at its last checkpoint and reproduces the uninterrupted run's losses.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import hydra
+import torch
+from accelerate import Accelerator
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from peft import get_peft_model
+from tqdm import tqdm
+from transformers import (LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor,
+                          get_cosine_schedule_with_warmup)
+
+from reward_models.lmm_judge import check_judge_directory
+from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
+from reward_models.training import JudgeCollator, answer_token_loss, parameter_groups
+from showo.recipe_utils import MetricsLogger, latest_checkpoint, save_checkpoint, shard_indices, write_run_config
+
+
+@hydra.main(config_path="../configs", config_name="train_judge", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(cfg.output_dir)
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    if accelerator.is_main_process:
+        write_run_config(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    torch.manual_seed(cfg.seed)  # LoRA adapters are initialised randomly
+
+    # ---- parts
+    model, processor = build_judge(cfg)
+    groups = parameter_groups(
+        model, lr=cfg.optim.lr, vision_lr=cfg.optim.vision_lr, weight_decay=cfg.optim.weight_decay,
+        train_vision_tower=cfg.tune.vision_tower, train_projector=cfg.tune.projector,
+        train_language_model=cfg.tune.language_model,
+    )
+    dataset = instantiate(cfg.judge_data)
+    collate = JudgeCollator(processor, chat_template=QWEN_1_5_CHAT_TEMPLATE)
+    accum, world, rank = cfg.gradient_accumulation_steps, accelerator.num_processes, accelerator.process_index
+    per_step = cfg.per_device_batch_size * accum * world
+    max_steps = cfg.max_steps or math.ceil(cfg.epochs * len(dataset) / per_step)
+    optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+    warmup = round(cfg.lr_scheduler.warmup_ratio * max_steps)
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, max_steps)
+    if accelerator.state.deepspeed_plugin is not None:
+        # No DataLoader goes through prepare() (batches come from shard_indices); DeepSpeed still needs this size.
+        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds_config["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(lr_scheduler)
+
+    start = 0
+    found = latest_checkpoint(run_dir)
+    if found is not None:
+        accelerator.load_state(str(found[0]))
+        start = found[1]
+        accelerator.print(f"resumed from {found[0]} (step {start})")
+    logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
+                           OmegaConf.to_container(cfg, resolve=True))
+
+    # ---- loop
+    for step in tqdm(range(start, max_steps), desc="train_judge", initial=start, total=max_steps,
+                     disable=not accelerator.is_main_process, dynamic_ncols=True):
+        total = torch.zeros((), device=accelerator.device)
+        tokens = 0
+        for micro in range(accum):
+            first = step * per_step + (micro * world + rank) * cfg.per_device_batch_size
+            indices = shard_indices(len(dataset), cfg.seed, first, cfg.per_device_batch_size)
+            batch = {k: v.to(accelerator.device) for k, v in collate([dataset[i] for i in indices]).items()}
+            labels = batch.pop("labels")
+            sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                logits = model(**batch, use_cache=False).logits  # [B, L, V]
+                loss, count = answer_token_loss(logits, labels)
+                accelerator.backward(loss / accum)
+            total += loss.detach() / accum
+            tokens += int(count)
+        grad_norm = None
+        if cfg.optim.max_grad_norm is not None:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss_value = accelerator.reduce(total, reduction="mean").item()
+        if (step + 1) % cfg.log_every == 0:
+            metrics = {"train/loss": loss_value, "train/lr": lr_scheduler.get_last_lr()[0],
+                       "train/answer_tokens": tokens}
+            if grad_norm is not None:
+                metrics["train/grad_norm"] = float(grad_norm)
+            logger.log(step + 1, metrics)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == max_steps:
+            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints)
+        if cfg.debug_exit_after_step is not None and step + 1 == cfg.debug_exit_after_step:
+            os._exit(17)  # testing aid: die like a killed process, no cleanup
+
+    # ---- save: a plain transformers judge directory (LoRA merged), loadable by LMMYesNoJudge
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        save_judge(final.merge_and_unload() if cfg.lora is not None else final, processor, run_dir / "final")
+        accelerator.print(f"saved {run_dir / 'final'}")
+    logger.close()
+
+
+def build_judge(cfg: DictConfig):
+    """The judge to train (full model, or wrapped with LoRA adapters) and its processor, from a local directory."""
+    model_dir = check_judge_directory(cfg.model_dir)
+    processor = LlavaOnevisionProcessor.from_pretrained(model_dir, local_files_only=True)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+        model_dir, dtype=getattr(torch, cfg.dtype), local_files_only=True, use_safetensors=True
+    )
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if cfg.lora is not None:
+        model = get_peft_model(model, instantiate(cfg.lora))
+    return model.train(), processor
+
+
+def save_judge(model, processor, target: Path) -> None:
+    """Write weights + processor into a temporary sibling, then swap it in (a crash leaves no half-written judge)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    model.eval().save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+if __name__ == "__main__":
+    main()
