@@ -32,7 +32,7 @@ from transformers import (LlavaOnevisionForConditionalGeneration, LlavaOnevision
 from reward_models.lmm_judge import check_judge_directory
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 from reward_models.training import JudgeCollator, answer_token_loss, parameter_groups
-from showo.recipe_utils import MetricsLogger, latest_checkpoint, save_checkpoint, shard_indices, write_run_config
+from showo.recipe_utils import MetricsLogger, resume, save_checkpoint, shard_indices, write_run_config
 
 
 @hydra.main(config_path="../configs", config_name="train_judge", version_base="1.3")
@@ -65,12 +65,7 @@ def main(cfg: DictConfig) -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
 
-    start = 0
-    found = latest_checkpoint(run_dir)
-    if found is not None:
-        accelerator.load_state(str(found[0]))
-        start = found[1]
-        accelerator.print(f"resumed from {found[0]} (step {start})")
+    start = resume(accelerator, run_dir)
     logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
                            OmegaConf.to_container(cfg, resolve=True))
 

@@ -24,7 +24,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from showo.factory import ShowoBundle
 from showo.loss import t2i_loss
-from showo.recipe_utils import (MetricsLogger, decay_groups, derived_seed, latest_checkpoint, save_checkpoint,
+from showo.recipe_utils import (MetricsLogger, decay_groups, derived_seed, resume, save_checkpoint,
                                 shard_indices, write_run_config)
 
 
@@ -47,12 +47,7 @@ def main(cfg: DictConfig) -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
 
-    start = 0
-    found = latest_checkpoint(run_dir)
-    if found is not None:
-        accelerator.load_state(str(found[0]))
-        start = found[1]
-        accelerator.print(f"resumed from {found[0]} (step {start})")
+    start = resume(accelerator, run_dir)
     logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
                            OmegaConf.to_container(cfg, resolve=True))
 

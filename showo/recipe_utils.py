@@ -99,6 +99,16 @@ def latest_checkpoint(run_dir: Path) -> Optional[tuple[Path, int]]:
     return path, step
 
 
+def resume(accelerator, run_dir: Path) -> int:
+    """Load the newest complete checkpoint of ``run_dir`` into the accelerate state; the step to continue from."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        return 0
+    accelerator.load_state(str(found[0]))
+    accelerator.print(f"resumed from {found[0]} (step {found[1]})")
+    return found[1]
+
+
 def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, extra: Optional[dict] = None) -> Path:
     """accelerate state (model, optimizer, registered objects, RNG) + progress file; keeps the last ``keep``."""
     path = Path(run_dir) / "checkpoints" / f"step_{step:06d}"
