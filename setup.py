@@ -21,7 +21,11 @@ setup(
     install_requires=REQUIREMENTS,
     extras_require={
         # The official GenEval detector backend (optional; needs a compiled mmcv, see README).
-        "mmdet": ["mmdet>=2.25,<3.4", "mmcv-full>=1.7"],
+        # GenEval's official detector backend (optional): mmcv-full 1.7.x must be compiled for your GPU, see
+        # docs/geneval_detector.md. The default detector is the pure-PyTorch port, which needs none of this.
+        "mmdet": ["openmim", "mmdet>=2.28.2,<3"],
+        # only for configs/accelerate/deepspeed_zero{2,3}.yaml
+        "deepspeed": ["deepspeed"],
         "dev": ["pytest>=8.0"],
     },
 )

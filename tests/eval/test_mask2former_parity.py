@@ -19,10 +19,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from eval.geneval.m2f_processing import group_by_class, instance_postprocess, preprocess_mmdet2, \
-    preprocess_mmdet3, resize_mask_logits
-from eval.geneval.mask2former import Mask2FormerConfig, load_mask2former
 from eval.geneval.detectors import GENEVAL_CLASS_NAMES
+from eval.geneval.m2f_processing import (
+    group_by_class, instance_postprocess, preprocess_mmdet2, preprocess_mmdet3, resize_mask_logits,
+)
+from eval.geneval.mask2former import Mask2FormerConfig, load_mask2former
 from tests.helpers import SHARED, load_manifest, require_shared
 
 FIXTURE = ("fixtures", "mask2former_tiny")
