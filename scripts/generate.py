@@ -20,22 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from eval.geneval.layout import atomic_write_text, write_prompt_folder
-from eval.geneval.prompts import PromptSpec, load_class_names, load_prompts
+from eval.geneval.prompts import load_prompt_set
 from eval.shapes.render import image_grid
 from showo.scheduler import MaskGITScheduler
 from showo.seeding import generators, image_seed
-
-
-def read_prompt_set(path: str, class_names_path: str | None) -> list[PromptSpec]:
-    """GenEval metadata (validated) or a plain text file with one prompt per line."""
-    path = Path(path)
-    if path.suffix == ".jsonl":
-        names = load_class_names(class_names_path) if class_names_path else None
-        return load_prompts(path, names)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return [PromptSpec(i, "", p, (), (), {"prompt": p}) for i, p in enumerate(lines)]
 
 
 @hydra.main(config_path="../configs", config_name="generate", version_base="1.3")
@@ -46,7 +34,7 @@ def main(cfg: DictConfig) -> None:
     if state.is_main_process:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    specs = read_prompt_set(cfg.prompts, cfg.class_names)
+    specs = load_prompt_set(cfg.prompts, cfg.class_names)
     mine = [s for s in specs if s.index % state.num_processes == state.process_index]
     todo = [s for s in mine if not (images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file()]
 

@@ -157,3 +157,17 @@ def load_prompts(
                 raise MetadataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
             specs.append(parse_metadata(raw, class_names, lineno - 1, f"{path}:{lineno}"))
     return specs
+
+
+def load_prompt_set(path: str | os.PathLike, class_names_path: str | os.PathLike | None = None) -> list[PromptSpec]:
+    """Prompts for generation: GenEval metadata (``.jsonl``, validated) or a text file with one prompt per line.
+
+    Plain prompts get no tag or requirements (``raw = {"prompt": ...}``), so they can be generated but not scored.
+    """
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return load_prompts(path, load_class_names(class_names_path) if class_names_path else None)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file not found: {path}")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [PromptSpec(i, "", p, (), (), {"prompt": p}) for i, p in enumerate(lines)]

@@ -1,0 +1,253 @@
+"""What every search strategy shares: the slot it searches, cost counters, the result, and a lockstep path runner.
+
+A *slot* is one image to produce (prompt ``p``, sample ``s`` of GenEval's four). A strategy draws candidate paths for
+the slot, each with its own generator (:mod:`search.seeds`), drives the Show-o pipeline from outside one step at a time
+(``pipe.prepare`` / ``pipe.step`` / ``state.select``, STYLE.md point 2), asks judges, and returns a
+:class:`SearchResult`: the chosen image, every candidate with its seed and scores, the trace of decisions and what it
+cost. Nothing here reads or writes files; images and tokens travel in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
+
+from reward_models.base import JudgeCost
+from search.seeds import candidate_generators, candidate_seed
+from showo.pipeline import SamplingState, ShowoPipeline
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One image to search for: ``prompt`` is GenEval prompt ``prompt_index``, sample ``sample_index``."""
+
+    prompt: str
+    prompt_index: int = 0
+    sample_index: int = 0
+    seed: int = 0  # base seed of the run
+
+    def candidate_seed(self, candidate_index: int) -> int:
+        return candidate_seed(self.seed, self.prompt_index, self.sample_index, candidate_index)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Show-o sampling settings shared by every path of a search (official 256 px defaults)."""
+
+    guidance_scale: float = 1.75
+    num_inference_steps: int = 18
+
+
+@dataclass
+class CostCounter:
+    """What a search cost. Generator forward passes count image rows per step (CFG = one pass per image, as in
+    :attr:`showo.pipeline.SamplingState.forward_passes`); judge counters add up :class:`JudgeCost`."""
+
+    generator_forward_passes: int = 0
+    judge_calls: int = 0  # judge invocations (one batched ask = one call)
+    judge_forward_passes: int = 0  # per sample, from JudgeCost
+    judge_generated_tokens: int = 0
+    judge_images: int = 0
+    decoded_images: int = 0  # VQ decodes of predicted / final images
+
+    def add_judge(self, cost: JudgeCost, calls: int = 1) -> None:
+        self.judge_calls += calls
+        self.judge_forward_passes += cost.forward_passes
+        self.judge_generated_tokens += cost.generated_tokens
+        self.judge_images += cost.images_scored
+
+    def __iadd__(self, other: "CostCounter") -> "CostCounter":
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Candidate:
+    """One generation path. ``tokens`` is ``None`` for a path stopped before its last step."""
+
+    index: int
+    seed: int
+    parent: Optional[int] = None  # the path it branched from (step-level search)
+    branch_step: Optional[int] = None  # step after which it branched
+    round: int = 0  # 0 = search; r >= 1 = self-correction round r (PARM++)
+    tokens: Optional[torch.Tensor] = None  # [N] final codes
+    score: Optional[float] = None  # final selection score (higher is better)
+    step_scores: dict[int, float] = field(default_factory=dict)  # step (0-based) -> process score
+    stopped_step: Optional[int] = None  # last step decoded before the path was stopped
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.tokens is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tokens"] = None if self.tokens is None else self.tokens.tolist()
+        out["step_scores"] = {str(k): v for k, v in self.step_scores.items()}
+        return out
+
+
+@dataclass
+class TraceEvent:
+    """One decision: ``action`` names it (``"score"``, ``"prune"``, ``"branch"``, ``"select"``, ``"reflect"`` ...),
+    ``step`` is the 0-based decoding step it followed (``None`` after decoding), ``candidates`` the paths concerned."""
+
+    action: str
+    step: Optional[int]
+    candidates: list[int]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    """The outcome of searching one slot."""
+
+    slot: Slot
+    strategy: str
+    chosen: int  # index into ``candidates`` (== candidate.index)
+    candidates: list[Candidate]
+    trace: list[TraceEvent]
+    cost: CostCounter
+    num_steps: int
+    image: Any = None  # the chosen PIL image (None when the pipeline has no VQ model)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. the pool entry of a PoolBuilder run
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """[N] codes of the chosen image."""
+        tokens = self.candidates[self.chosen].tokens
+        if tokens is None:
+            raise RuntimeError(f"chosen candidate {self.chosen} has no final tokens")
+        return tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "slot": asdict(self.slot), "strategy": self.strategy, "chosen": self.chosen, "num_steps": self.num_steps,
+            "candidates": [c.to_json() for c in self.candidates],
+            "trace": [asdict(e) for e in self.trace], "cost": self.cost.as_dict(),
+        }
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Searches one slot by driving ``pipe`` from outside."""
+
+    name: str
+
+    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+        ...
+
+
+def decode_images(pipe: ShowoPipeline, tokens: torch.Tensor, cost: CostCounter) -> list:
+    """[K, N] codes -> K PIL images (counted in ``cost.decoded_images``).
+
+    One image per VQ call: convolution kernels may round differently with the batch size, and a judge must see the
+    same pixels for a candidate whichever other paths are decoded at that step (live search vs stored pool).
+    """
+    cost.decoded_images += tokens.shape[0]
+    return [pipe.decode(t[None], "pil")[0] for t in tokens]
+
+
+def argmax_first(scores: Sequence[float]) -> int:
+    """Index of the first maximum (ties go to the lowest index, as in :meth:`reward_models.parm.Parm.select`)."""
+    if len(scores) == 0:
+        raise ValueError("argmax of an empty score list")
+    return int(torch.argmax(torch.as_tensor(list(scores), dtype=torch.float64)))
+
+
+class PathGroup:
+    """Candidate paths of one slot decoded in lockstep, in chunks of at most ``batch_size`` rows.
+
+    Each row has its own generator, so chunking, pruning (:meth:`keep`) and branching (:meth:`branch`) never change
+    what a surviving path draws. ``forward_passes`` counts every row of every step, including stopped paths' past.
+    """
+
+    def __init__(self, pipe: ShowoPipeline, prompt: str, ids: Sequence[int], seeds: Sequence[int], sampling: Sampling,
+                 batch_size: int, input_ids: Optional[torch.Tensor] = None,
+                 uncond_input_ids: Optional[torch.Tensor] = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(ids) != len(seeds) or not ids:
+            raise ValueError(f"need one seed per path (and at least one path), got {len(ids)} ids, {len(seeds)} seeds")
+        self.pipe = pipe
+        self.num_steps = sampling.num_inference_steps
+        self.chunks: list[tuple[SamplingState, list[int]]] = []
+        self._retired_passes = 0
+        device = pipe.model.device
+        for start in range(0, len(ids), batch_size):
+            chunk_ids = list(ids[start: start + batch_size])
+            gens = candidate_generators(seeds[start: start + batch_size], device)
+            kwargs = {}
+            if input_ids is not None:
+                kwargs["input_ids"] = input_ids.expand(len(chunk_ids), -1).clone()
+                if uncond_input_ids is not None:
+                    kwargs["uncond_input_ids"] = uncond_input_ids.expand(len(chunk_ids), -1).clone()
+            state = pipe.prepare(None if input_ids is not None else [prompt] * len(chunk_ids),
+                                 guidance_scale=sampling.guidance_scale, num_inference_steps=self.num_steps,
+                                 generator=gens, **kwargs)
+            self.chunks.append((state, chunk_ids))
+        self.step_index = 0
+
+    @property
+    def live(self) -> list[int]:
+        return [i for _, ids in self.chunks for i in ids]
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.num_steps or not self.chunks
+
+    @property
+    def forward_passes(self) -> int:
+        return self._retired_passes + sum(state.forward_passes for state, _ in self.chunks)
+
+    def step(self) -> dict[int, torch.Tensor]:
+        """Run one step on every live path; returns path id -> [N] predicted tokens (the model's current guess)."""
+        preds: dict[int, torch.Tensor] = {}
+        for state, ids in self.chunks:
+            out = self.pipe.step(state)
+            preds.update(zip(ids, out.sampled))
+        self.step_index += 1
+        return preds
+
+    def final_tokens(self) -> dict[int, torch.Tensor]:
+        if self.step_index < self.num_steps:
+            raise RuntimeError(f"only {self.step_index} of {self.num_steps} steps have run")
+        return {i: t for state, ids in self.chunks for i, t in zip(ids, state.final_tokens)}
+
+    def keep(self, ids: Sequence[int]) -> None:
+        """Stop every live path not in ``ids`` right now (its rows leave the batch)."""
+        self.branch([(i, i, None) for i in ids])
+
+    def branch(self, plan: Sequence[tuple[int, int, Optional[int]]]) -> None:
+        """Rebuild the live set from ``(parent, child, seed)`` triples.
+
+        ``child == parent`` keeps the parent's row and generator (``seed`` ignored); a new child id repeats the parent's
+        row with a fresh generator seeded by ``seed``, so siblings diverge from the next step on. Children stay in
+        their parent's chunk.
+        """
+        live = set(self.live)
+        missing = [p for p, _, _ in plan if p not in live]
+        if missing:
+            raise ValueError(f"cannot branch from paths {missing}: they are not live")
+        if len({c for _, c, _ in plan}) != len(plan):
+            raise ValueError(f"duplicate child ids in branch plan {plan}")
+        new_chunks = []
+        device = self.pipe.model.device
+        for state, ids in self.chunks:
+            local = [(ids.index(p), c, s) for p, c, s in plan if p in ids]
+            if not local:
+                self._retired_passes += state.forward_passes
+                continue
+            state.select([row for row, _, _ in local])
+            gens = list(state.generator)
+            for k, (row, child, seed) in enumerate(local):
+                if child != ids[row]:
+                    gens[k] = candidate_generators([seed], device)[0]
+            state.generator = gens
+            new_chunks.append((state, [c for _, c, _ in local]))
+        self.chunks = new_chunks

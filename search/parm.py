@@ -1,0 +1,125 @@
+"""PARM search with real pruning (paper §6.1, reference §6, §13 bug 2, §17 "PARM").
+
+The decision logic (clarity until clear, potential once clear, best-of-N' or the lowest-P("no") fallback) is
+:class:`reward_models.parm.Parm`'s; this module drives the pipeline around it:
+
+* N paths with per-candidate seeds decode in lockstep; after each step the predicted clean images of the paths
+  PARM still waits on are decoded and handed to ``Parm.observe_step`` (decoded only for those paths);
+* a path PARM prunes **leaves the batch at once** (``state.select``), so it costs no further generator forward
+  passes. ``saved_forward_passes`` = sum over pruned paths of ``num_steps - 1 - pruned_step``;
+* if every path is pruned, decoding stops and the fallback winner is regenerated from its seed (its own generator
+  makes it the same path), which costs ``num_steps`` passes, recorded in the trace.
+
+With ``Parm(truncate=False)`` (released-code mode) nothing is pruned and every path is decoded to the end.
+"""
+from __future__ import annotations
+
+import torch
+
+from reward_models.parm import Parm, ParmSelection, ParmState
+from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images)
+from showo.pipeline import ShowoPipeline
+
+
+class ParmSearch:
+    """``search`` runs PARM over ``num_candidates`` paths of one slot.
+
+    Args:
+        parm: the PARM procedure (its judge holds the PARM weights); a ``ParmPlusPlus`` works too.
+        num_candidates: N (paper: 20).
+        batch_size: rows per forward pass (does not change any image).
+    """
+
+    name = "parm"
+
+    def __init__(self, parm: Parm, num_candidates: int = 20, batch_size: int = 20) -> None:
+        if num_candidates < 1:
+            raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+        self.parm = parm
+        self.num_candidates = num_candidates
+        self.batch_size = batch_size
+
+    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+        if pipe.vq_model is None:
+            raise ValueError("PARM search needs a pipeline with a vq_model: the judge looks at decoded images")
+        n, num_steps = self.num_candidates, sampling.num_inference_steps
+        ids = list(range(n))
+        candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in ids]
+        cost, trace = CostCounter(), []
+        prompts = [slot.prompt] * n
+        state = self.parm.new_state(n)
+        group = PathGroup(pipe, slot.prompt, ids, [c.seed for c in candidates], sampling, self.batch_size)
+        final: dict[int, torch.Tensor] = {}
+        while not group.done:
+            step = group.step_index
+            preds = group.step()
+            awaiting = state.awaiting_paths()
+            images: list = [None] * n
+            for i, image in zip(awaiting, decode_images(pipe, _stack(preds, awaiting), cost)):
+                images[i] = image
+            decision = self.parm.observe_step(state, prompts, images, step, num_steps)
+            cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
+            trace.append(TraceEvent("observe", step, decision.judged_paths, {
+                "clear": decision.clear_paths, "potential": decision.potential_paths,
+                "no_potential": decision.no_potential_paths, "pruned": decision.pruned_paths}))
+            if step == num_steps - 1:  # the last step's predictions are the final images, pruned or not
+                final = {i: preds[i] for i in group.live}
+            elif decision.pruned_paths:
+                for i in decision.pruned_paths:
+                    candidates[i].stopped_step = step
+                pruned = set(decision.pruned_paths)
+                group.keep([i for i in group.live if i not in pruned])
+                trace.append(TraceEvent("prune", step, decision.pruned_paths,
+                                        {"saved_forward_passes": len(pruned) * (num_steps - 1 - step)}))
+        cost.generator_forward_passes = group.forward_passes
+        if not state.finished:  # all paths pruned before the last step: every path is decided already
+            raise RuntimeError("PARM state has undecided paths after decoding; this is a bug")
+        for i, tokens in final.items():
+            candidates[i].tokens = tokens.cpu()
+        finished = [i for i in ids if i in final]
+        final_images: list = [None] * n
+        for i, image in zip(finished, decode_images(pipe, _stack(final, finished), cost)):
+            final_images[i] = image
+        selection = self.parm.select(state, prompts, final_images)
+        if selection.candidates:
+            cost.add_judge(selection.cost)
+        self._record(candidates, state, selection)
+        chosen = selection.index
+        trace.append(TraceEvent("select", None, [chosen], {
+            "rule": "fallback_min_p_no" if selection.used_fallback else "best_of_n_prime",
+            "survivors": selection.candidates}))
+        image = final_images[chosen]
+        if selection.needs_completion:
+            image = self._complete(pipe, slot, sampling, candidates[chosen], cost)
+            trace.append(TraceEvent("complete", None, [chosen], {"forward_passes": num_steps}))
+        return SearchResult(slot=slot, strategy=self.name, chosen=chosen, candidates=candidates, trace=trace, cost=cost,
+                            num_steps=num_steps, image=image)
+
+    @staticmethod
+    def _record(candidates: list[Candidate], state: ParmState, selection: ParmSelection) -> None:
+        for c, record in zip(candidates, state.paths):
+            c.info.update(clear_step=record.clear_step, potential=record.potential, p_no=record.p_no,
+                          clarity_checks=record.clarity_checks, pruned_step=record.pruned_step)
+            score = float(selection.scores[c.index])
+            c.score = None if score != score else score  # NaN: not a best-of-N' candidate
+
+    @staticmethod
+    def _complete(pipe: ShowoPipeline, slot: Slot, sampling: Sampling, cand: Candidate, cost: CostCounter):
+        """Regenerate a pruned fallback winner from its seed (same generator, so the same path) to the last step."""
+        group = PathGroup(pipe, slot.prompt, [cand.index], [cand.seed], sampling, batch_size=1)
+        while not group.done:
+            group.step()
+        cand.tokens = group.final_tokens()[cand.index].cpu()
+        cost.generator_forward_passes += group.forward_passes
+        return decode_images(pipe, cand.tokens[None], cost)[0]
+
+
+def saved_forward_passes(result: SearchResult) -> int:
+    """Generator forward passes the pruning saved, from the trace alone (``num_steps - 1 - step`` per pruned path)."""
+    return sum(e.detail["saved_forward_passes"] for e in result.trace if e.action == "prune")
+
+
+def _stack(tokens: dict[int, torch.Tensor], ids: list[int]) -> torch.Tensor:
+    if not ids:
+        return torch.empty(0, 0, dtype=torch.long)
+    return torch.stack([tokens[i] for i in ids])

@@ -1,0 +1,340 @@
+"""Generate once, select many: per-slot candidate pools and the selection policies replayed on them.
+
+:func:`build_pool_entry` decodes N paths of one slot **to the end** (no pruning) and records, per candidate, its seed,
+final tokens and whatever the given judges say: the outcome score of the final image, process scores of the
+predicted image at chosen steps, and PARM's per-path record (first clear step, potential, P("no"), the step it
+would be pruned at, the best-of-N' score). A selection policy then picks a candidate from those numbers alone, and
+reports the generator forward passes the equivalent live strategy would have spent:
+
+==================  ===========================================================  ================================
+policy              pick                                                         live equivalent
+==================  ===========================================================  ================================
+``first``           candidate 0 (the baseline image)                             plain generation
+``random``          a seeded uniform pick among the first N                      —
+``orm@N``           argmax outcome score among the first N                       :class:`search.best_of_n.BestOfN`
+``parm@N``          PARM's best-of-N' / fallback among the first N               :class:`search.parm.ParmSearch`
+``prm-beam@N``      prune to ``keep`` at scheduled steps, argmax at the end      :class:`search.step_level.StepLevelSearch` with ``expansion=1``
+==================  ===========================================================  ================================
+
+Per-path PARM decisions do not depend on the other paths, so ``parm@N`` on the first N candidates of a pool of
+M >= N equals a live PARM search with N paths. A pool is one JSON file per slot, written atomically, so an
+interrupted pool build resumes slot by slot.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from reward_models.base import OutcomeJudge, ProcessJudge
+from reward_models.parm import Parm
+from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, argmax_first,
+                         decode_images)
+from search.step_level import keep_schedule, rank_paths
+from showo.checkpoint import atomic_write_text
+from showo.pipeline import ShowoPipeline
+
+POOL_VERSION = 1
+
+
+@dataclass
+class ParmRecord:
+    clear_step: Optional[int]
+    potential: bool
+    p_no: float
+    pruned_step: Optional[int]  # where a truncating PARM stops the path (None: decoded to the end)
+    score: Optional[float]  # best-of-N' score (None: not a survivor)
+
+
+@dataclass
+class PoolEntry:
+    """All candidates of one slot. ``process_scores[i]`` maps step -> score of candidate i's predicted image."""
+
+    slot: Slot
+    num_steps: int
+    seeds: list[int]
+    tokens: torch.Tensor  # [M, N] final codes
+    outcome_scores: Optional[list[float]] = None
+    process_scores: Optional[list[dict[int, float]]] = None
+    parm: Optional[list[ParmRecord]] = None
+    cost: dict[str, int] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. GenEval correctness per candidate
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": POOL_VERSION, "slot": asdict(self.slot), "num_steps": self.num_steps, "seeds": self.seeds,
+            "tokens": self.tokens.tolist(), "outcome_scores": self.outcome_scores,
+            "process_scores": None if self.process_scores is None else
+            [{str(k): v for k, v in d.items()} for d in self.process_scores],
+            "parm": None if self.parm is None else [asdict(r) for r in self.parm],
+            "cost": self.cost, "extras": self.extras,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "<dict>") -> "PoolEntry":
+        if data.get("version") != POOL_VERSION:
+            raise ValueError(f"{source}: pool version {data.get('version')!r}, this code reads {POOL_VERSION}")
+        missing = [k for k in ("slot", "num_steps", "seeds", "tokens") if k not in data]
+        if missing:
+            raise ValueError(f"{source}: missing fields {missing}")
+        process = data.get("process_scores")
+        return cls(
+            slot=Slot(**data["slot"]), num_steps=int(data["num_steps"]), seeds=[int(s) for s in data["seeds"]],
+            tokens=torch.tensor(data["tokens"], dtype=torch.long), outcome_scores=data.get("outcome_scores"),
+            process_scores=None if process is None else [{int(k): float(v) for k, v in d.items()} for d in process],
+            parm=None if data.get("parm") is None else [ParmRecord(**r) for r in data["parm"]],
+            cost=data.get("cost", {}), extras=data.get("extras", {}),
+        )
+
+
+def entry_path(pool_dir: str | os.PathLike, prompt_index: int, sample_index: int) -> Path:
+    return Path(pool_dir) / f"{prompt_index:05d}_{sample_index:02d}.json"
+
+
+def save_entry(pool_dir: str | os.PathLike, entry: PoolEntry) -> Path:
+    path = entry_path(pool_dir, entry.slot.prompt_index, entry.slot.sample_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(entry.to_json()))
+    return path
+
+
+def load_entry(path: str | os.PathLike) -> PoolEntry:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pool entry not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err.msg})") from err
+    return PoolEntry.from_json(data, str(path))
+
+
+def load_pool(pool_dir: str | os.PathLike) -> list[PoolEntry]:
+    """Every ``<prompt>_<sample>.json`` of a pool directory, sorted by (prompt, sample)."""
+    pool_dir = Path(pool_dir)
+    if not pool_dir.is_dir():
+        raise FileNotFoundError(f"pool directory not found: {pool_dir}")
+    paths = sorted(p for p in pool_dir.glob("*_*.json") if not p.name.startswith("."))
+    if not paths:
+        raise FileNotFoundError(f"no pool entries (<prompt:05d>_<sample:02d>.json) in {pool_dir}")
+    return [load_entry(p) for p in paths]
+
+
+def build_pool_entry(pipe: ShowoPipeline, slot: Slot, sampling: Sampling, num_candidates: int,
+                     outcome_judge: Optional[OutcomeJudge] = None, process_judge: Optional[ProcessJudge] = None,
+                     parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
+                     batch_size: int = 20) -> PoolEntry:
+    """Decode ``num_candidates`` paths to the end and score them with every judge given (see the module doc)."""
+    num_steps = sampling.num_inference_steps
+    ids = list(range(num_candidates))
+    seeds = [slot.candidate_seed(i) for i in ids]
+    steps = set(range(num_steps) if process_steps is None else process_steps) if process_judge is not None else set()
+    prompts = [slot.prompt] * num_candidates
+    cost = CostCounter()
+    group = PathGroup(pipe, slot.prompt, ids, seeds, sampling, batch_size)
+    process: list[dict[int, float]] = [{} for _ in ids]
+    state = parm.new_state(num_candidates) if parm is not None else None
+    while not group.done:
+        step = group.step_index
+        preds = group.step()
+        need = set(ids) if step in steps else set()
+        if state is not None:
+            need |= set(state.awaiting_paths())
+        order = sorted(need)
+        decoded = dict(zip(order, decode_images(pipe, torch.stack([preds[i] for i in order]), cost))) if order else {}
+        if step in steps:
+            out = process_judge.score_steps(prompts, [decoded[i] for i in ids], step, num_steps)
+            cost.add_judge(out.cost)
+            for i, s in zip(ids, out.scores.tolist()):
+                process[i][step] = float(s)
+        if state is not None:
+            decision = parm.observe_step(state, prompts, [decoded.get(i) for i in ids], step, num_steps)
+            cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
+    cost.generator_forward_passes = group.forward_passes
+    final = group.final_tokens()
+    tokens = torch.stack([final[i].cpu() for i in ids])
+    images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None) else None
+    entry = PoolEntry(slot=slot, num_steps=num_steps, seeds=seeds, tokens=tokens,
+                      process_scores=process if process_judge is not None else None)
+    if outcome_judge is not None:
+        out = outcome_judge.score(prompts, images)
+        cost.add_judge(out.cost)
+        entry.outcome_scores = [float(s) for s in out.scores.tolist()]
+    if state is not None:
+        selection = parm.select(state, prompts, images)
+        if selection.candidates:
+            cost.add_judge(selection.cost)
+        entry.parm = [ParmRecord(r.clear_step, bool(r.potential), float(r.p_no), r.pruned_step,
+                                 None if i not in selection.candidates else float(selection.scores[i]))
+                      for i, r in enumerate(state.paths)]
+    entry.cost = cost.as_dict()
+    return entry
+
+
+class PoolBuilder:
+    """A strategy-shaped pool build for ``scripts/search.py`` (``search=pool``): stores the entry and picks with
+    ``policy`` (default: ``orm@N`` when an outcome judge is given, else ``first``) so the run also yields images."""
+
+    name = "pool"
+
+    def __init__(self, num_candidates: int = 20, outcome_judge: Optional[OutcomeJudge] = None,
+                 process_judge: Optional[ProcessJudge] = None, parm: Optional[Parm] = None,
+                 process_steps: Optional[Sequence[int]] = None, policy=None, batch_size: int = 20) -> None:
+        self.num_candidates = num_candidates
+        self.outcome_judge, self.process_judge, self.parm = outcome_judge, process_judge, parm
+        self.process_steps = None if process_steps is None else list(process_steps)
+        self.policy = policy or (OrmPolicy(num_candidates) if outcome_judge is not None else FirstPolicy())
+        self.batch_size = batch_size
+
+    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+        entry = build_pool_entry(pipe, slot, sampling, self.num_candidates, self.outcome_judge, self.process_judge,
+                                 self.parm, self.process_steps, self.batch_size)
+        pick = self.policy.select(entry)
+        candidates = [Candidate(index=i, seed=seed, tokens=entry.tokens[i],
+                                score=None if entry.outcome_scores is None else entry.outcome_scores[i],
+                                step_scores={} if entry.process_scores is None else entry.process_scores[i])
+                      for i, seed in enumerate(entry.seeds)]
+        cost = CostCounter(**entry.cost)
+        trace = [TraceEvent("select", None, [pick.index], {"policy": self.policy.name})]
+        image = decode_images(pipe, entry.tokens[pick.index][None], cost)[0] if pipe.vq_model is not None else None
+        return SearchResult(slot=slot, strategy=self.name, chosen=pick.index, candidates=candidates, trace=trace,
+                            cost=cost, num_steps=entry.num_steps, image=image, extras={"pool_entry": entry})
+
+
+# ---------------------------------------------------------------------------------------------------- policies
+@dataclass(frozen=True)
+class Pick:
+    index: int
+    forward_passes: int  # generator forward passes the live strategy would spend
+
+
+def _check_n(entry: PoolEntry, n: Optional[int]) -> int:
+    n = entry.size if n is None else n
+    if not 1 <= n <= entry.size:
+        raise ValueError(f"policy needs 1 <= N <= {entry.size} candidates (pool of slot "
+                         f"{entry.slot.prompt_index}/{entry.slot.sample_index}), got N={n}")
+    return n
+
+
+@dataclass(frozen=True)
+class FirstPolicy:
+    """Candidate 0: the plain-generation baseline."""
+
+    @property
+    def name(self) -> str:
+        return "first"
+
+    def select(self, entry: PoolEntry) -> Pick:
+        return Pick(0, entry.num_steps)
+
+
+@dataclass(frozen=True)
+class RandomPolicy:
+    """A uniform pick among the first ``n`` candidates, seeded per slot (same pick on every re-run)."""
+
+    n: Optional[int] = None
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"random@{self.n}" if self.n else "random"
+
+    def select(self, entry: PoolEntry) -> Pick:
+        n = _check_n(entry, self.n)
+        rng = random.Random(f"{self.seed}/{entry.slot.prompt_index}/{entry.slot.sample_index}")
+        return Pick(rng.randrange(n), entry.num_steps)
+
+
+@dataclass(frozen=True)
+class OrmPolicy:
+    """Best-of-N by the stored outcome scores (ties: the lowest index)."""
+
+    n: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        return f"orm@{self.n}"
+
+    def select(self, entry: PoolEntry) -> Pick:
+        n = _check_n(entry, self.n)
+        if entry.outcome_scores is None:
+            raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no outcome scores")
+        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.num_steps)
+
+
+@dataclass(frozen=True)
+class ParmPolicy:
+    """PARM among the first ``n`` candidates from the stored per-path records (paper §6.1).
+
+    Forward passes: each path runs to its pruning step (all steps when not pruned), plus a full regeneration when
+    the fallback winner was pruned, exactly as :class:`search.parm.ParmSearch` spends them.
+    """
+
+    n: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        return f"parm@{self.n}"
+
+    def select(self, entry: PoolEntry) -> Pick:
+        n = _check_n(entry, self.n)
+        if entry.parm is None:
+            raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no PARM records")
+        records, s = entry.parm[:n], entry.num_steps
+        survivors = [i for i, r in enumerate(records) if r.potential]
+        if survivors:
+            index = survivors[argmax_first([records[i].score for i in survivors])]
+        else:
+            index = int(torch.argmin(torch.tensor([r.p_no for r in records], dtype=torch.float64)))
+        passes = sum(s if r.pruned_step is None else r.pruned_step + 1 for r in records)
+        pruned = records[index].pruned_step
+        if pruned is not None and pruned < s - 1:
+            passes += s  # the fallback winner is regenerated to its last step
+        return Pick(index, passes)
+
+
+@dataclass(frozen=True)
+class PrmBeamPolicy:
+    """Process-judge pruning among the first ``n``: keep ``keep`` paths after each scheduled step, then the argmax
+    of the process score at the last step (the live :class:`~search.step_level.StepLevelSearch`, ``expansion=1``)."""
+
+    n: Optional[int] = None
+    keep: int | tuple[int, ...] = 1
+    schedule: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"prm-beam@{self.n}"
+
+    def select(self, entry: PoolEntry) -> Pick:
+        n = _check_n(entry, self.n)
+        if entry.process_scores is None:
+            raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no process scores")
+        s = entry.num_steps
+        keep = self.keep if isinstance(self.keep, int) else list(self.keep)
+        live, stopped = list(range(n)), {}
+        for step, k in keep_schedule(list(self.schedule), keep).items():
+            scores = {i: self._score(entry, i, step) for i in live}
+            kept = rank_paths(live, scores, k)
+            stopped.update({i: step for i in live if i not in kept})
+            live = kept
+        final = [self._score(entry, i, s - 1) for i in live]
+        passes = sum(stopped[i] + 1 if i in stopped else s for i in range(n))
+        return Pick(live[argmax_first(final)], passes)
+
+    @staticmethod
+    def _score(entry: PoolEntry, i: int, step: int) -> float:
+        scores = entry.process_scores[i]
+        if step not in scores:
+            raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index}: candidate {i} has no "
+                             f"process score at step {step} (pool built with other process_steps)")
+        return scores[step]

@@ -1,0 +1,148 @@
+"""scripts/search.py and scripts/pool_report.py end to end on the tiny Show-o (CPU), plus config composition."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from search.base import Slot
+from search.pool import ParmRecord, PoolEntry, save_entry
+from search.seeds import candidate_generators
+from showo.seeding import image_seed
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _run(*args):
+    proc = subprocess.run([sys.executable, "-P", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_every_table_script_composes():
+    scripts = sorted((ROOT / "scripts" / "geneval").glob("*.sh"))
+    pairs = []
+    for script in scripts:
+        m = re.search(r"scripts/search\.py\" (search=\w+(?: reward=\w+)?)", script.read_text())
+        if m:
+            pairs.append((script.name, m.group(1).split()))
+    assert {name for name, _ in pairs} >= {f"{n}.sh" for n in ("baseline", "orm_zeroshot", "orm_finetuned",
+                                                                 "prm_zeroshot", "prm_finetuned", "parm", "parmpp")}
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for name, overrides in pairs:
+            cfg = compose("search", overrides=[*overrides, "prompts=p.txt"])
+            assert cfg.search.strategy._target_.startswith("search."), name
+        pool = compose("search", overrides=["search=pool", "prompts=p.txt"])
+        assert pool.search.strategy.parm._target_ == "reward_models.parm.Parm"
+
+
+def test_search_recipe_writes_geneval_layout_and_resumes(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    out = tmp_path / "run"
+    args = ["scripts/search.py", "model=showo_tiny", "search=baseline", f"prompts={prompts}", "images_per_prompt=2",
+            "device=cpu", "seed=3", f"output_dir={out}"]
+    _run(*args)
+    first = {p: p.read_bytes() for p in sorted((out / "images").rglob("*.png"))}
+    assert len(first) == 4
+    # the baseline is plain generation with the generate.py seeds
+    model_cfg = OmegaConf.load(ROOT / "configs" / "model" / "showo_tiny.yaml")
+    pipe = instantiate(model_cfg.bundle).pipeline()
+    steps = model_cfg.sampling.num_inference_steps
+    ref = pipe(["a blue square"] * 2, num_inference_steps=steps,
+               generator=candidate_generators([image_seed(3, 1, k) for k in range(2)]), output_type="tokens").tokens
+    record = json.loads((out / "slots" / "00001_01.json").read_text())
+    assert record["candidates"][0]["tokens"] == ref[1].tolist()
+    assert record["cost"]["generator_forward_passes"] == steps
+    assert json.loads((out / "cost.json").read_text())["generator_forward_passes"] == 4 * steps
+    # kill-like damage: one slot result and one prompt folder gone; the rerun recomputes only those
+    (out / "slots" / "00001_01.json").unlink()
+    kept = (out / "slots" / "00000_00.json").stat().st_mtime_ns
+    for p in (out / "images" / "00001").rglob("*"):
+        if p.is_file():
+            p.unlink()
+    _run(*args)
+    assert {p: p.read_bytes() for p in sorted((out / "images").rglob("*.png"))} == first
+    assert (out / "slots" / "00000_00.json").stat().st_mtime_ns == kept
+
+
+def test_pool_report_policies_and_plot(tmp_path):
+    n, steps = 3, 4
+    tokens = torch.arange(n * 16).view(n, 16) % 64
+    pool = tmp_path / "pool"
+    records = []
+    for p in range(2):
+        entry = PoolEntry(slot=Slot(f"prompt {p}", p, 0, 0), num_steps=steps, seeds=[1, 2, 3], tokens=tokens,
+                          outcome_scores=[0.1, 0.9, 0.5] if p == 0 else [0.7, 0.2, 0.3],
+                          parm=[ParmRecord(1, False, 0.4, 1, None), ParmRecord(2, True, 0.2, None, 0.3),
+                                ParmRecord(1, True, 0.1, None, 0.6)])
+        save_entry(pool, entry)
+        for c in range(n):
+            correct = (p, c) in {(0, 1), (1, 2)}
+            records.append({"filename": f"/x/{p:05d}/samples/{c:04d}.png", "tag": "single_object", "correct": correct,
+                            "metadata": json.dumps({"prompt": f"prompt {p}"})})
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    _run("scripts/pool_report.py", "report", str(pool), str(tmp_path / "rep"), "--results", str(results))
+    rows = {r["policy"]: r for r in json.loads((tmp_path / "rep" / "policies.json").read_text())}
+    assert rows["orm@3"]["picks"] == [1, 0] and rows["orm@3"]["geneval"] == pytest.approx(0.5)
+    assert rows["parm@3"]["picks"] == [2, 2] and rows["parm@3"]["geneval"] == pytest.approx(0.5)
+    # parm@3: candidate 0 pruned after step 1 (2 passes), the others run all 4 steps
+    assert rows["parm@3"]["forward_passes"] == 2 + 4 + 4
+    assert rows["first"]["geneval"] == 0.0 and rows["orm@1"]["forward_passes"] == steps
+    assert Image.open(tmp_path / "rep" / "scaling.png").size[0] > 100
+
+
+def test_parmpp_recipe_with_a_tiny_llava_judge(tmp_path):
+    """search=parmpp reward=parmpp through Hydra with a real (tiny, random) LLaVA-OneVision judge on CPU."""
+    from reward_models.tiny import build_tiny_llava_onevision
+
+    judge = build_tiny_llava_onevision(tmp_path / "judge")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    out = tmp_path / "run"
+    j = "reward.parm.judge"
+    _run("scripts/search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
+         f"{j}.device=cpu", f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=3",
+         "search.strategy.max_feedback_length=4", f"prompts={prompts}", "images_per_prompt=1", "device=cpu",
+         f"output_dir={out}")
+    record = json.loads((out / "slots" / "00000_00.json").read_text())
+    actions = [e["action"] for e in record["trace"]]
+    reflections = actions.count("reflect")
+    assert 1 <= reflections <= 3 and actions.count("correct") in (reflections - 1, reflections)
+    assert record["cost"]["judge_calls"] > 0 and record["cost"]["generator_forward_passes"] > 0
+    chosen = record["candidates"][record["chosen"]]
+    assert chosen["tokens"] is not None and (chosen["round"] > 0) == (actions.count("correct") > 0)
+    assert len(list((out / "images" / "00000" / "samples").glob("*.png"))) == 1
+
+
+def test_pool_export_writes_every_candidate_in_geneval_layout(tmp_path):
+    from tests.helpers import require_shared
+    from tests.search.search_doubles import tiny_bundle
+
+    meta = require_shared("geneval", "evaluation_metadata.jsonl")
+    bundle = tiny_bundle()
+    bundle.vq_model.save_pretrained(tmp_path / "vq")
+    pool = tmp_path / "pool"
+    tokens = torch.randint(0, 64, (3, 16), generator=torch.Generator().manual_seed(0))
+    for k in range(2):
+        save_entry(pool, PoolEntry(slot=Slot("x", 1, k, 0), num_steps=4, seeds=[1, 2, 3], tokens=tokens.roll(k, 0)))
+    _run("scripts/pool_report.py", "export", str(pool), str(tmp_path / "images"), "--prompts", str(meta),
+         "--vq", str(tmp_path / "vq"))
+    folder = tmp_path / "images" / "00001"
+    samples = sorted((folder / "samples").glob("*.png"))
+    assert [p.name for p in samples] == [f"{k:04d}.png" for k in range(6)]  # sample k*3 + candidate c
+    expected = bundle.pipeline().decode(tokens.roll(1, 0)[2:3], "pil")[0]
+    assert Image.open(samples[5]).convert("RGB").tobytes() == expected.tobytes()
+    assert json.loads((folder / "metadata.jsonl").read_text()) == json.loads(meta.read_text().splitlines()[1])

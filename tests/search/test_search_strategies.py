@@ -1,0 +1,176 @@
+"""Search strategies on a tiny Show-o with scripted judges (acceptance items of the search issue)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reward_models.orm import ORM
+from reward_models.parm import Parm
+from reward_models.parmpp import ParmPlusPlus
+from reward_models.tiny import ScriptedYesNoJudge
+from search.base import Sampling, Slot
+from search.best_of_n import BestOfN
+from search.parm import ParmSearch, saved_forward_passes
+from search.reflect import ParmPlusPlusSearch
+from search.seeds import candidate_generators, candidate_seed, reflection_seed
+from search.self_correction import SelfCorrectionFormat
+from search.step_level import StepLevelSearch
+from showo.seeding import image_seed
+from tests.search.search_doubles import (REFLECTION_QUESTION, CandidateIndex, HashProcessJudge, ParmTable,
+                                         image_hash_score, reference_run, tiny_bundle)
+
+S, N = 6, 6
+SLOT = Slot("a red circle", prompt_index=3, sample_index=1, seed=7)
+SAMPLING = Sampling(guidance_scale=1.75, num_inference_steps=S)
+SCORES = [0.3, 0.9, 0.5, 0.2, 0.7, 0.1]
+
+
+@pytest.fixture(scope="module")
+def world():
+    bundle = tiny_bundle()
+    pipe = bundle.pipeline()
+    final, predicted = reference_run(pipe, SLOT, N, S)
+    return pipe, final, predicted, CandidateIndex(pipe, predicted)
+
+
+def test_candidate_zero_is_the_baseline_seed_and_seeds_differ():
+    assert candidate_seed(7, 3, 1, 0) == image_seed(7, 3, 1)
+    seeds = {candidate_seed(7, p, s, c) for p in range(3) for s in range(2) for c in range(20)}
+    assert len(seeds) == 3 * 2 * 20
+
+
+def test_best_of_n_picks_the_argmax_and_counts_costs(world):
+    pipe, final, _, index = world
+    orm = ORM(ScriptedYesNoJudge(lambda conv, image: (SCORES[index(image)], 0.0, "yes")))
+    result = BestOfN(orm, num_candidates=N, batch_size=4).search(pipe, SLOT, SAMPLING)
+    assert result.chosen == 1  # argmax of SCORES
+    assert [c.score for c in result.candidates] == pytest.approx(SCORES)
+    assert all(torch.equal(c.tokens, final[c.index]) for c in result.candidates)
+    assert [c.seed for c in result.candidates] == [SLOT.candidate_seed(i) for i in range(N)]
+    assert result.cost.generator_forward_passes == N * S
+    assert (result.cost.judge_calls, result.cost.judge_images) == (1, N)
+    assert result.image.tobytes() == pipe.decode(final[1:2], "pil")[0].tobytes()
+
+
+def test_best_of_n_ties_go_to_the_lowest_index(world):
+    pipe, _, _, _ = world
+    orm = ORM(ScriptedYesNoJudge(lambda conv, image: (0.5, 0.5, "yes")))
+    assert BestOfN(orm, num_candidates=3).search(pipe, SLOT, SAMPLING).chosen == 0
+
+
+@pytest.mark.parametrize("num_candidates,batch_size", [(6, 6), (6, 1), (6, 4), (3, 2), (9, 5)])
+def test_candidate_identity_does_not_depend_on_batching_or_n(world, num_candidates, batch_size):
+    pipe, final, _, _ = world
+    result = BestOfN(None, num_candidates=num_candidates, batch_size=batch_size).search(pipe, SLOT, SAMPLING)
+    for c in result.candidates[: min(num_candidates, N)]:
+        assert torch.equal(c.tokens, final[c.index]), f"candidate {c.index} changed with N={num_candidates}, batch={batch_size}"
+
+
+def _parm_table(index, **kw):
+    args = dict(clear_at=[1, 2, None, 0, 3, 2], potential=[True, False, True, False, True, False],
+                p_no=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], score=SCORES)
+    args.update(kw)
+    return ParmTable(index, **args)
+
+
+def test_parm_stops_pruned_paths_and_saves_what_the_trace_implies(world):
+    pipe, final, _, index = world
+    table = _parm_table(index)
+    result = ParmSearch(Parm(table.judge()), num_candidates=N, batch_size=4).search(pipe, SLOT, SAMPLING)
+    # candidates 1, 3, 5 are clear at steps 2, 0, 2 without potential: pruned right there
+    assert [c.stopped_step for c in result.candidates] == [None, 2, None, 0, None, 2]
+    assert [c.index for c in result.candidates if c.tokens is None] == [1, 3, 5]
+    for c in result.candidates:
+        if c.tokens is not None:
+            assert torch.equal(c.tokens, final[c.index])
+    saved = saved_forward_passes(result)
+    assert saved == (S - 1 - 2) * 2 + (S - 1 - 0)
+    assert result.cost.generator_forward_passes == N * S - saved
+    # after its potential judgment a pruned path is never shown to the judge again
+    for i in (1, 3, 5):
+        kinds = [k for k, c in table.asked if c == i]
+        assert kinds == ["clarity"] * (table.clear_at[i] + 1) + ["potential"]
+    # survivors with potential: 0 (0.3) and 4 (0.7); 2 is never clear, so it has none
+    assert result.chosen == 4
+    assert [c.info["potential"] for c in result.candidates] == [True, False, False, False, True, False]
+    assert result.candidates[2].info["p_no"] == 1.0
+
+
+def test_parm_with_every_path_pruned_takes_the_reference_fallback(world):
+    pipe, final, _, index = world
+    p_no = [0.6, 0.5, 0.2, 0.9, 0.4, 0.3]
+    table = _parm_table(index, clear_at=[0, 1, 1, 0, 2, 1], potential=[False] * N, p_no=p_no)
+    result = ParmSearch(Parm(table.judge()), num_candidates=N, batch_size=N).search(pipe, SLOT, SAMPLING)
+    assert result.chosen == 2  # the lowest potential-assessment P("no")
+    assert [e.detail["rule"] for e in result.trace if e.action == "select"] == ["fallback_min_p_no"]
+    assert torch.equal(result.tokens, final[2])  # regenerated from its seed: the same path
+    saved = saved_forward_passes(result)
+    assert saved == sum(S - 1 - s for s in table.clear_at)
+    assert result.cost.generator_forward_passes == N * S - saved + S  # + the winner's completion
+    assert not [k for k, _ in table.asked if k == "select"]
+
+
+def test_parm_without_truncation_decodes_every_path(world):
+    pipe, final, _, index = world
+    result = ParmSearch(Parm(_parm_table(index).judge(), truncate=False), num_candidates=N).search(pipe, SLOT, SAMPLING)
+    assert result.cost.generator_forward_passes == N * S and saved_forward_passes(result) == 0
+    assert all(torch.equal(c.tokens, final[c.index]) for c in result.candidates)
+    assert result.chosen == 4
+
+
+@pytest.mark.parametrize("yes_at,reflections,corrections", [(1, 1, 0), (2, 2, 1), (None, 3, 3)])
+def test_parmpp_stops_when_the_judge_says_yes_and_after_three_rounds(world, yes_at, reflections, corrections):
+    pipe, _, _, index = world
+    table = _parm_table(index, reflect_yes_at=yes_at)
+    parmpp = ParmPlusPlus(Parm(table.judge()), reflection_question=REFLECTION_QUESTION, max_reflections=3)
+    result = ParmPlusPlusSearch(parmpp, num_candidates=N, max_feedback_length=4).search(pipe, SLOT, SAMPLING)
+    assert table.reflections == reflections
+    rounds = [c for c in result.candidates if c.round > 0]
+    assert [c.round for c in rounds] == list(range(1, corrections + 1))
+    assert result.chosen == (4 if corrections == 0 else rounds[-1].index)
+    if corrections:
+        assert rounds[0].parent == 4 and rounds[0].info["feedback"] == "the color is wrong"
+        # round 1 = the self-correction pipeline on (prompt, feedback, PARM's pick), seeded per round
+        fmt = SelfCorrectionFormat(pipe.layout, max_feedback_length=4)
+        prompt_ids, feedback_ids = pipe.prompting.tokenize([SLOT.prompt, "the color is wrong"])
+        seq = fmt.build([prompt_ids], [feedback_ids], result.candidates[4].tokens[None])
+        gen = candidate_generators([reflection_seed(SLOT.seed, SLOT.prompt_index, SLOT.sample_index, 1)])
+        direct = fmt.pipeline(pipe)(input_ids=seq, num_inference_steps=S, generator=gen, output_type="tokens").tokens
+        assert torch.equal(rounds[0].tokens, direct[0])
+        assert result.image.tobytes() == pipe.decode(rounds[-1].tokens[None], "pil")[0].tobytes()
+    parm_passes = N * S - saved_forward_passes(result)
+    assert result.cost.generator_forward_passes == parm_passes + corrections * S
+    assert [e.action for e in result.trace].count("correct") == corrections
+
+
+def test_step_level_beam_keeps_the_best_and_branches(world):
+    pipe, final, _, _ = world
+    judge = HashProcessJudge()
+    strategy = StepLevelSearch(judge, num_paths=4, keep=2, expansion=3, schedule=[1, 3])
+    result = strategy.search(pipe, SLOT, SAMPLING)
+    keeps = [e for e in result.trace if e.action == "keep"]
+    scored = [e for e in result.trace if e.action == "score"]
+    for keep, score in zip(keeps, scored):
+        best = sorted(zip(score.detail["scores"], score.candidates), key=lambda t: (-t[0], t[1]))[:2]
+        assert keep.candidates == [c for _, c in best]
+    assert judge.calls == [(1, 4), (3, 6), (S - 1, 6)]
+    # 4 paths for steps 0-1, then 6 (2 kept x 3) for the remaining 4 steps
+    assert result.cost.generator_forward_passes == 4 * 2 + 6 * (S - 2)
+    children = [c for c in result.candidates if c.parent is not None]
+    assert len(children) == 8 and all(c.seed == SLOT.candidate_seed(c.index) for c in children)
+    finished = [c for c in result.candidates if c.tokens is not None]
+    assert len(finished) == 6
+    assert result.chosen == max(finished, key=lambda c: (c.score, -c.index)).index
+    assert result.candidates[result.chosen].score == pytest.approx(image_hash_score(result.image))
+    # a kept path continues with its own generator: a root kept to the end is the reference path
+    for c in finished:
+        if c.parent is None:
+            assert torch.equal(c.tokens, final[c.index])
+
+
+def test_step_level_rejects_a_bad_schedule(world):
+    pipe = world[0]
+    with pytest.raises(ValueError, match="schedule"):
+        StepLevelSearch(HashProcessJudge(), schedule=[3, 1]).search(pipe, SLOT, SAMPLING)
+    with pytest.raises(ValueError, match="keep has 1 entries for 2"):
+        StepLevelSearch(HashProcessJudge(), keep=[1], schedule=[1, 2]).search(pipe, SLOT, SAMPLING)
