@@ -24,7 +24,8 @@ from transformers import get_cosine_schedule_with_warmup
 
 from showo.factory import ShowoBundle
 from showo.loss import t2i_loss
-from showo.recipe_utils import (MetricsLogger, decay_groups, derived_seed, resume, save_checkpoint,
+from showo.seeding import hash_seed
+from showo.recipe_utils import (MetricsLogger, decay_groups, resume, save_checkpoint,
                                 shard_indices, write_run_config)
 
 
@@ -60,7 +61,7 @@ def main(cfg: DictConfig) -> None:
         for micro in range(accum):
             first = step * per_step + (micro * world + rank) * cfg.per_device_batch_size
             indices = shard_indices(len(dataset), cfg.seed, first, cfg.per_device_batch_size)
-            generator = torch.Generator().manual_seed(derived_seed(cfg.seed, step, micro, rank))
+            generator = torch.Generator().manual_seed(hash_seed(cfg.seed, step, micro, rank))
             batch = {k: v.to(accelerator.device) for k, v in dataset.batch(indices, layout, tokenizer, generator).items()}
             sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
             with sync, accelerator.autocast():

@@ -8,17 +8,11 @@ namespace so that they never collide with search candidates.
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 import torch
 
-from showo.seeding import generators, image_seed
-
-
-def _hash_seed(text: str) -> int:
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+from showo.seeding import generators, hash_seed, image_seed
 
 
 def candidate_seed(base_seed: int, prompt_index: int, sample_index: int, candidate_index: int) -> int:
@@ -27,12 +21,12 @@ def candidate_seed(base_seed: int, prompt_index: int, sample_index: int, candida
         raise ValueError(f"candidate_index must be >= 0, got {candidate_index}")
     if candidate_index == 0:
         return image_seed(base_seed, prompt_index, sample_index)
-    return _hash_seed(f"imagecot-search/{base_seed}/{prompt_index}/{sample_index}/{candidate_index}")
+    return hash_seed("imagecot-search", base_seed, prompt_index, sample_index, candidate_index)
 
 
 def reflection_seed(base_seed: int, prompt_index: int, sample_index: int, round_index: int) -> int:
     """Seed of self-correction round ``round_index`` (1-based) of a slot."""
-    return _hash_seed(f"imagecot-reflect/{base_seed}/{prompt_index}/{sample_index}/{round_index}")
+    return hash_seed("imagecot-reflect", base_seed, prompt_index, sample_index, round_index)
 
 
 def candidate_generators(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:

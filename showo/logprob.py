@@ -19,7 +19,6 @@ Official recipe: chosen and rejected are corrupted *independently* (each their o
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,7 +29,7 @@ from .modeling import ShowoModel
 from .prompting import build_t2i_sequences, t2i_attention_mask
 from .tokens import TokenLayout
 
-__all__ = ["MaskingConfig", "MaskedBatch", "draw_masked_batch", "image_logprob", "masked_token_logprob", "seeded_generator"]
+__all__ = ["MaskingConfig", "MaskedBatch", "draw_masked_batch", "image_logprob", "masked_token_logprob"]
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,6 @@ class MaskingConfig:
             raise ValueError(f"masking.min_masking_rate must be in [0, 1], got {self.min_masking_rate}")
         if self.num_draws < 1:
             raise ValueError(f"masking.num_draws must be >= 1, got {self.num_draws}")
-
-
-def seeded_generator(*keys: int | str, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator seeded from a tuple of keys, e.g. ``(seed, epoch, pair_index)``.
-
-    Hashing (rather than ``seed + index``) keeps the streams of neighbouring keys unrelated.
-    """
-    digest = hashlib.sha256(":".join(str(k) for k in keys).encode()).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
 @dataclass

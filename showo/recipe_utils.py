@@ -4,7 +4,6 @@ Recipes stay scripts that read top to bottom; what they share lives here so each
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -14,15 +13,9 @@ from typing import Optional, Sequence
 import torch
 
 from .checkpoint import atomic_write_text
+from .seeding import hash_seed
 
 PROGRESS = "progress.json"
-
-
-def derived_seed(*parts) -> int:
-    """A 63-bit seed from any parts (e.g. ``(seed, step, micro_step, rank)``): stateless randomness per step,
-    so a resumed run draws exactly what an uninterrupted one draws."""
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def shard_indices(num_examples: int, seed: int, start: int, count: int) -> list[int]:
@@ -35,7 +28,7 @@ def shard_indices(num_examples: int, seed: int, start: int, count: int) -> list[
     for pos in range(start, start + count):
         epoch, offset = divmod(pos, num_examples)
         if epoch not in perms:
-            perms[epoch] = torch.randperm(num_examples, generator=torch.Generator().manual_seed(derived_seed(seed, "epoch", epoch)))
+            perms[epoch] = torch.randperm(num_examples, generator=torch.Generator().manual_seed(hash_seed(seed, "epoch", epoch)))
         out.append(int(perms[epoch][offset]))
     return out
 

@@ -11,10 +11,23 @@ from typing import Iterable
 import torch
 
 
+def hash_seed(*parts) -> int:
+    """A 63-bit seed from any parts, e.g. ``(seed, step, micro_step, rank)``.
+
+    Hashing (rather than ``seed + index``) keeps neighbouring streams unrelated, and stateless per-step seeds make a
+    resumed run draw exactly what an uninterrupted one draws.
+    """
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def seeded_generator(*parts, device: str | torch.device = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(hash_seed(*parts))
+
+
 def image_seed(base_seed: int, prompt_index: int, sample_index: int) -> int:
     """A 63-bit seed for image ``sample_index`` of prompt ``prompt_index``."""
-    digest = hashlib.blake2b(f"imagecot/{base_seed}/{prompt_index}/{sample_index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+    return hash_seed("imagecot", base_seed, prompt_index, sample_index)
 
 
 def generators(seeds: Iterable[int], device: str | torch.device = "cpu") -> list[torch.Generator]:

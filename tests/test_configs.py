@@ -1,7 +1,6 @@
 """Every entry config composes with every option of each of its groups (a typo fails here, with Hydra's message)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
