@@ -39,7 +39,8 @@ from typing import Protocol
 from PIL import Image
 from torch.utils.data import Dataset
 
-from reward_models.questions import CLARITY_CODE, ORM_QUESTION, POTENTIAL_CODE, REFLECTION_EXPLAIN, render_question
+from reward_models.questions import (CLARITY_CODE, ORM_QUESTION, POTENTIAL_CODE, PRM_QUESTION, REFLECTION_EXPLAIN,
+                                     render_question)
 
 __all__ = [
     "IMAGE_TOKEN",
@@ -51,6 +52,7 @@ __all__ = [
     "clarity_label",
     "orm_example",
     "potential_example",
+    "prm_example",
     "read_examples",
     "reflection_example",
     "save_image",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 IMAGE_TOKEN = "<image>"  # LLaVA-OneVision's image placeholder; the processor expands it to the image tokens
-TASKS = ("orm", "clarity", "potential", "reflection")
+TASKS = ("orm", "prm", "clarity", "potential", "reflection")
 _ROLES = ("user", "assistant")
 
 
@@ -105,6 +107,22 @@ def orm_example(
     """ORM ranking example (§4.2): "Does this image accurately represent the prompt?" -> yes iff correct."""
     answer = answers[0] if verdict.correct else answers[1]
     return JudgeExample(id, "orm", str(image), (_user(question, prompt, True), _assistant(answer)))
+
+
+def prm_example(
+    id: str,
+    prompt: str,
+    image: str,
+    final_verdict: Verdict,
+    *,
+    question: str = PRM_QUESTION,
+    answers: tuple[str, str] = ("yes", "no"),
+) -> JudgeExample:
+    """Fine-tuned PRM example (§5): a step's predicted image, labelled by its path's *final* verdict (the paper gives
+    no PRM labelling rule; outcome supervision of every step is the usual one and what §5's failure analysis
+    assumes: early blurry steps get noisy labels)."""
+    answer = answers[0] if final_verdict.correct else answers[1]
+    return JudgeExample(id, "prm", str(image), (_user(question, prompt, True), _assistant(answer)))
 
 
 def clarity_label(step: int, *, yes_after: int = 11, no_before: int = 10) -> bool | None:

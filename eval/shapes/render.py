@@ -107,6 +107,7 @@ class ShapesWorld:
     min_gap: int = 3  # background pixels between objects
     position_margin: float = 0.1  # required |offset| ratio above GenEval's 0.5
     max_tries: int = 200  # placement attempts per scene before giving up
+    grid: int = 1  # box corners at multiples of this many pixels (e.g. the tokenizer's patch: objects align to tokens)
 
     def __post_init__(self) -> None:
         # Hydra passes ListConfig / DictConfig: normalise to plain tuples so the world is hashable-ish and comparable.
@@ -126,6 +127,8 @@ class ShapesWorld:
                              f"({self.canvas_size} px)")
         if not 0 <= self.background_range[0] <= self.background_range[1] <= 255:
             raise ValueError(f"ShapesWorld.background_range {self.background_range} must be within [0, 255]")
+        if not isinstance(self.grid, int) or not 1 <= self.grid <= self.canvas_size - self.side_range()[1]:
+            raise ValueError(f"ShapesWorld.grid {self.grid!r} must be an int in [1, canvas - largest side]")
 
     @property
     def colors(self) -> tuple[str, ...]:
@@ -206,7 +209,7 @@ def _place(specs: list[_Spec], world: ShapesWorld, rng: np.random.Generator) -> 
     for spec in specs:
         for _ in range(world.max_tries):
             s = int(rng.integers(lo, hi + 1))
-            x, y = (int(c) for c in rng.integers(0, size - s + 1, size=2))
+            x, y = (int(c) * world.grid for c in rng.integers(0, (size - s) // world.grid + 1, size=2))
             box = (x, y, x + s, y + s)
             g = world.min_gap
             if any(box[0] < b[2] + g and b[0] < box[2] + g and box[1] < b[3] + g and b[1] < box[3] + g for b in boxes):

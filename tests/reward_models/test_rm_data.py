@@ -88,7 +88,7 @@ def test_round_trip_and_dataset(tmp_path):
     "mutate, message",
     [
         (lambda r: r.pop("image"), "missing field 'image'"),
-        (lambda r: r.update(task="prm"), "field 'task' = 'prm'"),
+        (lambda r: r.update(task="rank"), "field 'task' = 'rank'"),
         (lambda r: r["conversation"][0].update(role="assistant"), "conversation\\[0\\].role"),
         (lambda r: r["conversation"][0].update(content="no placeholder"), "exactly one '<image>'"),
         (lambda r: r["conversation"].pop(), ">= 2 turns"),

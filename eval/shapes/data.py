@@ -1,0 +1,70 @@
+"""Data of the shapes-world recipes: the suite of a ``configs/data`` entry, rendered pixels, prompt files.
+
+* :func:`load_data_config` composes ``configs/data/<name>.yaml`` (with its defaults) into a ``ShapesSuiteConfig``;
+* :func:`render_pixels` renders ``images_per_prompt`` scenes per suite line into one ``[M, 3, H, W]`` tensor in
+  ``[-1, 1]`` (the MAGVIT-v2 input convention), image ``k`` of line ``i`` from ``scene_seed(seed, i, k)``;
+* :func:`write_prompt_files` writes a split as GenEval metadata (``evaluation_metadata.jsonl`` + ``object_names.txt``)
+  so the generic recipes (``scripts/generate.py``, ``scripts/search.py``) read it like the real benchmark.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+
+from eval.geneval.layout import atomic_write_text
+from eval.shapes.render import ShapesWorld, render_scene, scene_seed
+from eval.shapes.suite import ShapesSuite, ShapesSuiteConfig, build_shapes_suite
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+METADATA_NAME = "evaluation_metadata.jsonl"
+CLASS_NAMES_NAME = "object_names.txt"
+
+
+def load_data_config(name: str = "shapes32", config_dir: str | os.PathLike = CONFIG_DIR) -> ShapesSuiteConfig:
+    """``configs/data/<name>.yaml`` composed with its defaults and instantiated (a typo fails with Hydra's message)."""
+    config_dir = Path(config_dir)
+    if not (config_dir / "data" / f"{name}.yaml").is_file():
+        options = sorted(p.stem for p in (config_dir / "data").glob("*.yaml"))
+        raise FileNotFoundError(f"data config {config_dir / 'data' / (name + '.yaml')} not found; options: {options}")
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path is this configs/ folder
+        return instantiate(compose(config_name=f"data/{name}").data)
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = compose(config_name=f"data/{name}").data
+    return instantiate(cfg)
+
+
+def build_suite(name: str = "shapes32") -> ShapesSuite:
+    return build_shapes_suite(load_data_config(name))
+
+
+def to_pixels(images: Sequence) -> torch.Tensor:
+    """PIL images / ``[H, W, 3]`` uint8 arrays -> ``[M, 3, H, W]`` float32 in ``[-1, 1]``."""
+    arrays = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
+    return torch.from_numpy(arrays.copy()).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def render_pixels(lines: Sequence[dict], world: ShapesWorld, images_per_prompt: int, seed: int
+                  ) -> tuple[list[str], torch.Tensor]:
+    """(prompts, pixels ``[len(lines) * images_per_prompt, 3, S, S]``), row ``i * images_per_prompt + k``."""
+    prompts, images = [], []
+    for i, line in enumerate(lines):
+        for k in range(images_per_prompt):
+            images.append(render_scene(line, scene_seed(seed, i, k), world)[0])
+            prompts.append(line["prompt"])
+    return prompts, to_pixels(images)
+
+
+def write_prompt_files(directory: str | os.PathLike, lines: Sequence[dict], world: ShapesWorld) -> Path:
+    """GenEval metadata of ``lines`` + the class-name file; returns the metadata path."""
+    directory = Path(directory)
+    atomic_write_text(directory / CLASS_NAMES_NAME, "".join(f"{s}\n" for s in world.shapes))
+    atomic_write_text(directory / METADATA_NAME, "".join(json.dumps(line) + "\n" for line in lines))
+    return directory / METADATA_NAME

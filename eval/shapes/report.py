@@ -1,0 +1,141 @@
+"""The shapes world's miniature Table 1: evaluate image folders with the exact detector, render the table.
+
+* :func:`evaluate_shapes_folder`: a GenEval-layout folder -> ``<out>/results.jsonl`` + ``summary.json`` via the real
+  evaluation loop (:func:`eval.geneval.evaluate.evaluate_folder`) with :class:`ShapesDetector` /
+  :class:`ShapesColorClassifier` standing in for Mask2Former / CLIP;
+* :func:`table_rows` / :func:`markdown_table`: one row per method, from saved summaries; a method that was not run
+  is a row that says so and why (never a number);
+* :func:`scaling_plot`: overall accuracy against generator forward passes per image (one point per run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from eval.geneval.evaluate import evaluate_folder
+from eval.geneval.prompts import TASKS, load_class_names, load_prompts
+from eval.geneval.report import TASK_HEADERS, load_summary, summary_record, write_summary
+from eval.geneval.score import expected_counts, summarize
+from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
+from eval.shapes.render import ShapesWorld
+
+SUMMARY = "summary.json"
+
+
+def evaluate_shapes_folder(image_dir: str | os.PathLike, out_dir: str | os.PathLike, metadata: str | os.PathLike,
+                           class_names: str | os.PathLike, world: ShapesWorld, name: str,
+                           images_per_prompt: int = 4, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Judge every image of ``image_dir`` against ``metadata``; writes and returns the summary document.
+
+    ``extra`` (e.g. ``{"forward_passes_per_image": 12}``) is stored under the document's ``config``.
+    """
+    out_dir = Path(out_dir)
+    prompts = load_prompts(metadata, load_class_names(class_names))
+    detector, colors = ShapesDetector(world), ShapesColorClassifier(world)
+    records = evaluate_folder(image_dir, out_dir, detector, colors, prompts=prompts,
+                              images_per_prompt=images_per_prompt, batch_size=32)
+    summary = summarize(records, expected_counts(prompts, images_per_prompt))
+    record = summary_record(summary, name, config={"image_dir": str(image_dir), **(extra or {})})
+    write_summary(out_dir / SUMMARY, record)
+    return record
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a saved summary, or a method that was not run (``reason``)."""
+
+    name: str
+    summary: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
+    """``(name, summary_path)`` pairs -> rows; a missing summary becomes "not run (no summary at <path>)"."""
+    rows = []
+    for name, path in entries:
+        if Path(path).is_file():
+            rows.append(Row(name, load_summary(path)))
+        else:
+            rows.append(Row(name, reason=f"no summary at {path}"))
+    return rows
+
+
+def _cells(row: Row, digits: int) -> list[str]:
+    if row.summary is None:
+        return [f"not run ({row.reason})"] + [""] * (len(TASKS) + 2)
+    scores = row.summary["scores"]
+
+    def fmt(value):
+        return "–" if value is None else f"{100 * value:.{digits}f}"
+
+    cells = [fmt(scores["tasks"].get(t, {}).get("accuracy")) for t in TASKS]
+    images = f"{scores['total_images']}" + (f" ({scores['missing_images']} missing)" if scores.get("missing_images")
+                                            else "")
+    return [*cells, fmt(scores["overall"]), images]
+
+
+def markdown_table(rows: Sequence[Row], digits: int = 1) -> str:
+    """GenEval-style table in percent: per task, overall (macro-average over tasks) and the number of images."""
+    header = ["Method", *TASK_HEADERS.values(), "Overall", "Images"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        cells = _cells(row, digits)
+        if row.summary is None:
+            lines.append(f"| {row.name} | {cells[0]} |" + " |" * (len(header) - 2))
+        else:
+            lines.append("| " + " | ".join([row.name, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "shapes world") -> Path | None:
+    """Overall accuracy vs generator forward passes per image (from each summary's ``config``); PNG, atomic.
+
+    Rows without a ``forward_passes_per_image`` entry are left out; returns None when no row has one.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    points = [(r.name, r.summary["config"].get("forward_passes_per_image"), r.summary["scores"]["overall"])
+              for r in rows if r.summary is not None and r.summary.get("config")]
+    points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
+    if not points:
+        return None
+    fig = Figure(figsize=(5.5, 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, x, y in points:
+        ax.scatter([x], [100 * y], label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("generator forward passes per image")
+    ax.set_ylabel("overall accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
+    """The table as JSON (name, overall, per-task accuracies, images, generator forward passes per image when known,
+    or the not-run reason), atomically."""
+    from eval.geneval.layout import atomic_write_text
+
+    data = []
+    for row in rows:
+        if row.summary is None:
+            data.append({"name": row.name, "not_run": row.reason})
+        else:
+            scores = row.summary["scores"]
+            data.append({"name": row.name, "overall": scores["overall"], "images": scores["total_images"],
+                         "tasks": {t: v["accuracy"] for t, v in scores["tasks"].items()},
+                         "forward_passes_per_image": (row.summary.get("config") or {}).get("forward_passes_per_image")})
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")

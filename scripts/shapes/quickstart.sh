@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The paper's Table 1 in miniature, on a CPU (docs/shapes_world.md, "Quickstart").
+#
+#   bash scripts/shapes/quickstart.sh [RUN_DIR]          # full run (eval split of shapes32, 4 images per prompt)
+#   QUICK=1 bash scripts/shapes/quickstart.sh RUN_DIR    # reduced CI setting: 1 prompt per task, short training
+#
+# 1. loads the committed tiny Show-o (checkpoints/shapes/showo, with its MAGVIT-v2 under vq/) or, when absent (or
+#    TRAIN=1), trains MAGVIT-v2 + Show-o with the project's recipes; the tiny judges (ORM, PRM, PARM) and the DPO /
+#    iterative-DPO models are loaded from checkpoints/shapes/<name> when there, else trained under RUN/train/;
+# 2. writes the held-out eval split as GenEval metadata and renders its ground truth;
+# 3. produces each row of the table (reference rows: rendered ground truth, random codes; then the methods) and judges
+#    every image folder with the GenEval judge + exact shapes detector;
+# 4. prints the table (per task + overall + number of images) and writes table.md/json, scaling.png, candidates.png.
+# Rows whose method cannot run yet are printed as "not run (reason)". A finished step is skipped on re-run (resume).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUN=${1:-runs/shapes/quickstart}
+QUICK=${QUICK:-0}
+TRAIN=${TRAIN:-0}
+DATA=shapes32
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # small convs: a second thread gains little and stalls under load
+export HYDRA_FULL_ERROR=1
+CLI=(python scripts/shapes/shapes_cli.py)
+START=$(date +%s)
+
+if [[ "$QUICK" == 1 ]]; then
+  PREPARE_ARGS=(--prompts-per-task 1)
+  MAGVIT_ARGS=(max_steps=30 train_images_per_prompt=2 eval_images_per_prompt=1 tokenize.images_per_prompt=2 checkpoint_every=30)
+  SHOWO_ARGS=(max_steps=30 checkpoint_every=30 per_device_batch_size=8)
+  JUDGE_DATA_ARGS=(--images-per-prompt 1)
+  JUDGE_ARGS=(max_steps=20 checkpoint_every=20)
+  DPO_ARGS=(iterative.candidates_per_prompt=2 train.max_steps=2 train.per_device_batch_size=2 dpo/pairing@iterative.pairing=best_worst
+    '~iterative.pairing.pairs_per_prompt')  # 2 candidates: best vs worst ORM score, always a pair
+  STEPS=4
+  CANDIDATES=2
+else
+  JUDGE_DATA_ARGS=()
+  JUDGE_ARGS=()
+  DPO_ARGS=()
+  CANDIDATES=8
+  PREPARE_ARGS=()
+  MAGVIT_ARGS=()
+  SHOWO_ARGS=()
+  STEPS=12
+fi
+mkdir -p "$RUN"
+echo "== shapes world quickstart: run dir $RUN (QUICK=$QUICK, TRAIN=$TRAIN, OMP_NUM_THREADS=$OMP_NUM_THREADS)"
+
+# ---- 1. models
+MAGVIT=${SHAPES_MAGVIT:-checkpoints/shapes/showo/vq}  # the Show-o bundle carries its tokenizer
+SHOWO=${SHAPES_SHOWO:-checkpoints/shapes/showo}
+if [[ "$TRAIN" == 1 || ! -f "$MAGVIT/pytorch_model.safetensors" ]]; then
+  echo "== training the tiny MAGVIT-v2 ($RUN/train/magvit)"
+  python scripts/train_magvit.py +experiment=shapes/magvit output_dir="$RUN/train/magvit" "${MAGVIT_ARGS[@]}"
+  MAGVIT=$RUN/train/magvit/final
+fi
+if [[ "$TRAIN" == 1 || ! -f "$SHOWO/showo/config.json" ]]; then
+  TOKENS=$RUN/train/magvit/tokens
+  if [[ ! -f "$TOKENS/codes.safetensors" ]]; then
+    TOKENS=$RUN/train/tokens
+    [[ -f "$TOKENS/codes.safetensors" ]] || "${CLI[@]}" tokenize --vq "$MAGVIT" --data $DATA --out "$TOKENS"
+  fi
+  echo "== training the tiny Show-o ($RUN/train/showo)"
+  SHAPES_MAGVIT=$MAGVIT python scripts/train_showo.py +experiment=shapes/showo output_dir="$RUN/train/showo" \
+    dataset.directory="$TOKENS" "${SHOWO_ARGS[@]}"
+  SHOWO=$RUN/train/showo/final
+fi
+echo "== models: MAGVIT-v2 $MAGVIT, Show-o $SHOWO"
+
+# ---- 2. prompts and ground truth
+[[ -f "$RUN/data.json" ]] || "${CLI[@]}" prepare --data $DATA --out "$RUN" "${PREPARE_ARGS[@]}"
+PROMPTS=$RUN/prompts/evaluation_metadata.jsonl
+NAMES=$RUN/prompts/object_names.txt
+
+evaluate() {  # evaluate NAME IMAGE_DIR [FORWARD_PASSES]
+  local extra=()
+  [[ -n "${3:-}" ]] && extra=(--forward-passes "$3")
+  [[ -f "$(dirname "$2")/eval/summary.json" ]] || "${CLI[@]}" evaluate --run "$RUN" --images "$2" --name "$1" "${extra[@]}"
+}
+
+# ---- 3. rows
+generate_row() {  # generate_row NAME DIR SHOWO_DIR: baseline sampling of another model
+  python scripts/generate.py +experiment=shapes/generate model.bundle.directory="$3" prompts="$PROMPTS" \
+    class_names="$NAMES" output_dir="$2" model.sampling.num_inference_steps=$STEPS grid=false
+  evaluate "$1" "$2/images" $STEPS
+}
+ROWS=()
+GRID=()
+evaluate "rendered ground truth" "$RUN/rows/ground_truth/images"
+ROWS+=("rendered ground truth (reference)=$RUN/rows/ground_truth/eval/summary.json")
+GRID+=("truth=$RUN/rows/ground_truth/images")
+
+[[ -d "$RUN/rows/chance/images" ]] || "${CLI[@]}" chance --vq "$MAGVIT" --run "$RUN" --out "$RUN/rows/chance/images"
+evaluate "random codes (chance)" "$RUN/rows/chance/images"
+ROWS+=("random codes (chance)=$RUN/rows/chance/eval/summary.json")
+GRID+=("chance=$RUN/rows/chance/images")
+
+generate_row "Show-o (baseline)" "$RUN/rows/baseline" "$SHOWO"
+ROWS+=("Show-o (baseline)=$RUN/rows/baseline/eval/summary.json")
+GRID+=("baseline=$RUN/rows/baseline/images")
+
+# ---- judges: tiny LLaVA-OneVision models trained on the tiny Show-o's train-split paths (labels: the GenEval judge on
+# training prompts only; at test time a judge sees prompt + image, nothing else), committed or trained here.
+JUDGE_DATA=$RUN/train/judge_data
+judge() {  # judge NAME (orm|prm|parm) -> sets JUDGE_DIR: the committed checkpoint, or trains it with shapes/judge_NAME
+  local name=$1 var dir
+  var=SHAPES_${name^^}
+  dir=${!var:-checkpoints/shapes/$name}
+  if [[ "$TRAIN" == 1 || ! -f "$dir/config.json" ]]; then
+    [[ -f "$JUDGE_DATA/orm.jsonl" ]] || "${CLI[@]}" judge-data --showo "$SHOWO" --data $DATA --out "$JUDGE_DATA" \
+      --steps $STEPS "${JUDGE_DATA_ARGS[@]}"
+    [[ -f "$RUN/train/tiny_llava/config.json" ]] || "${CLI[@]}" tiny-judge --out "$RUN/train/tiny_llava"
+    dir=$RUN/train/$name/final
+    if [[ ! -f "$dir/config.json" ]]; then
+      echo "== training the tiny ${name^^} judge ($RUN/train/$name)"
+      SHAPES_JUDGE_DATA=$JUDGE_DATA python scripts/train_judge.py +experiment=shapes/judge_$name \
+        model_dir="$RUN/train/tiny_llava" output_dir="$RUN/train/$name" "${JUDGE_ARGS[@]}"
+    fi
+  fi
+  JUDGE_DIR=$dir
+}
+search_row() {  # search_row NAME DIR EXPERIMENT SHOWO_DIR JUDGE_DIR [overrides...]: scripts/search.py + evaluation
+  local name=$1 dir=$2 experiment=$3 model=$4 judge_dir=$5
+  shift 5
+  python -P scripts/search.py +experiment=shapes/$experiment model.bundle.directory="$model" \
+    reward.judge.model_dir="$judge_dir" prompts="$PROMPTS" class_names="$NAMES" output_dir="$dir" \
+    model.sampling.num_inference_steps=$STEPS "$@"
+  evaluate "$name" "$dir/images"
+}
+
+# + ORM (paper §4): best-of-N ranked by the tiny fine-tuned ORM.
+judge orm
+ORM=$JUDGE_DIR
+search_row "+ ORM (best-of-$CANDIDATES)" "$RUN/rows/orm_best_of_n" best_of_n "$SHOWO" "$ORM" \
+  search.strategy.num_candidates=$CANDIDATES
+ROWS+=("+ ORM (best-of-$CANDIDATES)=$RUN/rows/orm_best_of_n/eval/summary.json")
+GRID+=("orm=$RUN/rows/orm_best_of_n/images")
+
+# + PRM (paper §5): step-level search, every step N continuations of the kept path, scored by the tiny fine-tuned PRM.
+judge prm
+search_row "+ PRM (step-level, $CANDIDATES paths)" "$RUN/rows/prm" search_prm "$SHOWO" "$JUDGE_DIR" \
+  search.strategy.num_paths=$CANDIDATES search.strategy.expansion=$CANDIDATES
+ROWS+=("+ PRM (step-level, $CANDIDATES paths)=$RUN/rows/prm/eval/summary.json")
+GRID+=("prm=$RUN/rows/prm/images")
+
+# + PARM (paper §6): clarity judgment -> potential assessment (pruned paths stop) -> best-of-N' of the survivors.
+judge parm
+PARM=$JUDGE_DIR
+search_row "+ PARM ($CANDIDATES paths)" "$RUN/rows/parm" search_parm "$SHOWO" "$PARM" \
+  search.strategy.num_candidates=$CANDIDATES
+ROWS+=("+ PARM ($CANDIDATES paths)=$RUN/rows/parm/eval/summary.json")
+GRID+=("parm=$RUN/rows/parm/images")
+
+ROWS+=("+ PARM++=not run: needs a tiny judge that writes explanations and a self-correction fine-tuned Show-o")
+
+# + DPO / + iterative DPO (paper §8.1): the tiny Show-o generates candidates for the train-split prompts, the tiny ORM
+# judges them, yes/no pairs train it (one round; two rounds for iterative DPO). Committed or trained here.
+dpo_model() {  # dpo_model NAME (dpo|iterative_dpo) ROUNDS -> sets DPO_DIR
+  local name=$1 rounds=$2 var dir
+  var=SHAPES_${name^^}
+  dir=${!var:-checkpoints/shapes/$name}
+  if [[ "$TRAIN" == 1 || ! -f "$dir/showo/config.json" ]]; then
+    echo "== DPO of the tiny Show-o, $rounds round(s) ($RUN/train/$name)"  # finished stages are skipped
+    python scripts/iterative_dpo.py +experiment=shapes/$name model.bundle.directory="$SHOWO" \
+      iterative.judge.judge.model_dir="$ORM" iterative.prompts="$RUN/prompts/train_prompts.txt" \
+      run_dir="$RUN/train/$name" "${DPO_ARGS[@]}"
+    dir=$RUN/train/$name/round_$((rounds - 1))/train/final
+  fi
+  DPO_DIR=$dir
+}
+dpo_model dpo 1
+generate_row "+ DPO" "$RUN/rows/dpo" "$DPO_DIR"
+ROWS+=("+ DPO=$RUN/rows/dpo/eval/summary.json")
+GRID+=("dpo=$RUN/rows/dpo/images")
+dpo_model iterative_dpo 2
+ITER=$DPO_DIR
+generate_row "+ iterative DPO" "$RUN/rows/iterative_dpo" "$ITER"
+ROWS+=("+ iterative DPO=$RUN/rows/iterative_dpo/eval/summary.json")
+GRID+=("iter_dpo=$RUN/rows/iterative_dpo/images")
+
+# integrated (paper Table 1, last row): the iterative-DPO model searched with PARM.
+search_row "+ iterative DPO + PARM" "$RUN/rows/integrated" search_parm "$ITER" "$PARM" \
+  search.strategy.num_candidates=$CANDIDATES
+ROWS+=("+ iterative DPO + PARM=$RUN/rows/integrated/eval/summary.json")
+GRID+=("integrated=$RUN/rows/integrated/images")
+
+# ---- 4. table
+"${CLI[@]}" table --run "$RUN" "${ROWS[@]/#/--row=}" "${GRID[@]/#/--grid=}"
+echo "== quickstart finished in $(( $(date +%s) - START )) s"

@@ -1,0 +1,109 @@
+"""The shapes world's quickstart end to end (reduced setting) and the pieces it is built from."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from eval.shapes.data import build_suite
+from eval.shapes.models import shapes_words
+from eval.shapes.report import Row, markdown_table
+from eval.shapes.vq import foreground_mask, magvit_loss
+from showo.magvit import MagvitOutput
+from showo.text_tokenizer import build_word_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+TASK_COUNT = 6
+
+
+def test_shapes_words_cover_every_prompt_of_the_suite():
+    suite = build_suite("shapes32")
+    world = suite.config.world
+    tok = build_word_tokenizer(shapes_words(world.shapes, world.colors, suite.config.counts))
+    unk = tok.convert_tokens_to_ids("<unk>")
+    for line in suite.lines:
+        ids = tok(line["prompt"], add_special_tokens=False)["input_ids"]
+        assert unk not in ids, line["prompt"]
+        assert len(ids) == len(line["prompt"].split())
+
+
+def test_magvit_loss_by_hand():
+    target = torch.zeros(1, 3, 2, 2)
+    recon = torch.tensor([0.5, -0.5, 1.0, 0.0] * 3).reshape(1, 3, 2, 2)
+    out = MagvitOutput(recon, torch.zeros(1, 1, dtype=torch.long), torch.tensor(0.25), torch.tensor(-0.1))
+    losses = magvit_loss(out, target, l1_weight=2.0, l2_weight=1.0)
+    # |d| mean = (0.5 + 0.5 + 1 + 0) / 4 = 0.5 ; d^2 mean = (0.25 + 0.25 + 1 + 0) / 4 = 0.375
+    assert losses["l1"].item() == pytest.approx(0.5)
+    assert losses["l2"].item() == pytest.approx(0.375)
+    assert losses["loss"].item() == pytest.approx(2 * 0.5 + 0.375 + 0.25 - 0.1)
+    with pytest.raises(ValueError, match="reconstruction"):
+        magvit_loss(out, torch.zeros(1, 3, 4, 4))
+
+
+def test_foreground_weight_multiplies_the_loss_of_object_pixels():
+    target = torch.full((1, 3, 4, 4), 0.4)  # flat background ...
+    target[0, :, 1, 2] = torch.tensor([1.0, -1.0, -1.0])  # ... one red object pixel
+    mask = foreground_mask(target)
+    assert mask.shape == (1, 1, 4, 4) and mask.sum() == 1 and mask[0, 0, 1, 2] == 1
+    grown = foreground_mask(target, dilation=1)  # the 3 x 3 block around (1, 2), clipped at the right edge
+    assert grown[0, 0].tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 0]]
+    recon = target.clone()
+    recon[0, :, 1, 2] = 0.4  # the object lost: error 0.6 / 1.4 / 1.4 on its three channels
+    recon[0, :, 0, 0] = 0.5  # a background pixel off by 0.1 on every channel
+    out = MagvitOutput(recon, torch.zeros(1, 1, dtype=torch.long), torch.tensor(0.0), torch.tensor(0.0))
+    n = 3 * 16
+    plain = magvit_loss(out, target)
+    assert plain["l1"].item() == pytest.approx((0.6 + 1.4 + 1.4 + 0.3) / n)
+    weighted = magvit_loss(out, target, foreground_weight=10.0, foreground_dilation=0)
+    assert weighted["l1"].item() == pytest.approx((10 * (0.6 + 1.4 + 1.4) + 0.3) / n)
+    assert weighted["l2"].item() == pytest.approx((10 * (0.36 + 1.96 + 1.96) + 0.03) / n)
+    # with the default dilation (2 px) the off background pixel at (0, 0) lies near the object and weighs 10x too
+    dilated = magvit_loss(out, target, foreground_weight=10.0)
+    assert dilated["l1"].item() == pytest.approx(10 * (0.6 + 1.4 + 1.4 + 0.3) / n)
+    with pytest.raises(ValueError, match="foreground_weight"):
+        magvit_loss(out, target, foreground_weight=-1.0)
+
+
+def test_table_prints_not_run_rows_without_numbers():
+    text = markdown_table([Row("+ PARM", reason="no judge")])
+    assert "| + PARM | not run (no judge) |" in text
+    assert "Images" in text.splitlines()[0]
+
+
+def test_quickstart_reduced_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = json.loads((run / "table.json").read_text())
+    by_name = {row["name"]: row for row in table}
+    prompts = [json.loads(line) for line in (run / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()]
+    assert len(prompts) == TASK_COUNT  # QUICK: one eval prompt per task
+    expected_images = 4 * len(prompts)
+    truth = by_name["rendered ground truth (reference)"]
+    assert truth["overall"] == 1.0 and truth["images"] == expected_images
+    measured = ["random codes (chance)", "Show-o (baseline)", "+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)",
+                "+ PARM (2 paths)", "+ DPO", "+ iterative DPO", "+ iterative DPO + PARM"]
+    for name in measured:
+        assert by_name[name]["images"] == expected_images, name
+        assert 0.0 <= by_name[name]["overall"] <= 1.0
+        assert set(by_name[name]["tasks"]) == {p["tag"] for p in prompts}
+    # search rows cost more generator passes per image than the baseline (the scaling plot's x axis)
+    base = by_name["Show-o (baseline)"]["forward_passes_per_image"]
+    assert base == 4  # QUICK: 4 sampling steps, one pass per image and step
+    for name in ("+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)"):
+        assert by_name[name]["forward_passes_per_image"] > base, name
+    not_run = [row for row in table if "not_run" in row]
+    assert [row["name"] for row in not_run] == ["+ PARM++"] and not_run[0]["not_run"]
+    printed = proc.stdout
+    assert "| Show-o (baseline) |" in printed and "not run (" in printed
+    assert (run / "table.md").read_text() in printed
+    assert (run / "scaling.png").stat().st_size > 0 and (run / "candidates.png").stat().st_size > 0
+    # the held-out prompts are the eval split: none of them is a training prompt
+    train = {line["prompt"] for line in build_suite("shapes32").train}
+    assert not train & {p["prompt"] for p in prompts}
