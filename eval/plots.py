@@ -9,6 +9,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """``fig`` (tight layout) as PNG at ``path``, written atomically (temp file in the same folder, then rename)."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "GenEval") -> Path:
     """Grouped bar chart of per-task accuracy (one bar group per task, one bar per run) written atomically to PNG.
 
@@ -34,14 +49,4 @@ def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathL
     ax.set_ylabel("accuracy")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path)

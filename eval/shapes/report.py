@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,7 @@ from eval.geneval.evaluate import evaluate_folder
 from eval.geneval.prompts import TASKS, load_class_names, load_prompts
 from eval.geneval.report import TASK_HEADERS, load_summary, summary_record, write_summary
 from eval.geneval.score import expected_counts, summarize
+from eval.plots import save_figure
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
 from eval.shapes.render import ShapesWorld
 
@@ -114,14 +114,7 @@ def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "sha
     ax.set_ylabel("overall accuracy (%)")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
