@@ -5,7 +5,7 @@
 Reads top to bottom: config -> data (scenes of the train split rendered in memory) -> model -> explicit loop (L1 + L2
 reconstruction + LFQ commitment and entropy losses, :func:`eval.shapes.vq.magvit_loss`) -> save ``<run>/final`` ->
 acceptance (GenEval judge + exact detector on reconstructions of held-out eval-split scenes, ``<run>/eval.json``) ->
-tokenize the train split for the Show-o recipe (``<run>/tokens``, :func:`showo.data.write_tokenized_dataset`).
+tokenize the training lines for the Show-o recipe (``<run>/tokens``, :func:`eval.shapes.data.tokenize_training_set`).
 Batches are drawn from ``(seed, step)`` and the state is checkpointed with accelerate, so a killed run resumes.
 """
 from __future__ import annotations
@@ -22,11 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from eval.shapes.data import render_pixels
+from eval.shapes.data import render_pixels, tokenize_training_set
 from eval.shapes.suite import build_shapes_suite
 from eval.shapes.vq import magvit_loss, reconstruction_accuracy
 from showo.checkpoint import atomic_write_text
-from showo.data import tokenize_images, write_tokenized_dataset
 from showo.magvit import MAGVITv2, MagvitConfig
 from showo.recipe_utils import MetricsLogger, resume, save_checkpoint, shard_indices, write_run_config
 
@@ -80,11 +79,11 @@ def main(cfg: DictConfig) -> None:
     print(f"saved {run_dir / 'final'}; judge accuracy on eval-split reconstructions "
           f"{report['reconstruction_accuracy']:.3f} (originals {report['original_accuracy']:.3f})")
     if cfg.tokenize.images_per_prompt > 0:
-        prompts, train_pixels = render_pixels(suite.train, world, cfg.tokenize.images_per_prompt, cfg.tokenize.seed)
-        with torch.no_grad():
-            codes = tokenize_images(vq, train_pixels.to(accelerator.device))
-        write_tokenized_dataset(run_dir / "tokens", prompts, codes.cpu())
-        print(f"tokenized {len(prompts)} train images -> {run_dir / 'tokens'}")
+        stats = tokenize_training_set(vq, suite, run_dir / "tokens", source=cfg.tokenize.source,
+                                      images_per_prompt=cfg.tokenize.images_per_prompt,
+                                      images_per_tag=cfg.tokenize.images_per_tag, seed=cfg.tokenize.seed)
+        print(f"tokenized {stats['images']} images of {stats['lines']} training lines ({stats['source']}; per task "
+              f"{stats['images_per_tag']}) -> {run_dir / 'tokens'}")
     logger.close()
 
 

@@ -113,6 +113,11 @@ class MagvitConfig:
         return 2 ** (self.num_levels - 1)
 
     @property
+    def num_codes(self) -> int:
+        """Codes per image at ``resolution``: ``(resolution / downsample_factor) ** 2`` (256 for the released model)."""
+        return (self.resolution // self.downsample_factor) ** 2
+
+    @property
     def codebook_size(self) -> int:
         return 2**self.codebook_dim
 

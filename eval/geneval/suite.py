@@ -145,6 +145,14 @@ def _enumerate(tag: str, v: SuiteVocabulary) -> Iterator[Metadata]:
     return iter(spaces[tag]())
 
 
+def prompt_space(vocab: SuiteVocabulary, tags: Sequence[str] = TAGS) -> list[Metadata]:
+    """Every distinct line of every tag in ``tags`` (tag order, then a fixed order within a tag)."""
+    unknown = [t for t in tags if t not in TAGS]
+    if unknown:
+        raise ValueError(f"unknown tags {unknown}; GenEval tags are {TAGS}")
+    return [md for tag in tags for md in _enumerate(tag, vocab)]
+
+
 def _sample(tag: str, v: SuiteVocabulary, rng: np.random.Generator) -> Metadata:
     """One uniformly drawn line of a tag (the official per-task draws)."""
     def pick(items: Sequence, k: int = 1) -> list:

@@ -1,8 +1,10 @@
 """Data of the shapes-world recipes: the suite of a ``configs/data`` entry, rendered pixels, prompt files.
 
 * :func:`load_data_config` composes ``configs/data/<name>.yaml`` (with its defaults) into a ``ShapesSuiteConfig``;
-* :func:`render_pixels` renders ``images_per_prompt`` scenes per suite line into one ``[M, 3, H, W]`` tensor in
+* :func:`render_pixels` renders scenes of suite lines (a number per line) into one ``[M, 3, H, W]`` tensor in
   ``[-1, 1]`` (the MAGVIT-v2 input convention), image ``k`` of line ``i`` from ``scene_seed(seed, i, k)``;
+* :func:`tokenize_training_set` renders :func:`eval.shapes.suite.training_lines` and writes their MAGVIT-v2 codes
+  as the Show-o recipe's dataset (``scripts/train_magvit.py`` and ``shapes_cli.py tokenize`` both call it);
 * :func:`write_prompt_files` writes a split as GenEval metadata (``evaluation_metadata.jsonl`` + ``object_names.txt``)
   so the generic recipes (``scripts/generate.py``, ``scripts/search.py``) read it like the real benchmark.
 """
@@ -13,15 +15,17 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from PIL import Image
 
 from eval.geneval.layout import atomic_write_text
 from eval.shapes.render import ShapesWorld, render_scene, scene_seed
-from eval.shapes.suite import ShapesSuite, ShapesSuiteConfig, build_shapes_suite
+from eval.shapes.suite import ShapesSuite, ShapesSuiteConfig, build_shapes_suite, images_per_line, training_lines
+from showo.data import tokenize_images, write_tokenized_dataset
+from showo.magvit import MAGVITv2, image_transform
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 METADATA_NAME = "evaluation_metadata.jsonl"
@@ -45,21 +49,42 @@ def build_suite(name: str = "shapes32") -> ShapesSuite:
     return build_shapes_suite(load_data_config(name))
 
 
-def to_pixels(images: Sequence) -> torch.Tensor:
-    """PIL images / ``[H, W, 3]`` uint8 arrays -> ``[M, 3, H, W]`` float32 in ``[-1, 1]``."""
-    arrays = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
-    return torch.from_numpy(arrays.copy()).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+def to_pixels(images: Sequence[Image.Image]) -> torch.Tensor:
+    """Square PIL images of one size -> ``[M, 3, S, S]`` float32 in ``[-1, 1]``, through Show-o's own
+    pre-processing (:func:`showo.magvit.image_transform`; at the canvas size its resize and crop change nothing)."""
+    return torch.stack([image_transform(im, im.size[0]) for im in images])
 
 
-def render_pixels(lines: Sequence[dict], world: ShapesWorld, images_per_prompt: int, seed: int
+def render_pixels(lines: Sequence[dict], world: ShapesWorld, images_per_prompt: int | Sequence[int], seed: int
                   ) -> tuple[list[str], torch.Tensor]:
-    """(prompts, pixels ``[len(lines) * images_per_prompt, 3, S, S]``), row ``i * images_per_prompt + k``."""
+    """(prompts, pixels ``[sum of images per line, 3, S, S]``): line ``i``'s scenes ``k = 0, 1, ...`` in order
+    (``images_per_prompt``: one count for every line, or one per line as :func:`eval.shapes.suite.images_per_line`)."""
+    counts = [images_per_prompt] * len(lines) if isinstance(images_per_prompt, int) else list(images_per_prompt)
+    if len(counts) != len(lines):
+        raise ValueError(f"{len(counts)} image counts for {len(lines)} lines")
     prompts, images = [], []
-    for i, line in enumerate(lines):
-        for k in range(images_per_prompt):
+    for i, (line, count) in enumerate(zip(lines, counts)):
+        for k in range(count):
             images.append(render_scene(line, scene_seed(seed, i, k), world)[0])
             prompts.append(line["prompt"])
     return prompts, to_pixels(images)
+
+
+def tokenize_training_set(vq: MAGVITv2, suite: ShapesSuite, out: str | os.PathLike, *, source: str = "split",
+                          images_per_prompt: int = 32, images_per_tag: int = 0, seed: int = 1000) -> dict:
+    """Render the training lines (``source``: ``"split"`` or ``"space"``), tokenize them with ``vq`` and write
+    ``out/{prompts.jsonl,codes.safetensors}``; returns counts for the log (lines, images, images per tag)."""
+    lines = training_lines(suite, source)
+    counts = images_per_line(lines, images_per_prompt, images_per_tag)
+    prompts, pixels = render_pixels(lines, suite.config.world, counts, seed)
+    device = next(vq.parameters()).device
+    with torch.no_grad():
+        codes = tokenize_images(vq, pixels.to(device))
+    write_tokenized_dataset(out, prompts, codes.cpu())
+    per_tag: dict[str, int] = {}
+    for line, n in zip(lines, counts):
+        per_tag[line["tag"]] = per_tag.get(line["tag"], 0) + n
+    return {"source": source, "lines": len(lines), "images": len(prompts), "images_per_tag": per_tag}
 
 
 def write_prompt_files(directory: str | os.PathLike, lines: Sequence[dict], world: ShapesWorld) -> Path:

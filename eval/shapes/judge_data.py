@@ -62,6 +62,7 @@ def build_judge_data(bundle: ShowoBundle, lines: Sequence[dict], world: ShapesWo
     pipe = bundle.pipeline(MaskGITScheduler())
     detector, colors = ShapesDetector(world), ShapesColorClassifier(world)
     yes_after, no_before = clarity_steps(num_inference_steps)
+    prm = _prm_steps(num_inference_steps, prm_steps_per_path)
     jobs = [(i, k) for i in range(len(lines)) for k in range(images_per_prompt)]
     examples: dict[str, list] = {task: [] for task in TASK_FILES}
     for start in tqdm(range(0, len(jobs), batch_size), desc="judge data", dynamic_ncols=True):
@@ -79,7 +80,6 @@ def build_judge_data(bundle: ShowoBundle, lines: Sequence[dict], world: ShapesWo
             examples["reflection"].append(reflection_example(name, prompt, final, verdict))
             rng = torch.Generator().manual_seed(image_seed(seed + 7919, i, k))
             clarity = torch.randperm(num_inference_steps, generator=rng)[:clarity_steps_per_path].tolist()
-            prm = _prm_steps(num_inference_steps, prm_steps_per_path)
             for step in sorted(set(clarity) | set(prm)):
                 step_name = f"{name}_s{step:02d}"
                 path = save_image(step_images[step][row], root, step_name)

@@ -3,7 +3,7 @@
 :func:`build_shapes_showo` is the starting point of the tiny Show-o recipe: a freshly initialised tiny Show-o
 (:func:`showo.factory.build_tiny_showo`) whose word tokenizer covers every word a shapes prompt can use, paired with
 a trained tiny MAGVIT-v2 loaded from its directory (``scripts/train_magvit.py`` writes ``<run>/final``). The number
-of image tokens follows from the VQ model (``(resolution / downsample)^2``), so the two always agree.
+of image tokens follows from the VQ model (``MagvitConfig.num_codes``), so the two always agree.
 """
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ def build_shapes_showo(vq_directory: str | os.PathLike, shapes: Sequence[str], c
     if not vq_directory.is_dir():
         raise FileNotFoundError(f"MAGVIT-v2 directory not found: {vq_directory} (train it with scripts/train_magvit.py)")
     vq = MAGVITv2.from_pretrained(vq_directory, device=device)
-    side = vq.config.resolution // vq.config.downsample_factor
-    bundle = build_tiny_showo(shapes_words(shapes, colors, counts), num_image_tokens=side * side,
+    bundle = build_tiny_showo(shapes_words(shapes, colors, counts), num_image_tokens=vq.config.num_codes,
                               codebook_dim=vq.config.codebook_dim, hidden_size=hidden_size,
                               num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                               intermediate_size=intermediate_size, max_seq_length=max_seq_length, vq=None, seed=seed)

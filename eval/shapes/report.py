@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from eval.geneval.evaluate import evaluate_folder
+from eval.geneval.layout import atomic_write_text
 from eval.geneval.prompts import TASKS, load_class_names, load_prompts
 from eval.geneval.report import TASK_HEADERS, load_summary, summary_record, write_summary
 from eval.geneval.score import expected_counts, summarize
@@ -65,8 +66,7 @@ def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
 
 
 def _cells(row: Row, digits: int) -> list[str]:
-    if row.summary is None:
-        return [f"not run ({row.reason})"] + [""] * (len(TASKS) + 2)
+    """Per-task, overall and image-count cells of a measured row."""
     scores = row.summary["scores"]
 
     def fmt(value):
@@ -83,11 +83,10 @@ def markdown_table(rows: Sequence[Row], digits: int = 1) -> str:
     header = ["Method", *TASK_HEADERS.values(), "Overall", "Images"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for row in rows:
-        cells = _cells(row, digits)
         if row.summary is None:
-            lines.append(f"| {row.name} | {cells[0]} |" + " |" * (len(header) - 2))
+            lines.append(f"| {row.name} | not run ({row.reason}) |" + " |" * (len(header) - 2))
         else:
-            lines.append("| " + " | ".join([row.name, *cells]) + " |")
+            lines.append("| " + " | ".join([row.name, *_cells(row, digits)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -120,8 +119,6 @@ def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "sha
 def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
     """The table as JSON (name, overall, per-task accuracies, images, generator forward passes per image when known,
     or the not-run reason), atomically."""
-    from eval.geneval.layout import atomic_write_text
-
     data = []
     for row in rows:
         if row.summary is None:

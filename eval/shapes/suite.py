@@ -1,15 +1,22 @@
 """The shapes world's prompt suite: GenEval's six tasks over shape names and the world's palette.
 
 ``ShapesSuiteConfig`` is what ``configs/data/shapes*.yaml`` instantiate; :func:`build_shapes_suite` turns it into a
-train / eval split that shares no prompt (the eval split is the miniature's "GenEval", the train split the tiny
-Show-o's text-image pairs). With five shapes several tasks have fewer possible prompts than their official share
-(e.g. 5 single-object prompts): they are exhausted, see :mod:`eval.geneval.suite`.
+train / eval split that shares no prompt (the eval split is the miniature's "GenEval"). With three to five shapes
+several tasks have fewer possible prompts than their official share (e.g. 3 single-object prompts): they are
+exhausted, see :mod:`eval.geneval.suite`.
+
+What the tiny Show-o learns from is :func:`training_lines`: the suite's train split (``"split"``, a few hundred
+lines), or every prompt the vocabulary can phrase except the eval split's (``"space"``; the real Show-o, too, is
+trained on far more captions than GenEval has prompts). Either way no eval prompt is ever seen in training.
+:func:`images_per_line` balances the tasks: ``color_attr`` has hundreds of possible prompts, ``single_object`` three.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
-from eval.geneval.suite import SuiteVocabulary, generate_suite, split_suite
+from eval.geneval.suite import TAGS, SuiteVocabulary, generate_suite, prompt_space, split_suite
 from eval.shapes.render import ShapesWorld
 
 
@@ -49,3 +56,27 @@ def build_shapes_suite(config: ShapesSuiteConfig | None = None) -> ShapesSuite:
     lines = generate_suite(shapes_vocabulary(config.world, config.counts), config.n_prompts, config.seed)
     train, evaluation = split_suite(lines, config.eval_fraction, config.split_seed)
     return ShapesSuite(config, lines, train, evaluation)
+
+
+TRAINING_SOURCES = ("split", "space")
+
+
+def training_lines(suite: ShapesSuite, source: str = "split") -> list[dict]:
+    """Lines a model may train on: the train split, or the whole prompt space minus the eval split's prompts."""
+    if source == "split":
+        return list(suite.train)
+    if source != "space":
+        raise ValueError(f"training source must be one of {TRAINING_SOURCES}, got {source!r}")
+    held_out = {line["prompt"] for line in suite.eval}
+    vocab = shapes_vocabulary(suite.config.world, suite.config.counts)
+    return [line for line in prompt_space(vocab) if line["prompt"] not in held_out]
+
+
+def images_per_line(lines: Sequence[dict], images_per_prompt: int, images_per_tag: int = 0) -> list[int]:
+    """Scenes to render per line: ``images_per_prompt``, raised so that every tag gets about ``images_per_tag``
+    scenes in all (``ceil(images_per_tag / lines of the tag)``; ``0`` turns balancing off)."""
+    if images_per_prompt < 1 or images_per_tag < 0:
+        raise ValueError(f"images_per_prompt must be >= 1 and images_per_tag >= 0, got {images_per_prompt}, "
+                         f"{images_per_tag}")
+    per_tag = {tag: sum(line["tag"] == tag for line in lines) for tag in TAGS}
+    return [max(images_per_prompt, math.ceil(images_per_tag / per_tag[line["tag"]])) for line in lines]

@@ -5,8 +5,8 @@
 #   QUICK=1 bash scripts/shapes/quickstart.sh RUN_DIR    # reduced CI setting: 1 prompt per task, short training
 #
 # 1. loads the committed tiny Show-o (checkpoints/shapes/showo, with its MAGVIT-v2 under vq/) or, when absent (or
-#    TRAIN=1), trains MAGVIT-v2 + Show-o with the project's recipes; the tiny judges (ORM, PRM, PARM) and the DPO /
-#    iterative-DPO models are loaded from checkpoints/shapes/<name> when there, else trained under RUN/train/;
+#    TRAIN=1), trains MAGVIT-v2 + Show-o with the project's recipes; the tiny judges (ORM, PRM, PARM) are loaded from
+#    checkpoints/shapes/<name> when there, else trained under RUN/train/, and so are the DPO models (one 2-round run);
 # 2. writes the held-out eval split as GenEval metadata and renders its ground truth;
 # 3. produces each row of the table (reference rows: rendered ground truth, random codes; then the methods) and judges
 #    every image folder with the GenEval judge + exact shapes detector;
@@ -155,26 +155,22 @@ GRID+=("parm=$RUN/rows/parm/images")
 ROWS+=("+ PARM++=not run: needs a tiny judge that writes explanations and a self-correction fine-tuned Show-o")
 
 # + DPO / + iterative DPO (paper §8.1): the tiny Show-o generates candidates for the train-split prompts, the tiny ORM
-# judges them, yes/no pairs train it (one round; two rounds for iterative DPO). Committed or trained here.
-dpo_model() {  # dpo_model NAME (dpo|iterative_dpo) ROUNDS -> sets DPO_DIR
-  local name=$1 rounds=$2 var dir
-  var=SHAPES_${name^^}
-  dir=${!var:-checkpoints/shapes/$name}
-  if [[ "$TRAIN" == 1 || ! -f "$dir/showo/config.json" ]]; then
-    echo "== DPO of the tiny Show-o, $rounds round(s) ($RUN/train/$name)"  # finished stages are skipped
-    python scripts/iterative_dpo.py +experiment=shapes/$name model.bundle.directory="$SHOWO" \
-      iterative.judge.judge.model_dir="$ORM" iterative.prompts="$RUN/prompts/train_prompts.txt" \
-      run_dir="$RUN/train/$name" "${DPO_ARGS[@]}"
-    dir=$RUN/train/$name/round_$((rounds - 1))/train/final
-  fi
-  DPO_DIR=$dir
-}
-dpo_model dpo 1
-generate_row "+ DPO" "$RUN/rows/dpo" "$DPO_DIR"
+# judges them, yes/no pairs train it. One two-round run gives both rows: its round 0 is the DPO model (shapes/dpo,
+# same seed and data), round 1 the iterative-DPO model. Taken from SHAPES_DPO / SHAPES_ITERATIVE_DPO when both are set.
+if [[ "$TRAIN" == 0 && -n "${SHAPES_DPO:-}" && -n "${SHAPES_ITERATIVE_DPO:-}" ]]; then
+  DPO=$SHAPES_DPO
+  ITER=$SHAPES_ITERATIVE_DPO
+else
+  echo "== iterative DPO of the tiny Show-o, 2 rounds ($RUN/train/iterative_dpo)"  # finished stages are skipped
+  python scripts/iterative_dpo.py +experiment=shapes/iterative_dpo model.bundle.directory="$SHOWO" \
+    iterative.judge.judge.model_dir="$ORM" iterative.prompts="$RUN/prompts/train_prompts.txt" \
+    run_dir="$RUN/train/iterative_dpo" "${DPO_ARGS[@]}"
+  DPO=$RUN/train/iterative_dpo/round_0/train/final
+  ITER=$RUN/train/iterative_dpo/round_1/train/final
+fi
+generate_row "+ DPO" "$RUN/rows/dpo" "$DPO"
 ROWS+=("+ DPO=$RUN/rows/dpo/eval/summary.json")
 GRID+=("dpo=$RUN/rows/dpo/images")
-dpo_model iterative_dpo 2
-ITER=$DPO_DIR
 generate_row "+ iterative DPO" "$RUN/rows/iterative_dpo" "$ITER"
 ROWS+=("+ iterative DPO=$RUN/rows/iterative_dpo/eval/summary.json")
 GRID+=("iter_dpo=$RUN/rows/iterative_dpo/images")

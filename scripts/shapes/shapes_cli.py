@@ -2,7 +2,7 @@
 
     python scripts/shapes/shapes_cli.py prepare  --data shapes32 --out RUN [--prompts-per-task N]
     python scripts/shapes/shapes_cli.py chance   --vq DIR --run RUN --out RUN/rows/chance/images
-    python scripts/shapes/shapes_cli.py tokenize --vq DIR --data shapes32 --out DIR [--images-per-prompt N]
+    python scripts/shapes/shapes_cli.py tokenize --vq DIR --data shapes32 --out DIR [--source space|split]
     python scripts/shapes/shapes_cli.py judge-data --showo DIR --data shapes32 --out DIR [--images-per-prompt N]
     python scripts/shapes/shapes_cli.py tiny-judge --out DIR
     python scripts/shapes/shapes_cli.py evaluate --run RUN --images DIR --name NAME [--forward-passes F]
@@ -19,21 +19,22 @@ forward passes per image, for the scaling plot, from ``--forward-passes`` or ``s
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import torch
 
-from eval.geneval.layout import atomic_write_text, load_image, write_prompt_folder
+from eval.geneval.layout import atomic_write_bytes, atomic_write_text, load_image, write_prompt_folder
 from eval.geneval.prompts import load_class_names, load_prompts
-from eval.shapes.data import (CLASS_NAMES_NAME, METADATA_NAME, build_suite, load_data_config, render_pixels,
+from eval.shapes.data import (CLASS_NAMES_NAME, METADATA_NAME, build_suite, load_data_config, tokenize_training_set,
                               write_prompt_files)
 from eval.shapes.render import image_grid, render_scene, scene_seed
-from eval.shapes.report import (Row, evaluate_shapes_folder, load_summary, markdown_table, scaling_plot,
+from eval.shapes.report import (Row, evaluate_shapes_folder, markdown_table, scaling_plot, table_rows,
                                 write_table_json)
 from eval.shapes.judge_data import build_judge_data
+from eval.shapes.suite import TRAINING_SOURCES
 from reward_models.tiny import build_tiny_llava_onevision
-from showo.data import tokenize_images, write_tokenized_dataset
 from showo.factory import load_bundle
 from showo.magvit import MAGVITv2, to_pil
 from showo.seeding import image_seed
@@ -84,10 +85,9 @@ def chance(args: argparse.Namespace) -> None:
     settings = json.loads((run / "data.json").read_text())
     metadata, names = _prompt_paths(run)
     vq = MAGVITv2.from_pretrained(args.vq)
-    side = vq.config.resolution // vq.config.downsample_factor
     for spec in load_prompts(metadata, load_class_names(names)):
         codes = torch.stack([
-            torch.randint(0, vq.config.codebook_size, (side * side,),
+            torch.randint(0, vq.config.codebook_size, (vq.config.num_codes,),
                           generator=torch.Generator().manual_seed(image_seed(args.seed, spec.index, k)))
             for k in range(settings["images_per_prompt"])])
         with torch.no_grad():
@@ -96,12 +96,12 @@ def chance(args: argparse.Namespace) -> None:
 
 
 def tokenize(args: argparse.Namespace) -> None:
-    """The train split rendered and tokenized with a trained MAGVIT-v2 (the Show-o recipe's dataset)."""
-    suite = build_suite(args.data)
-    vq = MAGVITv2.from_pretrained(args.vq)
-    prompts, pixels = render_pixels(suite.train, suite.config.world, args.images_per_prompt, args.seed)
-    write_tokenized_dataset(args.out, prompts, tokenize_images(vq, pixels))
-    print(f"tokenized {len(prompts)} train-split images -> {args.out}")
+    """The training lines rendered and tokenized with a trained MAGVIT-v2 (the Show-o recipe's dataset)."""
+    stats = tokenize_training_set(MAGVITv2.from_pretrained(args.vq), build_suite(args.data), args.out,
+                                  source=args.source, images_per_prompt=args.images_per_prompt,
+                                  images_per_tag=args.images_per_tag, seed=args.seed)
+    print(f"tokenized {stats['images']} images of {stats['lines']} training lines ({stats['source']}; per task "
+          f"{stats['images_per_tag']}) -> {args.out}")
 
 
 def judge_data(args: argparse.Namespace) -> None:
@@ -146,10 +146,8 @@ def _rows(specs: list[str]) -> list[Row]:
         name, _, value = spec.partition("=")
         if value.startswith("not run:"):
             rows.append(Row(name, reason=value.removeprefix("not run:").strip()))
-        elif Path(value).is_file():
-            rows.append(Row(name, load_summary(value)))
         else:
-            rows.append(Row(name, reason=f"no summary at {value}"))
+            rows.extend(table_rows([(name, value)]))
     return rows
 
 
@@ -165,10 +163,9 @@ def candidate_grid(image_dirs: list[str], path: Path, prompts: int = 6) -> None:
                 images.append(load_image(sample).resize((64, 64), resample=0))
                 labels.append(f"{name[:10]} p{int(prompt_dir.name)}" if k == 0 else "")
     if images:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.png")
-        image_grid(images, nrow=nrow, labels=labels).save(tmp)
-        tmp.replace(path)
+        png = io.BytesIO()
+        image_grid(images, nrow=nrow, labels=labels).save(png, format="PNG")
+        atomic_write_bytes(path, png.getvalue())
 
 
 def table(args: argparse.Namespace) -> None:
@@ -203,7 +200,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vq", required=True)
     p.add_argument("--data", default="shapes32")
     p.add_argument("--out", required=True)
-    p.add_argument("--images-per-prompt", type=int, default=32)
+    p.add_argument("--source", choices=TRAINING_SOURCES, default="space",
+                   help="space: every prompt but the eval split's; split: the suite's train lines")
+    p.add_argument("--images-per-prompt", type=int, default=8)
+    p.add_argument("--images-per-tag", type=int, default=4096)
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=tokenize)
     p = sub.add_parser("judge-data")

@@ -173,3 +173,15 @@ def test_vocabulary_rejects_bad_input():
         gs.SuiteVocabulary(("a", "a"))
     with pytest.raises(ValueError, match="relations"):
         gs.SuiteVocabulary(("a", "b"), relations=("near",))
+
+
+def test_prompt_space_is_every_distinct_line():
+    space = gs.prompt_space(SHAPES)
+    counts = collections.Counter(md["tag"] for md in space)
+    assert [counts[t] for t in gs.TAGS] == [gs.tag_capacity(t, SHAPES) for t in gs.TAGS]
+    assert len({json.dumps(md, sort_keys=True) for md in space}) == len(space)
+    assert {json.dumps(md, sort_keys=True) for md in gs.generate_suite(SHAPES, 553, seed=43)} <= \
+        {json.dumps(md, sort_keys=True) for md in space}
+    assert [md["tag"] for md in gs.prompt_space(SHAPES, ("counting",))] == ["counting"] * 15
+    with pytest.raises(ValueError, match="unknown tags"):
+        gs.prompt_space(SHAPES, ("colour",))

@@ -1,4 +1,5 @@
 """Shapes-world renderer: scenes satisfy their metadata, determinism per seed, palette, grid, configs."""
+import collections
 import itertools
 import json
 from pathlib import Path
@@ -170,3 +171,44 @@ def test_data_configs_instantiate(name):
     assert built.train and built.eval
     assert not {md["prompt"] for md in built.train} & {md["prompt"] for md in built.eval}
     render_scene(built.eval[0], 0, config.world)
+
+
+def test_training_lines_exclude_every_eval_prompt_and_balance_tasks():
+    from eval.shapes.suite import images_per_line, training_lines
+
+    pytest.importorskip("hydra")
+    from eval.shapes.data import load_data_config
+
+    built = build_shapes_suite(load_data_config("shapes32"))
+    held_out = {md["prompt"] for md in built.eval}
+    space = training_lines(built, "space")
+    assert not held_out & {md["prompt"] for md in space}
+    assert {md["prompt"] for md in built.train} <= {md["prompt"] for md in space}
+    vocab = shapes_vocabulary(built.config.world, built.config.counts)
+    assert len(space) == sum(gs.tag_capacity(t, vocab) for t in gs.TAGS) - len(held_out)
+    assert training_lines(built, "split") == built.train
+    with pytest.raises(ValueError, match="training source"):
+        training_lines(built, "eval")
+    counts = images_per_line(space, 8, 4096)
+    per_tag = collections.Counter()
+    for md, n in zip(space, counts):
+        per_tag[md["tag"]] += n
+    assert min(counts) == 8 and all(4096 <= per_tag[t] < 4096 + per_tag_lines for t, per_tag_lines in
+                                    collections.Counter(md["tag"] for md in space).items())
+    assert images_per_line(space, 3) == [3] * len(space)
+
+
+def test_render_pixels_with_a_count_per_line():
+    from eval.shapes.data import render_pixels
+
+    pytest.importorskip("hydra")
+    from eval.shapes.data import load_data_config
+
+    built = build_shapes_suite(load_data_config("shapes32"))
+    world, lines = built.config.world, built.train[:3]
+    prompts, pixels = render_pixels(lines, world, [1, 0, 2], seed=5)
+    assert prompts == [lines[0]["prompt"], lines[2]["prompt"], lines[2]["prompt"]] and pixels.shape == (3, 3, 32, 32)
+    _, same = render_pixels(lines, world, 2, seed=5)  # line i, scene k: the same scene whatever the other counts
+    assert torch.equal(pixels[0], same[0]) and torch.equal(pixels[1:], same[4:])
+    with pytest.raises(ValueError, match="2 image counts for 3 lines"):
+        render_pixels(lines, world, [1, 1], seed=5)
