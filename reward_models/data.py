@@ -50,6 +50,7 @@ __all__ = [
     "Verdict",
     "clarity_example",
     "clarity_label",
+    "explanation",
     "orm_example",
     "potential_example",
     "prm_example",
@@ -202,11 +203,18 @@ def reflection_example(
     if verdict.correct:
         turns.append(_assistant(answers[0]))
     else:
-        explanation = "; ".join(line.strip() for line in str(verdict.reason).splitlines() if line.strip())
-        if not explanation:
-            raise ValueError(f"reflection example {id!r}: a rejected verdict needs a non-empty 'reason'")
-        turns += [_assistant(answers[1]), _user(explain_question, prompt, False), _assistant(explanation)]
+        turns += [_assistant(answers[1]), _user(explain_question, prompt, False),
+                  _assistant(explanation(verdict, f"reflection example {id!r}"))]
     return JudgeExample(id, "reflection", str(image), tuple(turns))
+
+
+def explanation(verdict: Verdict, where: str = "verdict") -> str:
+    """A rejected verdict's reasons joined into one line (the PARM++ explanation, and the self-correction feedback);
+    an empty one is an error (it would teach the judge to say nothing)."""
+    text = "; ".join(line.strip() for line in str(verdict.reason).splitlines() if line.strip())
+    if not text:
+        raise ValueError(f"{where}: a rejected verdict needs a non-empty 'reason'")
+    return text
 
 
 def save_image(image: Image.Image, root: str | Path, name: str) -> str:

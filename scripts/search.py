@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from eval.geneval.layout import atomic_write_text, write_prompt_folder
 from eval.geneval.prompts import load_prompt_set
+from showo.factory import load_bundle
 from showo.scheduler import MaskGITScheduler
 
 try:
@@ -38,11 +39,15 @@ except ModuleNotFoundError as err:  # `python scripts/search.py` puts scripts/ f
                      f"plain `python scripts/search.py` makes this file shadow the `search` package ({err})") from err
 
 
-def build_strategy(cfg: DictConfig):
-    """The ``search=`` strategy, given the ``reward=`` judge under the argument its config names."""
-    if cfg.search.judge_argument is None:
-        return instantiate(cfg.search.strategy)
-    return instantiate(cfg.search.strategy, **{cfg.search.judge_argument: instantiate(cfg.reward)})
+def build_strategy(cfg: DictConfig, scheduler: MaskGITScheduler | None = None):
+    """The ``search=`` strategy, given the ``reward=`` judge under the argument its config names, and (PARM++) a
+    separately fine-tuned self-correction model when ``search.corrector`` names a bundle directory."""
+    kwargs = {}
+    if cfg.search.judge_argument is not None:
+        kwargs[cfg.search.judge_argument] = instantiate(cfg.reward)
+    if cfg.search.get("corrector"):
+        kwargs["corrector"] = load_bundle(cfg.search.corrector, device=cfg.device).pipeline(scheduler)
+    return instantiate(cfg.search.strategy, **kwargs)
 
 
 @hydra.main(config_path="../configs", config_name="search", version_base="1.3")
@@ -61,7 +66,7 @@ def main(cfg: DictConfig) -> None:
     sm = cfg.model.sampling
     pipe = bundle.pipeline(MaskGITScheduler(sm.mask_schedule, sm.temperature, sm.temperature_schedule))
     sampling = Sampling(sm.guidance_scale, sm.num_inference_steps)
-    strategy = build_strategy(cfg) if todo else None
+    strategy = build_strategy(cfg, pipe.scheduler) if todo else None
     total = CostCounter()
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)

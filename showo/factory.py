@@ -72,17 +72,19 @@ def load_bundle(directory: PathLike, dtype: Optional[str | torch.dtype] = None, 
 def build_tiny_showo(words: Iterable[str] = (), *, num_image_tokens: int = 16, codebook_dim: int = 6,
                      hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 2,
                      intermediate_size: int = 256, max_seq_length: int = 16, vq: Optional[dict] = None,
-                     seed: int = 0) -> ShowoBundle:
+                     seed: int = 0, max_position_embeddings: int = 64) -> ShowoBundle:
     """A tiny, freshly initialised Show-o over a word-level tokenizer (and a tiny MAGVIT-v2 if ``vq`` is given).
 
     ``vq`` holds :class:`~showo.magvit.MagvitConfig` fields; its ``codebook_dim`` must match ``codebook_dim``.
+    ``max_position_embeddings`` (raised to the t2i sequence length when shorter) sizes the rotary tables only (they are
+    not weights): longer sequences, e.g. the self-correction layout, need it larger.
     """
     tok = build_word_tokenizer(words)
     layout = TokenLayout(llm_vocab_size=len(tok), codebook_size=2**codebook_dim, num_image_tokens=num_image_tokens,
                          max_seq_length=max_seq_length, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
     cfg = ShowoConfig(vocab_size=layout.vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
                       num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                      max_position_embeddings=max(64, layout.seq_len))
+                      max_position_embeddings=max(max_position_embeddings, layout.seq_len))
     gen = torch.Generator().manual_seed(seed)
     model = init_weights(ShowoModel(cfg), generator=gen).eval()
     vq_model = None

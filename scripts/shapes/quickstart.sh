@@ -5,13 +5,14 @@
 #   QUICK=1 bash scripts/shapes/quickstart.sh RUN_DIR    # reduced CI setting: 1 prompt per task, short training
 #
 # 1. loads the committed tiny Show-o (checkpoints/shapes/showo, with its MAGVIT-v2 under vq/) or, when absent (or
-#    TRAIN=1), trains MAGVIT-v2 + Show-o with the project's recipes; the tiny judges (ORM, PRM, PARM) are loaded from
-#    checkpoints/shapes/<name> when there, else trained under RUN/train/, and so are the DPO models (one 2-round run);
+#    TRAIN=1), trains MAGVIT-v2 + Show-o with the project's recipes; the tiny judges (ORM, PRM, PARM, PARM++) and the
+#    self-correction Show-o are loaded from checkpoints/shapes/<name> when there, else trained under RUN/train/; the DPO
+#    models come from one 2-round iterative-DPO run;
 # 2. writes the held-out eval split as GenEval metadata and renders its ground truth;
 # 3. produces each row of the table (reference rows: rendered ground truth, random codes; then the methods) and judges
 #    every image folder with the GenEval judge + exact shapes detector;
 # 4. prints the table (per task + overall + number of images) and writes table.md/json, scaling.png, candidates.png.
-# Rows whose method cannot run yet are printed as "not run (reason)". A finished step is skipped on re-run (resume).
+# A finished step is skipped on re-run (resume).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,10 +27,11 @@ START=$(date +%s)
 
 if [[ "$QUICK" == 1 ]]; then
   PREPARE_ARGS=(--prompts-per-task 1)
-  MAGVIT_ARGS=(max_steps=30 train_images_per_prompt=2 eval_images_per_prompt=1 tokenize.images_per_prompt=2 checkpoint_every=30)
+  MAGVIT_ARGS=(max_steps=30 train_images_per_prompt=2 eval_images_per_prompt=1 tokenize.images_per_prompt=2 tokenize.images_per_tag=16 checkpoint_every=30)
   SHOWO_ARGS=(max_steps=30 checkpoint_every=30 per_device_batch_size=8)
   JUDGE_DATA_ARGS=(--images-per-prompt 1)
   JUDGE_ARGS=(max_steps=20 checkpoint_every=20)
+  CORRECTOR_ARGS=(max_steps=4 checkpoint_every=4 per_device_batch_size=4)
   DPO_ARGS=(iterative.candidates_per_prompt=2 train.max_steps=2 train.per_device_batch_size=2 dpo/pairing@iterative.pairing=best_worst
     '~iterative.pairing.pairs_per_prompt')  # 2 candidates: best vs worst ORM score, always a pair
   STEPS=4
@@ -37,6 +39,7 @@ if [[ "$QUICK" == 1 ]]; then
 else
   JUDGE_DATA_ARGS=()
   JUDGE_ARGS=()
+  CORRECTOR_ARGS=()
   DPO_ARGS=()
   CANDIDATES=8
   PREPARE_ARGS=()
@@ -103,13 +106,16 @@ GRID+=("baseline=$RUN/rows/baseline/images")
 # ---- judges: tiny LLaVA-OneVision models trained on the tiny Show-o's train-split paths (labels: the GenEval judge on
 # training prompts only; at test time a judge sees prompt + image, nothing else), committed or trained here.
 JUDGE_DATA=$RUN/train/judge_data
-judge() {  # judge NAME (orm|prm|parm) -> sets JUDGE_DIR: the committed checkpoint, or trains it with shapes/judge_NAME
+judge_data() {  # the tiny Show-o's train-split paths labelled by GenEval: judge data of every task + self-correction
+  [[ -f "$JUDGE_DATA/orm.jsonl" ]] || "${CLI[@]}" judge-data --showo "$SHOWO" --data $DATA --out "$JUDGE_DATA" \
+    --steps $STEPS "${JUDGE_DATA_ARGS[@]}"
+}
+judge() {  # judge NAME (orm|prm|parm|parmpp) -> sets JUDGE_DIR: the committed checkpoint, or trains it (shapes/judge_NAME)
   local name=$1 var dir
   var=SHAPES_${name^^}
   dir=${!var:-checkpoints/shapes/$name}
   if [[ "$TRAIN" == 1 || ! -f "$dir/config.json" ]]; then
-    [[ -f "$JUDGE_DATA/orm.jsonl" ]] || "${CLI[@]}" judge-data --showo "$SHOWO" --data $DATA --out "$JUDGE_DATA" \
-      --steps $STEPS "${JUDGE_DATA_ARGS[@]}"
+    judge_data
     [[ -f "$RUN/train/tiny_llava/config.json" ]] || "${CLI[@]}" tiny-judge --out "$RUN/train/tiny_llava"
     dir=$RUN/train/$name/final
     if [[ ! -f "$dir/config.json" ]]; then
@@ -120,26 +126,25 @@ judge() {  # judge NAME (orm|prm|parm) -> sets JUDGE_DIR: the committed checkpoi
   fi
   JUDGE_DIR=$dir
 }
-search_row() {  # search_row NAME DIR EXPERIMENT SHOWO_DIR JUDGE_DIR [overrides...]: scripts/search.py + evaluation
-  local name=$1 dir=$2 experiment=$3 model=$4 judge_dir=$5
-  shift 5
+search_row() {  # search_row NAME DIR EXPERIMENT SHOWO_DIR [overrides...]: scripts/search.py + evaluation
+  local name=$1 dir=$2 experiment=$3 model=$4
+  shift 4
   python -P scripts/search.py +experiment=shapes/$experiment model.bundle.directory="$model" \
-    reward.judge.model_dir="$judge_dir" prompts="$PROMPTS" class_names="$NAMES" output_dir="$dir" \
-    model.sampling.num_inference_steps=$STEPS "$@"
+    prompts="$PROMPTS" class_names="$NAMES" output_dir="$dir" model.sampling.num_inference_steps=$STEPS "$@"
   evaluate "$name" "$dir/images"
 }
 
 # + ORM (paper §4): best-of-N ranked by the tiny fine-tuned ORM.
 judge orm
 ORM=$JUDGE_DIR
-search_row "+ ORM (best-of-$CANDIDATES)" "$RUN/rows/orm_best_of_n" best_of_n "$SHOWO" "$ORM" \
+search_row "+ ORM (best-of-$CANDIDATES)" "$RUN/rows/orm_best_of_n" best_of_n "$SHOWO" reward.judge.model_dir="$ORM" \
   search.strategy.num_candidates=$CANDIDATES
 ROWS+=("+ ORM (best-of-$CANDIDATES)=$RUN/rows/orm_best_of_n/eval/summary.json")
 GRID+=("orm=$RUN/rows/orm_best_of_n/images")
 
 # + PRM (paper §5): step-level search, every step N continuations of the kept path, scored by the tiny fine-tuned PRM.
 judge prm
-search_row "+ PRM (step-level, $CANDIDATES paths)" "$RUN/rows/prm" search_prm "$SHOWO" "$JUDGE_DIR" \
+search_row "+ PRM (step-level, $CANDIDATES paths)" "$RUN/rows/prm" search_prm "$SHOWO" reward.judge.model_dir="$JUDGE_DIR" \
   search.strategy.num_paths=$CANDIDATES search.strategy.expansion=$CANDIDATES
 ROWS+=("+ PRM (step-level, $CANDIDATES paths)=$RUN/rows/prm/eval/summary.json")
 GRID+=("prm=$RUN/rows/prm/images")
@@ -147,12 +152,29 @@ GRID+=("prm=$RUN/rows/prm/images")
 # + PARM (paper §6): clarity judgment -> potential assessment (pruned paths stop) -> best-of-N' of the survivors.
 judge parm
 PARM=$JUDGE_DIR
-search_row "+ PARM ($CANDIDATES paths)" "$RUN/rows/parm" search_parm "$SHOWO" "$PARM" \
+search_row "+ PARM ($CANDIDATES paths)" "$RUN/rows/parm" search_parm "$SHOWO" reward.judge.model_dir="$PARM" \
   search.strategy.num_candidates=$CANDIDATES
 ROWS+=("+ PARM ($CANDIDATES paths)=$RUN/rows/parm/eval/summary.json")
 GRID+=("parm=$RUN/rows/parm/images")
 
-ROWS+=("+ PARM++=not run: needs a tiny judge that writes explanations and a self-correction fine-tuned Show-o")
+# + PARM++ (paper §7): PARM with the tiny PARM++ judge, then reflection: on "no" its explanation and the rejected image
+# go to a self-correction fine-tuned copy of the tiny Show-o (committed, or fine-tuned here on the judge data's groups).
+judge parmpp
+PARMPP=$JUDGE_DIR
+CORRECTOR=${SHAPES_CORRECTOR:-checkpoints/shapes/corrector}
+if [[ "$TRAIN" == 1 || ! -f "$CORRECTOR/showo/config.json" ]]; then
+  judge_data
+  if [[ ! -f "$RUN/train/corrector/final/showo/config.json" ]]; then
+    echo "== self-correction fine-tuning of the tiny Show-o ($RUN/train/corrector)"
+    SHAPES_SHOWO=$SHOWO SHAPES_JUDGE_DATA=$JUDGE_DATA python scripts/train_showo.py +experiment=shapes/self_correction \
+      output_dir="$RUN/train/corrector" "${CORRECTOR_ARGS[@]}"
+  fi
+  CORRECTOR=$RUN/train/corrector/final
+fi
+search_row "+ PARM++ ($CANDIDATES paths)" "$RUN/rows/parmpp" search_parmpp "$SHOWO" \
+  reward.parm.judge.model_dir="$PARMPP" search.corrector="$CORRECTOR" search.strategy.num_candidates=$CANDIDATES
+ROWS+=("+ PARM++ ($CANDIDATES paths)=$RUN/rows/parmpp/eval/summary.json")
+GRID+=("parmpp=$RUN/rows/parmpp/images")
 
 # + DPO / + iterative DPO (paper §8.1): the tiny Show-o generates candidates for the train-split prompts, the tiny ORM
 # judges them, yes/no pairs train it. One two-round run gives both rows: its round 0 is the DPO model (shapes/dpo,
@@ -176,7 +198,7 @@ ROWS+=("+ iterative DPO=$RUN/rows/iterative_dpo/eval/summary.json")
 GRID+=("iter_dpo=$RUN/rows/iterative_dpo/images")
 
 # integrated (paper Table 1, last row): the iterative-DPO model searched with PARM.
-search_row "+ iterative DPO + PARM" "$RUN/rows/integrated" search_parm "$ITER" "$PARM" \
+search_row "+ iterative DPO + PARM" "$RUN/rows/integrated" search_parm "$ITER" reward.judge.model_dir="$PARM" \
   search.strategy.num_candidates=$CANDIDATES
 ROWS+=("+ iterative DPO + PARM=$RUN/rows/integrated/eval/summary.json")
 GRID+=("integrated=$RUN/rows/integrated/images")

@@ -4,6 +4,7 @@
     python scripts/shapes/shapes_cli.py chance   --vq DIR --run RUN --out RUN/rows/chance/images
     python scripts/shapes/shapes_cli.py tokenize --vq DIR --data shapes32 --out DIR [--source space|split]
     python scripts/shapes/shapes_cli.py judge-data --showo DIR --data shapes32 --out DIR [--images-per-prompt N]
+    python scripts/shapes/shapes_cli.py guidance --showo DIR --out DIR [--scales 1.75 3 5 8]
     python scripts/shapes/shapes_cli.py tiny-judge --out DIR
     python scripts/shapes/shapes_cli.py evaluate --run RUN --images DIR --name NAME [--forward-passes F]
     python scripts/shapes/shapes_cli.py table    --run RUN --row NAME=PATH|'NAME=not run: why' ... [--grid DIR ...]
@@ -14,7 +15,8 @@ the DPO recipes' prompts; same reduction) and renders ground-truth scenes for it
 the detector's upper bound, a sanity row). ``chance`` decodes uniformly random codes with the tokenizer (the floor).
 ``evaluate`` judges a folder with the exact shapes detector into ``<images>/../eval/summary.json`` (the generator
 forward passes per image, for the scaling plot, from ``--forward-passes`` or ``scripts/search.py``'s ``cost.json``).
-``table`` prints the table (percent), writes ``table.md`` / ``table.json``, the scaling plot and a candidate grid.
+``guidance`` sweeps the guidance scale on train-split prompts (how ``configs/model/shapes_bundle.yaml``'s was
+chosen). ``table`` prints the table (percent), writes ``table.md`` / ``table.json``, the scaling plot and a candidate grid.
 """
 from __future__ import annotations
 
@@ -24,20 +26,22 @@ import json
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from eval.geneval.layout import atomic_write_bytes, atomic_write_text, load_image, write_prompt_folder
 from eval.geneval.prompts import load_class_names, load_prompts
-from eval.shapes.data import (CLASS_NAMES_NAME, METADATA_NAME, build_suite, load_data_config, tokenize_training_set,
-                              write_prompt_files)
+from eval.shapes.data import (CLASS_NAMES_NAME, CONFIG_DIR, METADATA_NAME, build_suite, load_data_config,
+                              tokenize_training_set, write_prompt_files)
 from eval.shapes.render import image_grid, render_scene, scene_seed
 from eval.shapes.report import (Row, evaluate_shapes_folder, markdown_table, scaling_plot, table_rows,
                                 write_table_json)
-from eval.shapes.judge_data import build_judge_data
+from eval.shapes.judge_data import SELF_CORRECTION_DIR, build_judge_data
 from eval.shapes.suite import TRAINING_SOURCES
 from reward_models.tiny import build_tiny_llava_onevision
 from showo.factory import load_bundle
 from showo.magvit import MAGVITv2, to_pil
-from showo.seeding import image_seed
+from showo.scheduler import MaskGITScheduler
+from showo.seeding import generators, image_seed
 
 
 TRAIN_PROMPTS_NAME = "train_prompts.txt"
@@ -107,11 +111,18 @@ def tokenize(args: argparse.Namespace) -> None:
 def judge_data(args: argparse.Namespace) -> None:
     """Judge training data of every task: the tiny Show-o's paths on train-split prompts, labelled by GenEval."""
     suite = build_suite(args.data)
+    guidance = args.guidance_scale
+    if guidance is None:  # the shapes experiments' sampling (configs/model/shapes_bundle.yaml)
+        guidance = float(OmegaConf.load(CONFIG_DIR / "model" / "shapes_bundle.yaml").sampling.guidance_scale)
     counts = build_judge_data(load_bundle(args.showo), suite.train, suite.config.world, args.out,
-                              images_per_prompt=args.images_per_prompt, seed=args.seed,
+                              images_per_prompt=args.images_per_prompt, seed=args.seed, guidance_scale=guidance,
                               num_inference_steps=args.steps)
     for task, c in counts.items():
-        print(f"judge data {task:10s}: {c['examples']:6d} examples, {c['yes']:6d} yes -> {Path(args.out) / task}.jsonl")
+        if task == SELF_CORRECTION_DIR:
+            print(f"self-correction groups: {c['examples']:6d} rejected paths, {c['yes']:6d} with an own accepted image "
+                  f"(the rest: a rendered scene) -> {Path(args.out) / task}/")
+        else:
+            print(f"judge data {task:10s}: {c['examples']:6d} examples, {c['yes']:6d} yes -> {Path(args.out) / task}.jsonl")
 
 
 def tiny_judge(args: argparse.Namespace) -> None:
@@ -138,6 +149,37 @@ def evaluate(args: argparse.Namespace) -> None:
     overall = record["scores"]["overall"]
     print(f"{args.name}: overall {'–' if overall is None else f'{100 * overall:.1f}'} % "
           f"on {record['scores']['total_images']} images -> {images.parent / 'eval' / 'summary.json'}")
+
+
+def guidance(args: argparse.Namespace) -> None:
+    """Pick the guidance scale on *training* prompts (never the eval split): the first ``--prompts-per-task`` train-split
+    lines of every task, ``images_per_prompt`` images per scale, judged like a table row; prints a table and writes
+    ``OUT/guidance.{md,json}``."""
+    suite = build_suite(args.data)
+    out = Path(args.out)
+    lines = _first_per_task(suite.train, args.prompts_per_task)
+    metadata = write_prompt_files(out / "prompts", lines, suite.config.world)
+    specs = load_prompts(metadata, load_class_names(out / "prompts" / CLASS_NAMES_NAME))
+    pipe = load_bundle(args.showo).pipeline(MaskGITScheduler())
+    entries = []
+    for scale in args.scales:
+        images = out / f"cfg_{scale:g}" / "images"
+        for spec in specs:
+            if (images / f"{spec.index:05d}" / "metadata.jsonl").is_file():
+                continue  # resume
+            seeds = [image_seed(args.seed, spec.index, k) for k in range(args.images_per_prompt)]
+            with torch.no_grad():
+                result = pipe([spec.prompt] * len(seeds), guidance_scale=scale, num_inference_steps=args.steps,
+                              generator=generators(seeds))
+            write_prompt_folder(images, spec, result.images)
+        evaluate_shapes_folder(images, images.parent / "eval", metadata, out / "prompts" / CLASS_NAMES_NAME,
+                               suite.config.world, f"CFG {scale:g}", args.images_per_prompt)
+        entries.append((f"CFG {scale:g}", str(images.parent / "eval" / "summary.json")))
+    rows = table_rows(entries)
+    text = markdown_table(rows)
+    atomic_write_text(out / "guidance.md", text)
+    write_table_json(out / "guidance.json", rows)
+    print(f"{len(lines)} train-split prompts x {args.images_per_prompt} images, {args.steps} steps:\n{text}")
 
 
 def _rows(specs: list[str]) -> list[Row]:
@@ -212,8 +254,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--images-per-prompt", type=int, default=8)
     p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="default: sampling.guidance_scale of configs/model/shapes_bundle.yaml")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=judge_data)
+    p = sub.add_parser("guidance")
+    p.add_argument("--showo", required=True, help="Show-o bundle directory")
+    p.add_argument("--data", default="shapes32")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scales", type=float, nargs="+", default=[1.75, 3.0, 5.0, 8.0])
+    p.add_argument("--prompts-per-task", type=int, default=8)
+    p.add_argument("--images-per-prompt", type=int, default=4)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=guidance)
     p = sub.add_parser("tiny-judge")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)

@@ -127,6 +127,45 @@ def test_parmpp_recipe_with_a_tiny_llava_judge(tmp_path):
     assert len(list((out / "images" / "00000" / "samples").glob("*.png"))) == 1
 
 
+def test_parmpp_corrector_from_its_own_bundle_directory(tmp_path):
+    """search.corrector: a separately saved Show-o regenerates; a copy of the searched model changes nothing."""
+    from reward_models.tiny import build_tiny_llava_onevision
+
+    judge = build_tiny_llava_onevision(tmp_path / "judge")
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / "model"), version_base="1.3"):
+        bundle = instantiate(compose(config_name="showo_tiny").bundle)
+    bundle.save_pretrained(tmp_path / "same")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in bundle.model.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen))
+    bundle.save_pretrained(tmp_path / "other")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\na green triangle\n")
+    j = "reward.parm.judge"
+    runs = {}
+    for name in ("none", "same", "other"):
+        extra = [] if name == "none" else [f"search.corrector={tmp_path / name}"]
+        _run("scripts/search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
+             f"{j}.device=cpu", f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=2",
+             "search.strategy.max_feedback_length=4", f"prompts={prompts}", "images_per_prompt=1", "device=cpu",
+             f"output_dir={tmp_path / name / 'run'}", *extra)
+        runs[name] = [json.loads(p.read_text()) for p in sorted((tmp_path / name / "run" / "slots").glob("*.json"))]
+    assert len(runs["none"]) == 3
+    keys = ("candidates", "chosen", "trace")
+    assert [[r[k] for k in keys] for r in runs["same"]] == [[r[k] for k in keys] for r in runs["none"]]
+    corrected = 0
+    for a, b in zip(runs["none"], runs["other"]):
+        assert a["candidates"][:2] == b["candidates"][:2]  # the PARM stage is the searched model's
+        first_a = next((c for c in a["candidates"] if c["round"] == 1), None)
+        first_b = next((c for c in b["candidates"] if c["round"] == 1), None)
+        assert (first_a is None) == (first_b is None)  # the same first reflection verdict
+        if first_a is not None:
+            corrected += 1
+            assert first_a["seed"] == first_b["seed"] and first_a["tokens"] != first_b["tokens"]
+    assert corrected > 0
+
+
 def test_pool_export_writes_every_candidate_in_geneval_layout(tmp_path):
     from tests.helpers import require_shared
     from tests.search.search_doubles import tiny_bundle

@@ -88,7 +88,7 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     truth = by_name["rendered ground truth (reference)"]
     assert truth["overall"] == 1.0 and truth["images"] == expected_images
     measured = ["random codes (chance)", "Show-o (baseline)", "+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)",
-                "+ PARM (2 paths)", "+ DPO", "+ iterative DPO", "+ iterative DPO + PARM"]
+                "+ PARM (2 paths)", "+ PARM++ (2 paths)", "+ DPO", "+ iterative DPO", "+ iterative DPO + PARM"]
     for name in measured:
         assert by_name[name]["images"] == expected_images, name
         assert 0.0 <= by_name[name]["overall"] <= 1.0
@@ -96,14 +96,39 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     # search rows cost more generator passes per image than the baseline (the scaling plot's x axis)
     base = by_name["Show-o (baseline)"]["forward_passes_per_image"]
     assert base == 4  # QUICK: 4 sampling steps, one pass per image and step
-    for name in ("+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)"):
+    for name in ("+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)"):
         assert by_name[name]["forward_passes_per_image"] > base, name
-    not_run = [row for row in table if "not_run" in row]
-    assert [row["name"] for row in not_run] == ["+ PARM++"] and not_run[0]["not_run"]
+    assert not [row for row in table if "not_run" in row]  # every Table 1 row is measured
+    # PARM++ reflected on every slot: its slot records carry the judge's verdict (and corrections where it said no)
+    slots = [json.loads(p.read_text()) for p in sorted((run / "rows" / "parmpp" / "slots").glob("*.json"))]
+    assert len(slots) == expected_images
+    assert all(any(event["action"] == "reflect" for event in slot["trace"]) for slot in slots)
+    reflections = [event for slot in slots for event in slot["trace"] if event["action"] == "reflect"]
+    corrections = [event for slot in slots for event in slot["trace"] if event["action"] == "correct"]
+    assert len(corrections) == sum(not event["detail"]["accept"] for event in reflections)  # every "no" regenerates
     printed = proc.stdout
-    assert "| Show-o (baseline) |" in printed and "not run (" in printed
+    assert "| Show-o (baseline) |" in printed
     assert (run / "table.md").read_text() in printed
     assert (run / "scaling.png").stat().st_size > 0 and (run / "candidates.png").stat().st_size > 0
     # the held-out prompts are the eval split: none of them is a training prompt
     train = {line["prompt"] for line in build_suite("shapes32").train}
     assert not train & {p["prompt"] for p in prompts}
+
+
+def test_guidance_sweep_uses_training_prompts_only(tmp_path):
+    showo = REPO / "checkpoints" / "shapes" / "showo"
+    if not (showo / "showo" / "config.json").is_file():
+        pytest.skip(f"committed tiny Show-o missing: {showo}")
+    proc = subprocess.run(["python", "scripts/shapes/shapes_cli.py", "guidance", "--showo", str(showo), "--out",
+                           str(tmp_path), "--scales", "1", "4", "--prompts-per-task", "1", "--images-per-prompt", "1",
+                           "--steps", "2"], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "guidance.json").read_text())
+    assert [r["name"] for r in rows] == ["CFG 1", "CFG 4"] and all(r["images"] == TASK_COUNT for r in rows)
+    used = {json.loads(line)["prompt"] for line in (tmp_path / "prompts" / "evaluation_metadata.jsonl").read_text()
+            .splitlines()}
+    suite = build_suite("shapes32")
+    assert len(used) == TASK_COUNT and used <= {line["prompt"] for line in suite.train}
+    assert not used & {line["prompt"] for line in suite.eval}
+    assert "| CFG 4 |" in proc.stdout
