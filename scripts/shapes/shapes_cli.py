@@ -5,6 +5,7 @@
     python scripts/shapes/shapes_cli.py tokenize --vq DIR --data shapes32 --out DIR [--source space|split]
     python scripts/shapes/shapes_cli.py judge-data --showo DIR --data shapes32 --out DIR [--images-per-prompt N]
     python scripts/shapes/shapes_cli.py guidance --showo DIR --out DIR [--scales 1.75 3 5 8]
+    python scripts/shapes/shapes_cli.py export --src DIR --out DIR [--dtype bfloat16]
     python scripts/shapes/shapes_cli.py tiny-judge --out DIR
     python scripts/shapes/shapes_cli.py evaluate --run RUN --images DIR --name NAME [--forward-passes F]
     python scripts/shapes/shapes_cli.py table    --run RUN --row NAME=PATH|'NAME=not run: why' ... [--grid DIR ...]
@@ -16,7 +17,8 @@ the detector's upper bound, a sanity row). ``chance`` decodes uniformly random c
 ``evaluate`` judges a folder with the exact shapes detector into ``<images>/../eval/summary.json`` (the generator
 forward passes per image, for the scaling plot, from ``--forward-passes`` or ``scripts/search.py``'s ``cost.json``).
 ``guidance`` sweeps the guidance scale on train-split prompts (how ``configs/model/shapes_bundle.yaml``'s was
-chosen). ``table`` prints the table (percent), writes ``table.md`` / ``table.json``, the scaling plot and a candidate grid.
+chosen). ``table`` prints the table (percent), writes ``table.md`` / ``table.json``, the scaling plot and a candidate
+grid.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from safetensors import safe_open
+from safetensors.torch import save
 
 from eval.geneval.layout import atomic_write_bytes, atomic_write_text, load_image, write_prompt_folder
 from eval.geneval.prompts import load_class_names, load_prompts
@@ -36,7 +40,7 @@ from eval.shapes.render import image_grid, render_scene, scene_seed
 from eval.shapes.report import (Row, evaluate_shapes_folder, markdown_table, scaling_plot, table_rows,
                                 write_table_json)
 from eval.shapes.judge_data import SELF_CORRECTION_DIR, build_judge_data
-from eval.shapes.suite import TRAINING_SOURCES
+from eval.shapes.suite import TRAINING_SOURCES, training_lines
 from reward_models.tiny import build_tiny_llava_onevision
 from showo.factory import load_bundle
 from showo.magvit import MAGVITv2, to_pil
@@ -109,20 +113,22 @@ def tokenize(args: argparse.Namespace) -> None:
 
 
 def judge_data(args: argparse.Namespace) -> None:
-    """Judge training data of every task: the tiny Show-o's paths on train-split prompts, labelled by GenEval."""
+    """Judge training data of every task: the tiny Show-o's paths on training prompts (never the eval split's),
+    labelled by GenEval."""
     suite = build_suite(args.data)
     guidance = args.guidance_scale
     if guidance is None:  # the shapes experiments' sampling (configs/model/shapes_bundle.yaml)
         guidance = float(OmegaConf.load(CONFIG_DIR / "model" / "shapes_bundle.yaml").sampling.guidance_scale)
-    counts = build_judge_data(load_bundle(args.showo), suite.train, suite.config.world, args.out,
-                              images_per_prompt=args.images_per_prompt, seed=args.seed, guidance_scale=guidance,
-                              num_inference_steps=args.steps)
+    counts = build_judge_data(load_bundle(args.showo), training_lines(suite, args.source), suite.config.world,
+                              args.out, images_per_prompt=args.images_per_prompt, seed=args.seed,
+                              guidance_scale=guidance, num_inference_steps=args.steps)
     for task, c in counts.items():
         if task == SELF_CORRECTION_DIR:
-            print(f"self-correction groups: {c['examples']:6d} rejected paths, {c['yes']:6d} with an own accepted image "
-                  f"(the rest: a rendered scene) -> {Path(args.out) / task}/")
+            print(f"self-correction groups: {c['examples']:6d} rejected paths, {c['yes']:6d} with an own accepted "
+                  f"image (the rest: a rendered scene) -> {Path(args.out) / task}/")
         else:
-            print(f"judge data {task:10s}: {c['examples']:6d} examples, {c['yes']:6d} yes -> {Path(args.out) / task}.jsonl")
+            print(f"judge data {task:10s}: {c['examples']:6d} examples, {c['yes']:6d} yes -> "
+                  f"{Path(args.out) / task}.jsonl")
 
 
 def tiny_judge(args: argparse.Namespace) -> None:
@@ -152,8 +158,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def guidance(args: argparse.Namespace) -> None:
-    """Pick the guidance scale on *training* prompts (never the eval split): the first ``--prompts-per-task`` train-split
-    lines of every task, ``images_per_prompt`` images per scale, judged like a table row; prints a table and writes
+    """Pick the guidance scale on *training* prompts (never the eval split): the first ``--prompts-per-task``
+    train-split lines of every task, ``images_per_prompt`` images per scale, judged like a table row; prints a table and writes
     ``OUT/guidance.{md,json}``."""
     suite = build_suite(args.data)
     out = Path(args.out)
@@ -180,6 +186,31 @@ def guidance(args: argparse.Namespace) -> None:
     atomic_write_text(out / "guidance.md", text)
     write_table_json(out / "guidance.json", rows)
     print(f"{len(lines)} train-split prompts x {args.images_per_prompt} images, {args.steps} steps:\n{text}")
+
+
+def export(args: argparse.Namespace) -> None:
+    """Copy a checkpoint directory with its floating-point weights stored in ``--dtype`` (how the committed
+    checkpoints fit the size budget: they load into float32 models). Folders named in ``--keep`` stay as they are,
+    those in ``--exclude`` are left out (e.g. the self-correction Show-o's ``vq/``: the searched model decodes)."""
+    src, out = Path(args.src), Path(args.out)
+    if not src.is_dir():
+        raise SystemExit(f"export: source directory not found: {src}")
+    dtype = getattr(torch, args.dtype)
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src)
+        if set(rel.parts[:-1]) & set(args.exclude):
+            continue
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".safetensors" and not set(rel.parts[:-1]) & set(args.keep):
+            with safe_open(str(path), "pt") as f:
+                metadata = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+            atomic_write_bytes(target, save(tensors, metadata=metadata))
+        else:
+            atomic_write_bytes(target, path.read_bytes())
+    print(f"{src} -> {out} (floating-point weights in {args.dtype}, kept: {args.keep}, left out: {args.exclude})")
 
 
 def _rows(specs: list[str]) -> list[Row]:
@@ -252,7 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--showo", required=True, help="Show-o bundle directory")
     p.add_argument("--data", default="shapes32")
     p.add_argument("--out", required=True)
-    p.add_argument("--images-per-prompt", type=int, default=8)
+    p.add_argument("--source", choices=TRAINING_SOURCES, default="space",
+                   help="space: every prompt but the eval split's; split: the suite's train lines")
+    p.add_argument("--images-per-prompt", type=int, default=4)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="default: sampling.guidance_scale of configs/model/shapes_bundle.yaml")
@@ -268,12 +301,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=guidance)
+    p = sub.add_parser("export")
+    p.add_argument("--src", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--keep", nargs="*", default=["vq"], help="sub-folders copied unchanged (default: the MAGVIT-v2)")
+    p.add_argument("--exclude", nargs="*", default=[], help="sub-folders left out")
+    p.set_defaults(func=export)
     p = sub.add_parser("tiny-judge")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--patch-size", type=int, default=8)
-    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--patch-size", type=int, default=4, help="4: an object of shapes32 covers exactly 2 x 2 patches")
+    p.add_argument("--hidden-size", type=int, default=128)
     p.set_defaults(func=tiny_judge)
     p = sub.add_parser("evaluate")
     p.add_argument("--run", required=True)

@@ -76,7 +76,10 @@ def test_table_prints_not_run_rows_without_numbers():
 
 def test_quickstart_reduced_end_to_end(tmp_path):
     run = tmp_path / "run"
-    env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "1"}
+    # the committed Show-o, ORM, PRM and PARM are loaded; the PARM++ judge and the self-correction Show-o are
+    # missing on purpose, so the reduced run also goes through judge data, the judge recipe and self-correction tuning
+    env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "1", "SHAPES_PARMPP": str(tmp_path / "no_parmpp"),
+           "SHAPES_CORRECTOR": str(tmp_path / "no_corrector")}
     proc = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -106,6 +109,9 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     reflections = [event for slot in slots for event in slot["trace"] if event["action"] == "reflect"]
     corrections = [event for slot in slots for event in slot["trace"] if event["action"] == "correct"]
     assert len(corrections) == sum(not event["detail"]["accept"] for event in reflections)  # every "no" regenerates
+    assert (run / "train" / "parmpp" / "final" / "config.json").is_file()
+    assert (run / "train" / "corrector" / "final" / "showo" / "config.json").is_file()
+    assert (run / "train" / "judge_data" / "self_correction" / "groups.jsonl").is_file()
     printed = proc.stdout
     assert "| Show-o (baseline) |" in printed
     assert (run / "table.md").read_text() in printed
@@ -132,3 +138,36 @@ def test_guidance_sweep_uses_training_prompts_only(tmp_path):
     assert len(used) == TASK_COUNT and used <= {line["prompt"] for line in suite.train}
     assert not used & {line["prompt"] for line in suite.eval}
     assert "| CFG 4 |" in proc.stdout
+
+
+def test_export_stores_weights_in_bfloat16_and_keeps_the_tokenizer(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from safetensors.torch import load_file
+
+    from showo.factory import load_bundle
+
+    src = tmp_path / "src"
+    with initialize_config_dir(config_dir=str(REPO / "configs" / "model"), version_base="1.3"):
+        instantiate(compose(config_name="showo_tiny").bundle).save_pretrained(src)
+    proc = subprocess.run(["python", "scripts/shapes/shapes_cli.py", "export", "--src", str(src), "--out",
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for path in src.rglob("*"):
+        if path.is_file():
+            copied = tmp_path / "out" / path.relative_to(src)
+            if path.suffix == ".safetensors" and "vq" not in path.parts:
+                before, after = load_file(str(path)), load_file(str(copied))
+                assert before.keys() == after.keys()
+                for key, value in before.items():
+                    expected = value.to(torch.bfloat16) if value.is_floating_point() else value
+                    assert after[key].dtype == expected.dtype and torch.equal(after[key], expected), key
+            else:
+                assert copied.read_bytes() == path.read_bytes(), path  # tokenizer, configs, MAGVIT-v2 unchanged
+    bundle = load_bundle(tmp_path / "out")
+    assert next(bundle.model.parameters()).dtype == torch.float32  # computes in float32
+    proc = subprocess.run(["python", "scripts/shapes/shapes_cli.py", "export", "--src", str(src), "--out",
+                           str(tmp_path / "novq"), "--exclude", "vq"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and not (tmp_path / "novq" / "vq").exists()
+    assert load_bundle(tmp_path / "novq").vq_model is None
