@@ -253,6 +253,11 @@ def table(args: argparse.Namespace) -> None:
     print(f"table -> {run / 'table.md'}; scaling plot -> {plot}; candidate grid -> {run / 'candidates.png'}")
 
 
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", choices=TRAINING_SOURCES, default="space",
+                   help="space: every prompt but the eval split's; split: the suite's train lines")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -273,8 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vq", required=True)
     p.add_argument("--data", default="shapes32")
     p.add_argument("--out", required=True)
-    p.add_argument("--source", choices=TRAINING_SOURCES, default="space",
-                   help="space: every prompt but the eval split's; split: the suite's train lines")
+    _add_source(p)
     p.add_argument("--images-per-prompt", type=int, default=8)
     p.add_argument("--images-per-tag", type=int, default=4096)
     p.add_argument("--seed", type=int, default=1000)
@@ -283,8 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--showo", required=True, help="Show-o bundle directory")
     p.add_argument("--data", default="shapes32")
     p.add_argument("--out", required=True)
-    p.add_argument("--source", choices=TRAINING_SOURCES, default="space",
-                   help="space: every prompt but the eval split's; split: the suite's train lines")
+    _add_source(p)
     p.add_argument("--images-per-prompt", type=int, default=4)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--guidance-scale", type=float, default=None,
