@@ -96,6 +96,13 @@ def _assistant(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
 
 
+def _yes_no_example(id: str, task: str, prompt: str, image: str, correct: bool, question: str,
+                    answers: tuple[str, str]) -> JudgeExample:
+    """One question about the image, answered ``answers[0]`` if ``correct`` else ``answers[1]``."""
+    answer = answers[0] if correct else answers[1]
+    return JudgeExample(id, task, str(image), (_user(question, prompt, True), _assistant(answer)))
+
+
 def orm_example(
     id: str,
     prompt: str,
@@ -106,8 +113,7 @@ def orm_example(
     answers: tuple[str, str] = ("yes", "no"),
 ) -> JudgeExample:
     """ORM ranking example (§4.2): "Does this image accurately represent the prompt?" -> yes iff correct."""
-    answer = answers[0] if verdict.correct else answers[1]
-    return JudgeExample(id, "orm", str(image), (_user(question, prompt, True), _assistant(answer)))
+    return _yes_no_example(id, "orm", prompt, image, verdict.correct, question, answers)
 
 
 def prm_example(
@@ -122,8 +128,7 @@ def prm_example(
     """Fine-tuned PRM example (§5): a step's predicted image, labelled by its path's *final* verdict (the paper gives
     no PRM labelling rule; outcome supervision of every step is the usual one and what §5's failure analysis
     assumes: early blurry steps get noisy labels)."""
-    answer = answers[0] if final_verdict.correct else answers[1]
-    return JudgeExample(id, "prm", str(image), (_user(question, prompt, True), _assistant(answer)))
+    return _yes_no_example(id, "prm", prompt, image, final_verdict.correct, question, answers)
 
 
 def clarity_label(step: int, *, yes_after: int = 11, no_before: int = 10) -> bool | None:

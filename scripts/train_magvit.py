@@ -57,8 +57,8 @@ def main(cfg: DictConfig) -> None:
     for step in tqdm(range(start, cfg.max_steps), desc="train_magvit", initial=start, total=cfg.max_steps,
                      dynamic_ncols=True):
         batch = pixels[shard_indices(len(pixels), cfg.seed, step * cfg.batch_size, cfg.batch_size)]
-        losses = magvit_loss(model(batch.to(accelerator.device)), batch.to(accelerator.device),
-                             cfg.loss.l1_weight, cfg.loss.l2_weight, cfg.loss.foreground_weight,
+        batch = batch.to(accelerator.device)
+        losses = magvit_loss(model(batch), batch, cfg.loss.l1_weight, cfg.loss.l2_weight, cfg.loss.foreground_weight,
                              cfg.loss.foreground_dilation)
         accelerator.backward(losses["loss"])
         optimizer.step()

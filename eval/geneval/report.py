@@ -75,28 +75,40 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
-def _row(record: Mapping[str, Any], digits: int) -> list[str]:
+def table_header(images: bool = False) -> list[str]:
+    """Column names of :func:`table_row` (``images``: a last column with the number of evaluated images)."""
+    return ["Method", *TASK_HEADERS.values(), "Overall", *(["Images"] if images else [])]
+
+
+def table_row(record: Mapping[str, Any], digits: int = 2, scale: float = 1.0, images: bool = False) -> list[str]:
+    """Name, per-task accuracies, overall (``*``: images are missing, not comparable) [, images], accuracies
+    multiplied by ``scale`` (100: percent)."""
     scores = record["scores"]
     tasks = scores["tasks"]
 
     def fmt(value):
-        return "–" if value is None else f"{value:.{digits}f}"
+        return "–" if value is None else f"{scale * value:.{digits}f}"
 
     cells = [fmt(tasks.get(t, {}).get("accuracy")) for t in TASKS]
     overall = fmt(scores["overall"])
     if scores.get("missing_images"):
         overall += "*"
-    return [str(record["name"]), *cells, overall]
+    extra = [f"{scores['total_images']}"] if images else []
+    return [str(record["name"]), *cells, overall, *extra]
+
+
+def markdown_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table: ``header``, then ``rows`` (first column left-aligned, the others right-aligned)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def markdown_table(records: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
     """Markdown table, one row per summary; ``*`` marks runs with missing images (not comparable)."""
-    header = ["Method", *TASK_HEADERS.values(), "Overall"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(_row(r, digits)) + " |" for r in records]
+    text = markdown_lines(table_header(), [table_row(r, digits) for r in records])
     if any(r["scores"].get("missing_images") for r in records):
-        lines.append("\n\\* some expected images were not evaluated; not comparable with published numbers.")
-    return "\n".join(lines) + "\n"
+        text += "\n\\* some expected images were not evaluated; not comparable with published numbers.\n"
+    return text
 
 
 def _latex_escape(text: str) -> str:
@@ -107,7 +119,7 @@ def _latex_escape(text: str) -> str:
 
 def latex_table(records: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
     """A booktabs ``tabular`` with the same rows as ``markdown_table``."""
-    header = ["Method", *TASK_HEADERS.values(), "Overall"]
+    header = table_header()
     lines = [
         r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}",
         r"\toprule",
@@ -115,7 +127,7 @@ def latex_table(records: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
         r"\midrule",
     ]
     for r in records:
-        cells = _row(r, digits)
+        cells = table_row(r, digits)
         lines.append(" & ".join([_latex_escape(cells[0]), *(c.replace("–", "--") for c in cells[1:])]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from eval.geneval.evaluate import evaluate_folder
 from eval.geneval.layout import atomic_write_text
-from eval.geneval.prompts import TASKS, load_class_names, load_prompts
-from eval.geneval.report import TASK_HEADERS, load_summary, summary_record, write_summary
+from eval.geneval.prompts import load_class_names, load_prompts
+from eval.geneval.report import load_summary, markdown_lines, summary_record, table_header, table_row, write_summary
 from eval.geneval.score import expected_counts, summarize
 from eval.plots import save_figure
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
@@ -65,29 +65,13 @@ def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
     return rows
 
 
-def _cells(row: Row, digits: int) -> list[str]:
-    """Per-task, overall and image-count cells of a measured row."""
-    scores = row.summary["scores"]
-
-    def fmt(value):
-        return "–" if value is None else f"{100 * value:.{digits}f}"
-
-    cells = [fmt(scores["tasks"].get(t, {}).get("accuracy")) for t in TASKS]
-    images = f"{scores['total_images']}" + (f" ({scores['missing_images']} missing)" if scores.get("missing_images")
-                                            else "")
-    return [*cells, fmt(scores["overall"]), images]
-
-
 def markdown_table(rows: Sequence[Row], digits: int = 1) -> str:
-    """GenEval-style table in percent: per task, overall (macro-average over tasks) and the number of images."""
-    header = ["Method", *TASK_HEADERS.values(), "Overall", "Images"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for row in rows:
-        if row.summary is None:
-            lines.append(f"| {row.name} | not run ({row.reason}) |" + " |" * (len(header) - 2))
-        else:
-            lines.append("| " + " | ".join([row.name, *_cells(row, digits)]) + " |")
-    return "\n".join(lines) + "\n"
+    """GenEval-style table in percent: per task, overall (macro-average over tasks) and the number of images
+    (:func:`eval.geneval.report.table_row`; ``*`` on overall: images missing); a not-run row says why."""
+    header = table_header(images=True)
+    lines = [table_row({**row.summary, "name": row.name}, digits, scale=100, images=True) if row.summary is not None
+             else [row.name, f"not run ({row.reason})", *[""] * (len(header) - 2)] for row in rows]
+    return markdown_lines(header, lines)
 
 
 def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "shapes world") -> Path | None:

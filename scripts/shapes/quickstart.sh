@@ -81,26 +81,25 @@ evaluate() {  # evaluate NAME IMAGE_DIR [FORWARD_PASSES]
   [[ -f "$(dirname "$2")/eval/summary.json" ]] || "${CLI[@]}" evaluate --run "$RUN" --images "$2" --name "$1" "${extra[@]}"
 }
 
-# ---- 3. rows
-generate_row() {  # generate_row NAME DIR SHOWO_DIR: baseline sampling of another model
-  python scripts/generate.py +experiment=shapes/generate model.bundle.directory="$3" prompts="$PROMPTS" \
-    class_names="$NAMES" output_dir="$2" model.sampling.num_inference_steps=$STEPS grid=false
-  evaluate "$1" "$2/images" $STEPS
-}
+# ---- 3. rows: each is RUN/rows/KEY/images, judged into RUN/rows/KEY/eval, then a table row and a grid column
 ROWS=()
 GRID=()
-evaluate "rendered ground truth" "$RUN/rows/ground_truth/images"
-ROWS+=("rendered ground truth (reference)=$RUN/rows/ground_truth/eval/summary.json")
-GRID+=("truth=$RUN/rows/ground_truth/images")
+add_row() {  # add_row NAME KEY [FORWARD_PASSES]
+  evaluate "$1" "$RUN/rows/$2/images" "${3:-}"
+  ROWS+=("$1=$RUN/rows/$2/eval/summary.json")
+  GRID+=("$2=$RUN/rows/$2/images")
+}
+generate_row() {  # generate_row NAME KEY SHOWO_DIR: plain sampling of a Show-o
+  python scripts/generate.py +experiment=shapes/generate model.bundle.directory="$3" prompts="$PROMPTS" \
+    class_names="$NAMES" output_dir="$RUN/rows/$2" model.sampling.num_inference_steps=$STEPS grid=false
+  add_row "$1" "$2" $STEPS
+}
+add_row "rendered ground truth (reference)" ground_truth
 
 [[ -d "$RUN/rows/chance/images" ]] || "${CLI[@]}" chance --vq "$MAGVIT" --run "$RUN" --out "$RUN/rows/chance/images"
-evaluate "random codes (chance)" "$RUN/rows/chance/images"
-ROWS+=("random codes (chance)=$RUN/rows/chance/eval/summary.json")
-GRID+=("chance=$RUN/rows/chance/images")
+add_row "random codes (chance)" chance
 
-generate_row "Show-o (baseline)" "$RUN/rows/baseline" "$SHOWO"
-ROWS+=("Show-o (baseline)=$RUN/rows/baseline/eval/summary.json")
-GRID+=("baseline=$RUN/rows/baseline/images")
+generate_row "Show-o (baseline)" baseline "$SHOWO"
 
 # ---- judges: tiny LLaVA-OneVision models trained on the tiny Show-o's train-split paths (labels: the GenEval judge on
 # training prompts only; at test time a judge sees prompt + image, nothing else), committed or trained here.
@@ -125,36 +124,30 @@ judge() {  # judge NAME (orm|prm|parm|parmpp) -> sets JUDGE_DIR: the committed c
   fi
   JUDGE_DIR=$dir
 }
-search_row() {  # search_row NAME DIR EXPERIMENT SHOWO_DIR [overrides...]: scripts/search.py + evaluation
-  local name=$1 dir=$2 experiment=$3 model=$4
+search_row() {  # search_row NAME KEY EXPERIMENT SHOWO_DIR [overrides...]: scripts/search.py (passes from its cost.json)
+  local name=$1 key=$2 experiment=$3 model=$4
   shift 4
   python -P scripts/search.py +experiment=shapes/$experiment model.bundle.directory="$model" \
-    prompts="$PROMPTS" class_names="$NAMES" output_dir="$dir" model.sampling.num_inference_steps=$STEPS "$@"
-  evaluate "$name" "$dir/images"
+    prompts="$PROMPTS" class_names="$NAMES" output_dir="$RUN/rows/$key" model.sampling.num_inference_steps=$STEPS "$@"
+  add_row "$name" "$key"
 }
 
 # + ORM (paper §4): best-of-N ranked by the tiny fine-tuned ORM.
 judge orm
 ORM=$JUDGE_DIR
-search_row "+ ORM (best-of-$CANDIDATES)" "$RUN/rows/orm_best_of_n" best_of_n "$SHOWO" reward.judge.model_dir="$ORM" \
+search_row "+ ORM (best-of-$CANDIDATES)" orm best_of_n "$SHOWO" reward.judge.model_dir="$ORM" \
   search.strategy.num_candidates=$CANDIDATES
-ROWS+=("+ ORM (best-of-$CANDIDATES)=$RUN/rows/orm_best_of_n/eval/summary.json")
-GRID+=("orm=$RUN/rows/orm_best_of_n/images")
 
 # + PRM (paper §5): step-level search, every step N continuations of the kept path, scored by the tiny fine-tuned PRM.
 judge prm
-search_row "+ PRM (step-level, $CANDIDATES paths)" "$RUN/rows/prm" search_prm "$SHOWO" reward.judge.model_dir="$JUDGE_DIR" \
+search_row "+ PRM (step-level, $CANDIDATES paths)" prm search_prm "$SHOWO" reward.judge.model_dir="$JUDGE_DIR" \
   search.strategy.num_paths=$CANDIDATES search.strategy.expansion=$CANDIDATES
-ROWS+=("+ PRM (step-level, $CANDIDATES paths)=$RUN/rows/prm/eval/summary.json")
-GRID+=("prm=$RUN/rows/prm/images")
 
 # + PARM (paper §6): clarity judgment -> potential assessment (pruned paths stop) -> best-of-N' of the survivors.
 judge parm
 PARM=$JUDGE_DIR
-search_row "+ PARM ($CANDIDATES paths)" "$RUN/rows/parm" search_parm "$SHOWO" reward.judge.model_dir="$PARM" \
+search_row "+ PARM ($CANDIDATES paths)" parm search_parm "$SHOWO" reward.judge.model_dir="$PARM" \
   search.strategy.num_candidates=$CANDIDATES
-ROWS+=("+ PARM ($CANDIDATES paths)=$RUN/rows/parm/eval/summary.json")
-GRID+=("parm=$RUN/rows/parm/images")
 
 # + PARM++ (paper §7): PARM with the tiny PARM++ judge, then reflection: on "no" its explanation and the rejected image
 # go to a self-correction fine-tuned copy of the tiny Show-o (committed, or fine-tuned here on the judge data's groups).
@@ -170,13 +163,11 @@ if [[ "$TRAIN" == 1 || ! -f "$CORRECTOR/showo/config.json" ]]; then
   fi
   CORRECTOR=$RUN/train/corrector/final
 fi
-search_row "+ PARM++ ($CANDIDATES paths)" "$RUN/rows/parmpp" search_parmpp "$SHOWO" \
+search_row "+ PARM++ ($CANDIDATES paths)" parmpp search_parmpp "$SHOWO" \
   reward.parm.judge.model_dir="$PARMPP" search.corrector="$CORRECTOR" search.strategy.num_candidates=$CANDIDATES
-ROWS+=("+ PARM++ ($CANDIDATES paths)=$RUN/rows/parmpp/eval/summary.json")
-GRID+=("parmpp=$RUN/rows/parmpp/images")
 
 # + DPO / + iterative DPO (paper §8.1): the tiny Show-o generates candidates for the train-split prompts, the tiny ORM
-# judges them, yes/no pairs train it. One two-round run gives both rows: its round 0 is the DPO model (shapes/dpo,
+# scores them, best-vs-worst pairs train it. One two-round run gives both rows: its round 0 is the DPO model (shapes/dpo,
 # same seed and data), round 1 the iterative-DPO model. Taken from SHAPES_DPO / SHAPES_ITERATIVE_DPO when both are set.
 if [[ "$TRAIN" == 0 && -n "${SHAPES_DPO:-}" && -n "${SHAPES_ITERATIVE_DPO:-}" ]]; then
   DPO=$SHAPES_DPO
@@ -189,18 +180,12 @@ else
   DPO=$RUN/train/iterative_dpo/round_0/train/final
   ITER=$RUN/train/iterative_dpo/round_1/train/final
 fi
-generate_row "+ DPO" "$RUN/rows/dpo" "$DPO"
-ROWS+=("+ DPO=$RUN/rows/dpo/eval/summary.json")
-GRID+=("dpo=$RUN/rows/dpo/images")
-generate_row "+ iterative DPO" "$RUN/rows/iterative_dpo" "$ITER"
-ROWS+=("+ iterative DPO=$RUN/rows/iterative_dpo/eval/summary.json")
-GRID+=("iter_dpo=$RUN/rows/iterative_dpo/images")
+generate_row "+ DPO" dpo "$DPO"
+generate_row "+ iterative DPO" iterative_dpo "$ITER"
 
 # integrated (paper Table 1, last row): the iterative-DPO model searched with PARM.
-search_row "+ iterative DPO + PARM" "$RUN/rows/integrated" search_parm "$ITER" reward.judge.model_dir="$PARM" \
+search_row "+ iterative DPO + PARM" integrated search_parm "$ITER" reward.judge.model_dir="$PARM" \
   search.strategy.num_candidates=$CANDIDATES
-ROWS+=("+ iterative DPO + PARM=$RUN/rows/integrated/eval/summary.json")
-GRID+=("integrated=$RUN/rows/integrated/images")
 
 # ---- 4. table
 "${CLI[@]}" table --run "$RUN" "${ROWS[@]/#/--row=}" "${GRID[@]/#/--grid=}"
