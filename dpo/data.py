@@ -25,6 +25,7 @@ from typing import Optional, Protocol, Sequence
 
 import torch
 
+from common.io import atomic_write_text
 from showo.tokens import TokenLayout
 
 __all__ = [
@@ -115,14 +116,7 @@ class BestWorstPairing:
 # ------------------------------------------------------------------------------------------------------------ JSONL I/O
 def save_pairs(path: str | os.PathLike, pairs: Sequence[PreferencePair]) -> Path:
     """Write pairs as JSONL atomically (tmp file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for p in pairs:
-            f.write(json.dumps(asdict(p)) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "".join(json.dumps(asdict(p)) + "\n" for p in pairs))
 
 
 def _check_tokens(value, name: str, where: str, layout: TokenLayout) -> list[int]:

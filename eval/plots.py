@@ -2,26 +2,18 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from common.io import atomic_write
+
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """``fig`` (tight layout) as PNG at ``path``, written atomically (temp file in the same folder, then rename)."""
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "GenEval") -> Path:

@@ -27,26 +27,17 @@ so sizes are read from the weight shapes; the head count cannot be, and defaults
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import (
-    AutoTokenizer,
-    LlavaOnevisionConfig,
-    LlavaOnevisionForConditionalGeneration,
-    LlavaOnevisionImageProcessor,
-    LlavaOnevisionProcessor,
-    LlavaOnevisionVideoProcessor,
-    Qwen2Config,
-    SiglipVisionConfig,
-)
+from transformers import (AutoTokenizer, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                          LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor,
+                          Qwen2Config, SiglipVisionConfig)
 
+from common.io import atomic_write_dir
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 
 __all__ = [
@@ -297,13 +288,8 @@ def convert_llava_next(src: str | Path, dst: str | Path, options: ConvertOptions
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     processor = _build_processor(config, tokenizer)
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+
+    return atomic_write_dir(dst, write)

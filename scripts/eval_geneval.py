@@ -10,16 +10,16 @@ Markdown / LaTeX tables and the per-task bar chart next to ``results.jsonl``.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from common.io import atomic_write_text
+from common.recipe import check, open_run
+from common.validate import Dir, File, Int
 from eval.geneval.evaluate import evaluate_folder
 from eval.geneval.judge import JudgeOptions
-from eval.geneval.layout import atomic_write_text
 from eval.geneval.prompts import load_prompts
 from eval.geneval.report import latex_table, markdown_table, summary_record, write_summary
 from eval.geneval.score import expected_counts, summarize
@@ -28,19 +28,22 @@ from eval.plots import geneval_task_bars
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """Evaluate ``cfg.image_dir`` into ``run_dir``; returns the summary document on the main process."""
+SETTINGS = (Dir("image_dir"), File("eval.metadata"), Int("eval.images_per_prompt", min=1), Int("eval.batch_size", min=1))
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Evaluate ``cfg.image_dir`` into ``cfg.run_dir``; returns the summary document on the main process."""
     from accelerate import PartialState
 
+    check(cfg, "eval_geneval", SETTINGS)
     state = PartialState()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if state.is_main_process:
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-
     detector = instantiate(cfg.detector)
     color_classifier = instantiate(cfg.eval.color_classifier)
     prompts = load_prompts(cfg.eval.metadata, class_names=list(detector.class_names))
     options = JudgeOptions.from_options({str(k): str(v) for k, v in cfg.eval.options.items()})
+    run_dir = open_run(cfg, ignore=("eval.batch_size", "name"), main_process=state.is_main_process).path
+    state.wait_for_everyone()
 
     records = evaluate_folder(
         cfg.image_dir,
@@ -68,7 +71,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 @hydra.main(config_path="../configs", config_name="eval_geneval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run(cfg)
 
 
 if __name__ == "__main__":

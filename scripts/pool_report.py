@@ -21,23 +21,21 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from common.io import atomic_write_text
 from eval.geneval.evaluate import record_key
-from eval.geneval.layout import atomic_write_text, write_prompt_folder
+from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompts
 from eval.geneval.score import read_results, summarize
 from eval.shapes.render import image_grid
-from showo.magvit import MAGVITv2, to_pil
+from showo.magvit import MAGVITv2, decode_codes
 
-try:
-    from search.pool import FirstPolicy, OrmPolicy, ParmPolicy, PoolEntry, RandomPolicy, load_pool
-except ModuleNotFoundError as err:  # plain `python scripts/...` would let scripts/search.py shadow the package
-    raise SystemExit(f"run as `python -P scripts/pool_report.py ...` ({err})") from err
+from search.pool import FirstPolicy, OrmPolicy, ParmPolicy, PoolEntry, RandomPolicy, load_pool
 
 
 def decode(vq: MAGVITv2, tokens: torch.Tensor) -> list:
+    """The project's one decode path (:func:`showo.magvit.decode_codes`) for a pool's square token grids."""
     side = int(tokens.shape[1] ** 0.5)
-    with torch.no_grad():
-        return to_pil(vq.decode(tokens.view(-1, side, side).to(next(vq.parameters()).device)))
+    return decode_codes(vq, tokens, (side, side))
 
 
 def export(args: argparse.Namespace) -> None:

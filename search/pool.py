@@ -31,12 +31,12 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from common.io import atomic_write_text
 from reward_models.base import OutcomeJudge, ProcessJudge
 from reward_models.parm import Parm
 from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, argmax_first,
                          decode_images)
 from search.step_level import keep_schedule, rank_paths
-from showo.checkpoint import atomic_write_text
 from showo.pipeline import ShowoPipeline
 
 POOL_VERSION = 1
@@ -134,7 +134,7 @@ def build_pool_entry(pipe: ShowoPipeline, slot: Slot, sampling: Sampling, num_ca
                      parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
                      batch_size: int = 20) -> PoolEntry:
     """Decode ``num_candidates`` paths to the end and score them with every judge given (see the module doc)."""
-    num_steps = sampling.num_inference_steps
+    num_steps = pipe.num_steps(sampling)
     ids = list(range(num_candidates))
     seeds = [slot.candidate_seed(i) for i in ids]
     steps = set(range(num_steps) if process_steps is None else process_steps) if process_judge is not None else set()

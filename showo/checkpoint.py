@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from common.io import atomic_write, atomic_write_text
 
 from .modeling import ShowoConfig, ShowoModel
 from .tokens import TokenLayout
@@ -43,14 +44,6 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def resolve_phi_config(directory: Path, llm_model_path: str, phi_config: Optional[PathLike | dict] = None) -> dict:
@@ -112,13 +105,7 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors, written to a temporary file and moved into place."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
 def from_pretrained(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from common.io import atomic_write, atomic_write_text
 
 from .loss import build_t2i_batch
 from .prompting import T2IPrompting
@@ -25,15 +26,9 @@ def write_tokenized_dataset(directory: str | os.PathLike, prompts: Sequence[str]
     directory = Path(directory)
     if codes.ndim != 2 or codes.shape[0] != len(prompts):
         raise ValueError(f"codes must be [len(prompts)={len(prompts)}, N], got {tuple(codes.shape)}")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".codes.")
-    os.close(fd)
-    save_file({"codes": codes.to(torch.int64).contiguous()}, tmp)
-    os.replace(tmp, directory / "codes.safetensors")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".prompts.")
-    with os.fdopen(fd, "w") as fh:
-        fh.writelines(json.dumps({"prompt": p}) + "\n" for p in prompts)
-    os.replace(tmp, directory / "prompts.jsonl")
+    codes = codes.to(torch.int64).contiguous()
+    atomic_write(directory / "codes.safetensors", lambda tmp: save_file({"codes": codes}, tmp))
+    atomic_write_text(directory / "prompts.jsonl", "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     return directory
 
 

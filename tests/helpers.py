@@ -27,3 +27,18 @@ def load_manifest(*parts: str) -> dict:
     """A fixture manifest at collection time ({} when the shared folder is absent: the tests then skip)."""
     path = SHARED.joinpath(*parts)
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def compose_option(group: str, option: str, overrides=()):
+    """``configs/<group>/<option>.yaml`` composed with its defaults (as a ``group=option`` choice would be), e.g.
+    ``compose_option("reward", "parmpp")``; reading the file alone would miss the options it inherits."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name=f"{group}/{option}", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    for part in group.split("/"):
+        cfg = cfg[part]
+    return cfg

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Sequence
 
 from tqdm import tqdm
 
+from common.io import atomic_write_text
 from eval.geneval.judge import JudgeOptions, judge_image
-from eval.geneval.layout import PromptFolder, atomic_write_text, discover, load_image
+from eval.geneval.layout import PromptFolder, discover, load_image
 from eval.geneval.prompts import PromptSpec
 from eval.geneval.score import read_results
 from eval.geneval.types import ColorClassifier, Detector

@@ -166,8 +166,16 @@ def load_prompt_set(path: str | os.PathLike, class_names_path: str | os.PathLike
     """
     path = Path(path)
     if path.suffix == ".jsonl":
-        return load_prompts(path, load_class_names(class_names_path) if class_names_path else None)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [PromptSpec(i, "", p, (), (), {"prompt": p}) for i, p in enumerate(lines)]
+        specs = load_prompts(path, load_class_names(class_names_path) if class_names_path else None)
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file not found: {path}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise MetadataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        specs = [PromptSpec(i, "", p, (), (), {"prompt": p}) for i, p in enumerate(lines)]
+    if not specs:
+        raise MetadataError(f"{path}: holds no prompts (an empty prompt set would make an empty run)")
+    return specs

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from eval.geneval.layout import atomic_write_text
+from common.io import atomic_write_text
 from eval.geneval.prompts import TASKS
 from eval.geneval.score import Summary
 

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from common.io import atomic_write_bytes, atomic_write_text, png_bytes
 from eval.geneval.evaluate import evaluate_folder
-from eval.geneval.layout import atomic_write_text
+from eval.geneval.layout import load_image
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.geneval.report import load_summary, markdown_lines, summary_record, table_header, table_row, write_summary
 from eval.geneval.score import expected_counts, summarize
 from eval.plots import save_figure
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
-from eval.shapes.render import ShapesWorld
+from eval.shapes.render import ShapesWorld, image_grid
 
 SUMMARY = "summary.json"
 
@@ -100,9 +101,9 @@ def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "sha
     return save_figure(fig, path)
 
 
-def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
+def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None) -> None:
     """The table as JSON (name, overall, per-task accuracies, images, generator forward passes per image when known,
-    or the not-run reason), atomically."""
+    or the not-run reason) and the environment it was measured in, atomically."""
     data = []
     for row in rows:
         if row.summary is None:
@@ -112,4 +113,40 @@ def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
             data.append({"name": row.name, "overall": scores["overall"], "images": scores["total_images"],
                          "tasks": {t: v["accuracy"] for t, v in scores["tasks"].items()},
                          "forward_passes_per_image": (row.summary.get("config") or {}).get("forward_passes_per_image")})
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"rows": data, "environment": environment}, indent=1) + "\n")
+
+
+def read_table_json(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``table.json`` written by :func:`write_table_json`."""
+    return json.loads(Path(path).read_text())["rows"]
+
+
+def candidate_grid(image_dirs: Sequence[tuple[str, str | os.PathLike]], path: str | os.PathLike, prompts: int = 6,
+                   size: int = 64) -> Path | None:
+    """Rows = (method, prompt), columns = its samples, for the first ``prompts`` prompt folders of every method;
+    images upscaled (nearest) to ``size`` px. Returns None when there is no image."""
+    images, labels, nrow = [], [], 1
+    for name, folder in image_dirs:
+        for prompt_dir in sorted(p for p in Path(folder).iterdir() if p.name.isdigit())[:prompts]:
+            samples = sorted((prompt_dir / "samples").glob("*.png"))
+            nrow = max(nrow, len(samples))
+            for k, sample in enumerate(samples):
+                images.append(load_image(sample).resize((size, size), resample=0))
+                labels.append(f"{name[:10]} p{int(prompt_dir.name)}" if k == 0 else "")
+    if not images:
+        return None
+    return atomic_write_bytes(path, png_bytes(image_grid(images, nrow=nrow, labels=labels)))
+
+
+def write_table(run_dir: str | os.PathLike, rows: Sequence[Row], grid_rows: Sequence[tuple[str, str | os.PathLike]] = (),
+                environment: dict[str, Any] | None = None, title: str = "shapes world: accuracy vs generator compute"
+                ) -> str:
+    """``table.md`` / ``table.json`` (with the environment), ``scaling.png`` and ``candidates.png`` in ``run_dir``;
+    returns the Markdown table."""
+    run_dir = Path(run_dir)
+    text = markdown_table(rows)
+    atomic_write_text(run_dir / "table.md", text)
+    write_table_json(run_dir / "table.json", rows, environment)
+    scaling_plot(rows, run_dir / "scaling.png", title=title)
+    candidate_grid([(n, d) for n, d in grid_rows if Path(d).is_dir()], run_dir / "candidates.png")
+    return text

@@ -14,9 +14,9 @@ PROMPTS=${DPO_PROMPTS:?set DPO_PROMPTS to a text file of training prompts}
 RUN=${RUN:-runs/geneval/dpo}
 ROUNDS=${ROUNDS:-1}
 LAUNCHER=${LAUNCHER:-"[accelerate,launch,--config_file,$ROOT/configs/accelerate/ddp.yaml]"}
-python -P "$ROOT/scripts/iterative_dpo.py" model=showo_256 device=cuda reward@iterative.judge=orm_finetuned \
+python "$ROOT/scripts/iterative_dpo.py" model=showo_256 device=cuda reward@iterative.judge=orm_finetuned \
   iterative.prompts="$PROMPTS" iterative.rounds="$ROUNDS" iterative.launcher="$LAUNCHER" run_dir="$RUN/train" "$@"
 FINAL="$RUN/train/round_$((ROUNDS - 1))/train/final"
-python -P "$ROOT/scripts/search.py" search=baseline model=showo_bundle model.bundle.directory="$FINAL" \
-  prompts="$META" images_per_prompt=4 seed=0 output_dir="$RUN/search"
+python "$ROOT/scripts/run_search.py" search=baseline reward=none model=showo_bundle model.bundle.directory="$FINAL" \
+  prompts="$META" images_per_prompt=4 seed=0 run_dir="$RUN/search"
 bash "$ROOT/scripts/geneval/evaluate.sh" "$RUN/search/images" "$RUN/eval" name="$(basename "$RUN")"

@@ -14,7 +14,7 @@ shift $(( $# >= 2 ? 2 : 1 ))
 CKPTS=${IMAGECOT_CKPTS:-ckpts}
 exec python "$(dirname "$0")/../eval_geneval.py" \
   image_dir="$IMAGE_DIR" \
-  hydra.run.dir="$OUT_DIR" \
+  run_dir="$OUT_DIR" \
   name="$(basename "$IMAGE_DIR")" \
   detector.checkpoint="$CKPTS/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth" \
   eval.color_classifier.checkpoint="$CKPTS/open_clip_vit_l14_openai.safetensors" \

@@ -4,24 +4,24 @@ from __future__ import annotations
 import pytest
 import torch
 
+from common.seeding import image_seed
 from reward_models.orm import ORM
 from reward_models.parm import Parm
 from reward_models.parmpp import ParmPlusPlus
 from reward_models.tiny import ScriptedYesNoJudge
-from search.base import Sampling, Slot
+from search.base import Slot
 from search.best_of_n import BestOfN
 from search.parm import ParmSearch, saved_forward_passes
 from search.reflect import ParmPlusPlusSearch
 from search.seeds import candidate_generators, candidate_seed, reflection_seed
 from search.self_correction import SelfCorrectionFormat
 from search.step_level import StepLevelSearch
-from showo.seeding import image_seed
 from tests.search.search_doubles import (REFLECTION_QUESTION, CandidateIndex, HashProcessJudge, ParmTable,
                                          image_hash_score, reference_run, tiny_bundle)
 
 S, N = 6, 6
 SLOT = Slot("a red circle", prompt_index=3, sample_index=1, seed=7)
-SAMPLING = Sampling(guidance_scale=1.75, num_inference_steps=S)
+SAMPLING = {"guidance_scale": 1.75, "num_inference_steps": S}
 SCORES = [0.3, 0.9, 0.5, 0.2, 0.7, 0.1]
 
 

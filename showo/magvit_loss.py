@@ -1,4 +1,5 @@
-"""Training objective and acceptance check of the shapes world's tiny MAGVIT-v2 (``scripts/train_magvit.py``).
+"""Training objective of a MAGVIT-v2 tokenizer on flat-coloured synthetic images (the shapes world's
+``scripts/train_magvit.py``).
 
 The MAGVIT-v2 paper (§3.1, §4) trains its tokenizer with reconstruction + perceptual + GAN losses plus the two
 lookup-free-quantization terms. Flat-coloured synthetic shapes need no perceptual or GAN term: an L1 + L2 pixel loss
@@ -9,22 +10,12 @@ Objects are small (8 px of a 32 px canvas: ~15% of the pixels) on one flat backg
 has a strong trivial minimum: encode everything as background (measured: 4 codes used, 0% of reconstructions judged
 correct after 1,500 steps). ``foreground_weight`` multiplies the loss of pixels that differ from the image's
 background or lie within ``foreground_dilation`` pixels of such a pixel (:func:`foreground_mask`).
-
-Acceptance is semantic, not a PSNR: :func:`reconstruction_accuracy` runs the real GenEval judge with the exact
-shapes detector on reconstructions of rendered ground truth, so a tokenizer that merges colours or rounds triangles
-into blobs fails here even when its pixel error is small.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
-from eval.geneval.judge import judge_image
-from eval.shapes.data import render_pixels
-from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
-from eval.shapes.render import ShapesWorld
-from showo.magvit import MAGVITv2, MagvitOutput, to_pil
+from showo.magvit import MagvitOutput
 
 
 def foreground_mask(images: torch.Tensor, threshold: float = 0.05, dilation: int = 0) -> torch.Tensor:
@@ -60,31 +51,3 @@ def magvit_loss(output: MagvitOutput, target: torch.Tensor, l1_weight: float = 1
     l1, l2 = (weight * diff.abs()).mean(), (weight * diff.pow(2)).mean()
     loss = l1_weight * l1 + l2_weight * l2 + output.quantizer_loss + output.entropy_loss
     return {"loss": loss, "l1": l1, "l2": l2, "quantizer": output.quantizer_loss, "entropy": output.entropy_loss}
-
-
-@torch.no_grad()
-def reconstruction_accuracy(vq: MAGVITv2, lines: Sequence[dict], world: ShapesWorld, images_per_prompt: int = 2,
-                            seed: int = 1, batch_size: int = 64) -> dict[str, float]:
-    """GenEval judge accuracy (shapes detector) on rendered scenes and on their VQ reconstructions.
-
-    Returns ``{"images", "original_accuracy", "reconstruction_accuracy", "codes_used"}``; the original accuracy is
-    1.0 by construction of the detector (a sanity check of the setup), the reconstruction accuracy is the tokenizer's.
-    """
-    detector, colors = ShapesDetector(world), ShapesColorClassifier(world)
-    _, pixels = render_pixels(lines, world, images_per_prompt, seed)
-    metadata = [line for line in lines for _ in range(images_per_prompt)]
-    vq = vq.eval()
-    correct = {"original": 0, "reconstruction": 0}
-    codes_seen = set()
-    for start in range(0, len(pixels), batch_size):
-        batch = pixels[start: start + batch_size].to(next(vq.parameters()).device)
-        codes = vq.encode(batch)
-        codes_seen.update(codes.unique().tolist())
-        originals, recons = to_pil(batch), to_pil(vq.decode(codes))
-        for md, orig, rec in zip(metadata[start: start + batch_size], originals, recons):
-            for name, image in (("original", orig), ("reconstruction", rec)):
-                verdict = judge_image(md, detector.detect_one(image), image, colors, detector.class_names)
-                correct[name] += bool(verdict.correct)
-    n = len(pixels)
-    return {"images": float(n), "original_accuracy": correct["original"] / n,
-            "reconstruction_accuracy": correct["reconstruction"] / n, "codes_used": float(len(codes_seen))}

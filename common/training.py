@@ -1,21 +1,31 @@
-"""Small pieces shared by the training recipes (``scripts/train_*.py``): run directories, metrics, resume, sharding.
+"""What every training recipe shares: metrics, accelerate checkpoints, resume, and divergence guards.
 
-Recipes stay scripts that read top to bottom; what they share lives here so each is written once.
+Divergence is never silent: :func:`check_step` stops the run at the first step whose loss or gradient norm is NaN or
+infinite — on every process at once — before the optimizer applies it, so the newest checkpoint on disk is the last
+good one; :func:`save_checkpoint` and final exports refuse non-finite weights (:func:`common.io.check_finite_tensors`).
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
-from .checkpoint import atomic_write_text
+from .io import NonFiniteError, atomic_write_json, atomic_write_text, check_finite_tensors
 from .seeding import hash_seed
 
+__all__ = ["Divergence", "MetricsLogger", "check_step", "decay_groups", "latest_checkpoint", "resume",
+           "save_checkpoint", "shard_indices", "total_grad_norm"]
+
 PROGRESS = "progress.json"
+
+
+class Divergence(NonFiniteError):
+    """Training produced a non-finite loss or gradient; the message names the step and the last good checkpoint."""
 
 
 def shard_indices(num_examples: int, seed: int, start: int, count: int) -> list[int]:
@@ -33,7 +43,7 @@ def shard_indices(num_examples: int, seed: int, start: int, count: int) -> list[
     return out
 
 
-def decay_groups(model: torch.nn.Module, weight_decay: float, no_decay: Sequence[str] = ("bias",)) -> list[dict]:
+def decay_groups(model: torch.nn.Module, weight_decay: float, no_decay=("bias",)) -> list[dict]:
     """AdamW parameter groups; parameters whose name contains a ``no_decay`` substring get no weight decay."""
     decay, plain = [], []
     for name, p in model.named_parameters():
@@ -102,12 +112,18 @@ def resume(accelerator, run_dir: Path) -> int:
     return found[1]
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, extra: Optional[dict] = None) -> Path:
-    """accelerate state (model, optimizer, registered objects, RNG) + progress file; keeps the last ``keep``."""
+def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, model=None,
+                    extra: Optional[dict] = None) -> Path:
+    """accelerate state (model, optimizer, registered objects, RNG) + progress file; keeps the last ``keep``.
+
+    With ``model`` given, its weights are checked first: a non-finite tensor is an error and nothing is written.
+    """
+    if model is not None:
+        check_finite_tensors(accelerator.unwrap_model(model).state_dict(), f"weights at step {step}")
     path = Path(run_dir) / "checkpoints" / f"step_{step:06d}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
-        atomic_write_text(path / PROGRESS, json.dumps({"step": step, **(extra or {})}))
+        atomic_write_json(path / PROGRESS, {"step": step, **(extra or {})})
         complete = sorted(p for p in path.parent.glob("step_*") if (p / PROGRESS).is_file())
         for old in complete[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
@@ -115,7 +131,21 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, extra: Opt
     return path
 
 
-def write_run_config(run_dir: Path, yaml_text: str) -> None:
-    atomic_write_text(Path(run_dir) / "config.yaml", yaml_text)
+def total_grad_norm(accelerator, model, max_norm: Optional[float]) -> torch.Tensor:
+    """The global gradient norm, clipping to ``max_norm`` when given (``None``: measure only, change nothing)."""
+    return accelerator.clip_grad_norm_(model.parameters(), math.inf if max_norm is None else max_norm)
 
 
+def check_step(accelerator, run_dir: Path, step: int, **values) -> None:
+    """Stop with :class:`Divergence` when any value (loss, gradient norm, ...) of optimizer step ``step`` (1-based) is
+    non-finite on any process. Call it after ``backward`` and before ``optimizer.step``."""
+    local = [float(v.detach().float().item() if isinstance(v, torch.Tensor) else v) for v in values.values()]
+    bad = torch.tensor([0.0 if math.isfinite(x) else 1.0 for x in local], device=accelerator.device)
+    bad = accelerator.reduce(bad, reduction="sum")
+    if bool((bad > 0).any()):
+        names = [f"{name} = {x}" for (name, x), flag in zip(zip(values, local), bad.tolist()) if flag > 0]
+        last = latest_checkpoint(run_dir)
+        kept = f"the last good checkpoint is {last[0]} (step {last[1]})" if last else "no checkpoint was written"
+        raise Divergence(f"{run_dir}: training diverged at step {step}: {', '.join(names)} (non-finite on at least "
+                         f"one process); stopped before applying it, {kept}, no final weights written. "
+                         "Lower the learning rate or enable gradient clipping.")
