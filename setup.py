@@ -17,7 +17,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["showo*", "reward_models*", "dpo*", "search*", "eval*"]),
+    packages=find_packages(include=["showo*", "reward_models*", "dpo*", "search*", "eval*", "grpo*"]),
     install_requires=REQUIREMENTS,
     extras_require={
         # The official GenEval detector backend (optional; needs a compiled mmcv, see README).
