@@ -18,6 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["showo*", "reward_models*", "dpo*", "search*", "eval*"]),
+    package_data={"eval.wise": ["rubric.txt"]},
     install_requires=REQUIREMENTS,
     extras_require={
         # The official GenEval detector backend (optional; needs a compiled mmcv, see README).

@@ -167,7 +167,7 @@ class ResultStore:
 
 def run_items(
     items: Sequence[Item],
-    score_batch: Callable[[Sequence[Item]], list[dict[str, Any]]],
+    score_batch: Callable[[Sequence[Item]], list[dict[str, Any] | None]],
     store: ResultStore,
     state,
     batch_size: int = 8,
@@ -176,7 +176,8 @@ def run_items(
 ) -> list[dict[str, Any]]:
     """Score every item not yet scored on its current image, sharded over ``state``'s processes; merge on main.
 
-    ``score_batch(items) -> records`` (one per item, in order). ``state`` is an ``accelerate.PartialState`` (or any
+    ``score_batch(items) -> records`` (one per item, in order; ``None`` = no result for that image this time, e.g. a
+    judge that never answered: nothing is stored, so a later run tries it again). ``state`` is an ``accelerate.PartialState`` (or any
     object with ``num_processes``, ``process_index``, ``is_main_process``, ``is_local_main_process`` and
     ``wait_for_everyone``); every process calls this. ``after_batch(batches_written)`` runs after each appended batch
     (recipes hang a testing kill-switch on it). Returns the merged records on the main process, [] elsewhere.
@@ -192,7 +193,8 @@ def run_items(
         records = score_batch(batch)
         if len(records) != len(batch):
             raise RuntimeError(f"{desc}: scorer returned {len(records)} records for {len(batch)} images")
-        store.append(state.process_index, records, [mine_digests[item.key] for item in batch])
+        kept = [(rec, mine_digests[item.key]) for item, rec in zip(batch, records) if rec is not None]
+        store.append(state.process_index, [r for r, _ in kept], [d for _, d in kept])
         written += 1
         if after_batch is not None:
             after_batch(written)

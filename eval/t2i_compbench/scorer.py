@@ -14,7 +14,15 @@ from eval.t2i_compbench import rules
 from eval.t2i_compbench.parsing import NounPhraseParser
 from eval.t2i_compbench.prompts import CATEGORIES, ComplexSplit
 
-__all__ = ["CompBenchScorer"]
+__all__ = ["CompBenchScorer", "required_parts"]
+
+_NEEDS = {"blip_vqa": ("vqa",), "spatial": ("detector",), "numeracy": ("detector",), "clip": ("clip",),
+          "3_in_1": ("vqa", "detector", "clip", "complex_split")}
+
+
+def required_parts(categories: Sequence[str]) -> set[str]:
+    """The scorer parts (``vqa``, ``detector``, ``clip``, ``complex_split``) the categories need."""
+    return {part for c in categories for part in _NEEDS[CATEGORIES[c].scorer]}
 
 Result = dict[str, Any]  # {"score": float, "details": {...}}
 
@@ -43,9 +51,7 @@ class CompBenchScorer:
 
     def check(self, category: str) -> None:
         """Fail before any work when ``category`` needs a part this scorer lacks (names the config key)."""
-        needs = {"blip_vqa": ["vqa"], "spatial": ["detector"], "numeracy": ["detector"], "clip": ["clip"],
-                 "3_in_1": ["vqa", "detector", "clip", "complex_split"]}[CATEGORIES[category].scorer]
-        missing = [n for n in needs if getattr(self, n) is None]
+        missing = sorted(n for n in required_parts([category]) if getattr(self, n) is None)
         if missing:
             raise ValueError(f"category {category!r} needs compbench.{' and compbench.'.join(missing)} (not configured)")
 
