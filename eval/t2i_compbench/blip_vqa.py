@@ -7,7 +7,7 @@ one decoder step instead of generating an answer:
 2. question: ``pre_question(chunk + "?")``, BERT-tokenised (longest padding, truncation at 35 tokens), the first
    token (``[CLS]``) overwritten by ``[ENC]`` (id 30523);
 3. ViT -> image-grounded BERT encoder over the question -> one decoder step on ``[DEC]`` (30522, BOS) cross-attending
-   to the question states **with the question padding mask**;
+   to the question states **without the question's padding**;
 4. ``p = p(yes) / (p(yes) + p(no)) = sigmoid(logit_yes − logit_no)`` from the first-position logits.
 
 HF's port differs in three places handled here: it feeds ``[CLS]`` (fixed: ``input_ids[:, 0] = [ENC]``), its
@@ -103,8 +103,14 @@ class BlipVqa:
         input_ids[:, 0] = self.enc_id
         question = self.model.text_encoder(input_ids=input_ids, attention_mask=tok["attention_mask"],
                                            encoder_hidden_states=image_states, encoder_attention_mask=image_mask)[0]
-        bos = torch.full((len(questions), 1), self.dec_id, dtype=torch.long, device=self.device)
-        logits = self.model.text_decoder(input_ids=bos, encoder_hidden_states=question,
-                                         encoder_attention_mask=tok["attention_mask"]).logits[:, 0]  # [b, V]
+        # The decoder must not see the question's padding. transformers 5.23's BLIP text decoder ignores
+        # ``encoder_attention_mask`` in its cross-attention (a masked and an unmasked call give the same logits), so
+        # each question's states are cut to its own length instead: one cheap single-token step per question.
+        bos = torch.full((1, 1), self.dec_id, dtype=torch.long, device=self.device)
+        lengths = tok["attention_mask"].sum(dim=1).tolist()
+        logits = torch.cat([
+            self.model.text_decoder(input_ids=bos, encoder_hidden_states=question[i:i + 1, :n]).logits[:, 0]
+            for i, n in enumerate(lengths)
+        ])  # [b, V]
         margin = logits[:, self.yes_id].double() - logits[:, self.no_id].double()
         return torch.sigmoid(margin).cpu()

@@ -72,7 +72,8 @@ class OwlDetector:
 
     def _detect_one(self, image: Image.Image, names: list[str]) -> list[Detection]:
         # One image per forward pass: every image has its own queries, and padded query slots would need care.
-        inputs = self.processor(text=[names], images=[image], return_tensors="pt").to(self.device)
+        inputs = self.processor(text=[names], images=[image], padding=True, truncation=True,
+                                return_tensors="pt").to(self.device)
         outputs = self.model(**inputs)
         w, h = image.size
         result = self.processor.post_process_grounded_object_detection(

@@ -193,6 +193,9 @@ class RuleParser:
                 continue
             if tag == "X":
                 after_noun = bool(content) and tags[i - 1] == "X" and not _adjective_like(raw[i - 1][0])
+                # ... and something follows it that a verb takes ("a leather watch" / "a watch and" stay nouns)
+                nxt = tags[i + 1] if i + 1 < len(tags) else None
+                after_noun = after_noun and nxt in ("DET", "NUM", "ADP", "ADV", "PRON", "PART", "X")
                 opens_bare = not cur and prev_open_tag is not None
                 if word in VERB and (after_noun or opens_bare):
                     tags[i] = "VERB"

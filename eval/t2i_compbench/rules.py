@@ -83,7 +83,7 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
+    return inter / union if union > 0 else 0.0  # two zero-area boxes: the official code divides by zero
 
 
 def spatial_relation_score(relation: str | None, box1: Sequence[float], box2: Sequence[float],
