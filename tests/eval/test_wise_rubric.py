@@ -76,3 +76,17 @@ def test_missing_images_give_no_overall():
     table = markdown_table([summary_record(s, "run")])
     assert "| T2I-R1 (paper) | 0.56 | 0.55 | 0.63 | 0.54 | 0.55 | 0.30 | 0.54 |" in table
     assert "| run | 0.40* | – | 0.00 | – | – | – | – |" in table
+
+
+def test_report_cli_prints_the_paper_rows(tmp_path, capsys):
+    from eval.results import write_summary
+    from eval.wise.report import main
+
+    sizes = {c: hi - lo + 1 for c, (lo, hi) in CATEGORIES.items()}
+    recs = [record(c, 1, 1, 1) for c, n in sizes.items() for _ in range(n)]
+    write_summary(tmp_path / "s.json", summary_record(summarize(recs), "ours"))
+    main([str(tmp_path / "s.json")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| Model | Cultural | Time | Space | Biology | Physics | Chemistry | Overall |"
+    assert lines[2] == "| Janus-Pro-7B (paper) | 0.30 | 0.37 | 0.49 | 0.36 | 0.42 | 0.26 | 0.35 |"
+    assert lines[-1] == "| ours | 0.50 | 0.50 | 0.50 | 0.50 | 0.50 | 0.50 | 0.50 |"
