@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -216,7 +217,7 @@ def count_targets(tokens: Sequence[str], vocabulary: Mapping[str, str]) -> list[
 def read_objects_file(path) -> dict[str, str]:
     """``new_objects.txt`` (lines ``singular - plural``) as {singular or plural: singular}."""
     vocabulary: dict[str, str] = {}
-    for lineno, line in enumerate(open(path, encoding="utf-8").read().splitlines(), start=1):
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         if " - " not in line:
