@@ -14,6 +14,7 @@ from eval.wise.judges import JudgeReply, JudgeRequest, LocalVLMJudge, OpenAIComp
 from eval.wise.prompts import WisePrompt
 from eval.wise.rubric import SYSTEM_PROMPT
 from reward_models.tiny import build_tiny_llava_onevision
+from tests.eval.tiny_models import build_tiny_qwen2_5_vl
 
 
 class FakeClient:
@@ -91,8 +92,10 @@ def test_retries_then_skip_or_zero(tmp_path):
         score_batch_fn(None, unparsable="drop")
 
 
-def test_local_vlm_judge_generates_text(tmp_path):
-    judge = LocalVLMJudge.from_pretrained(build_tiny_llava_onevision(tmp_path / "vlm"), dtype="float32",
+@pytest.mark.parametrize("build", [build_tiny_qwen2_5_vl, build_tiny_llava_onevision], ids=["qwen2_5_vl", "llava_ov"])
+def test_local_vlm_judge_generates_text(tmp_path, build):
+    # Qwen2.5-VL is the default judge's class; LLaVA-OneVision shows any chat-template VLM plugs in.
+    judge = LocalVLMJudge.from_pretrained(build(tmp_path / "vlm"), dtype="float32",
                                           max_new_tokens=8, batch_size=2, device="cpu")
     reqs = [request(), JudgeRequest(Image.new("RGB", (20, 12), (0, 200, 0)), b"", "A green field", "grass")]
     replies = judge.judge(reqs)
