@@ -63,9 +63,11 @@ def set_threads(threads: int | None) -> int:
 
 def environment(device: str | torch.device | None = None) -> dict[str, Any]:
     """Git hash, Python and package versions, torch threads, CPU model and the device a run used."""
-    device = torch.device(device) if device is not None else None
+    if device is None:  # not told: the accelerator this process would use
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     gpu = None
-    if device is not None and device.type == "cuda" and torch.cuda.is_available():
+    if device.type == "cuda" and torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(device)
     return {
         "git": git_hash(),
@@ -76,6 +78,6 @@ def environment(device: str | torch.device | None = None) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
-        "device": None if device is None else str(device),
+        "device": str(device),
         "gpu": gpu,
     }

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from common.io import atomic_write
+from eval.geneval.prompts import TASK_HEADERS
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -51,7 +52,6 @@ def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathL
 
     ``records`` are GenEval summary documents (``eval.geneval.report.summary_record``); missing tasks plot as 0.
     """
-    from eval.geneval.report import TASK_HEADERS
 
     series = []
     for record in records:

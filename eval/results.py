@@ -30,7 +30,9 @@ from tqdm import tqdm
 
 from common.env import environment, git_hash
 from common.io import atomic_write_text
-from common.io import file_sha256 as file_digest  # the identity of the image a record was scored on
+from common.io import (
+    file_sha256 as file_digest,  # the identity of the image a record was scored on
+)
 
 RESULTS = "results.jsonl"
 DIGESTS = "results.digests.json"

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from eval.geneval.layout import atomic_write_text
+from common.io import atomic_write_text
+from common.recipe import check, open_run
+from common.validate import Dir, Int
 from eval.results import write_summary
 from eval.t2i_compbench import report
 from eval.t2i_compbench.evaluate import evaluate_compbench
@@ -47,16 +47,22 @@ def kill_switch(after: int | None):
     return lambda written: os._exit(17) if written >= after else None
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """Evaluate ``cfg.image_dir`` into ``run_dir``; returns the summary document on the main process."""
+SETTINGS = (Dir("image_dir"), Int("compbench.images_per_prompt", min=1), Int("compbench.batch_size", min=1),
+            Int("debug_exit_after_batches", min=1, optional=True))
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Evaluate ``cfg.image_dir`` into ``cfg.run_dir``; returns the summary document on the main process."""
     from accelerate import PartialState
 
+    check(cfg, "eval_compbench", SETTINGS)
     state = PartialState()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if state.is_main_process:
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     categories = list(cfg.categories)
     scorer = build_scorer(cfg, categories)
+    run_dir = open_run(cfg, ignore=("compbench.batch_size", "debug_exit_after_batches", "name"),
+                       main_process=state.is_main_process).path
+    state.wait_for_everyone()
     records = evaluate_compbench(
         cfg.image_dir, run_dir, scorer, categories, cfg.compbench.prompt_dir,
         images_per_prompt=cfg.compbench.images_per_prompt, batch_size=cfg.compbench.batch_size, state=state,
@@ -78,7 +84,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 @hydra.main(config_path="../configs", config_name="eval_compbench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run(cfg)
 
 
 if __name__ == "__main__":

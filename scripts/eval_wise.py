@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from eval.geneval.layout import atomic_write_text
+from common.io import atomic_write_text
+from common.recipe import check, open_run
+from common.validate import Dir, Int
 from eval.results import write_summary
 from eval.wise import report
 from eval.wise.evaluate import evaluate_wise
@@ -39,16 +39,21 @@ def select_prompts(cfg: DictConfig):
     return [p for p in prompts if p.prompt_id in wanted]
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """Judge ``cfg.image_dir`` into ``run_dir``; returns the summary document on the main process."""
+SETTINGS = (Dir("image_dir"), Int("batch_size", min=1), Int("debug_exit_after_batches", min=1, optional=True))
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Judge ``cfg.image_dir`` into ``cfg.run_dir``; returns the summary document on the main process."""
     from accelerate import PartialState
 
+    check(cfg, "eval_wise", SETTINGS)
     state = PartialState()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if state.is_main_process:
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     prompts = select_prompts(cfg)
     judge = instantiate(cfg.wise_judge.judge)
+    run_dir = open_run(cfg, ignore=("batch_size", "debug_exit_after_batches", "name"),
+                       main_process=state.is_main_process).path
+    state.wait_for_everyone()
     after = cfg.debug_exit_after_batches
     records = evaluate_wise(
         cfg.image_dir, run_dir, judge, prompts, attempts=cfg.wise_judge.attempts,
@@ -73,7 +78,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 @hydra.main(config_path="../configs", config_name="eval_wise", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompts
 from eval.geneval.score import read_results, summarize
 from eval.shapes.render import image_grid
-from showo.magvit import MAGVITv2, decode_codes
-
 from search.pool import FirstPolicy, OrmPolicy, ParmPolicy, PoolEntry, RandomPolicy, load_pool
+from showo.magvit import MAGVITv2, decode_codes
 
 
 def decode(vq: MAGVITv2, tokens: torch.Tensor) -> list:

@@ -27,6 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from common.io import atomic_write_json, check_finite_tensors
+from common.recipe import check, open_run
+from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
+from common.validate import Choice, ConfigError, Float, Int
 from dpo.batch import collate_pairs
 from dpo.data import epoch_order, load_pairs, shard_batches
 from dpo.reference import ReferenceContext
@@ -35,11 +39,6 @@ from showo.factory import ShowoBundle
 from showo.logprob import MaskingConfig
 from showo.modeling import ShowoModel
 from showo.prompting import T2IPrompting
-from common.io import atomic_write_json, check_finite_tensors
-from common.recipe import check, open_run
-from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
-from common.validate import ConfigError, Choice, Float, Int
-
 
 SETTINGS = (Int("train.global_batch_size", min=1), Int("train.per_device_batch_size", min=1, optional=True),
             Int("train.epochs", min=1), Int("train.max_steps", min=1, optional=True), Int("train.checkpoint_every", min=1),

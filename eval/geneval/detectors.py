@@ -16,9 +16,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from eval.geneval.m2f_processing import (
-    ImageMeta, Instances, group_by_class, postprocess, preprocess_mmdet2, preprocess_mmdet3,
-)
+from eval.geneval.m2f_processing import (ImageMeta, Instances, group_by_class, postprocess, preprocess_mmdet2,
+                                         preprocess_mmdet3)
 from eval.geneval.mask2former import Mask2FormerConfig, load_mask2former
 from eval.geneval.prompts import COCO_CLASSES
 from eval.geneval.types import ClassDetections, ImageDetections

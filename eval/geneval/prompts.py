@@ -14,6 +14,15 @@ from typing import Any, Sequence
 from eval.geneval.judge import COLORS, RELATIONS
 
 TASKS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+# Column names of the six tasks in tables and plots
+TASK_HEADERS = {
+    "single_object": "Single",
+    "two_object": "Two",
+    "counting": "Count",
+    "colors": "Colors",
+    "position": "Pos",
+    "color_attr": "ColorAttr",
+}
 OFFICIAL_URL = "https://github.com/djghosh13/geneval/blob/main/prompts/evaluation_metadata.jsonl"
 # GenEval's ``object_names.txt``: the 80 COCO thing classes in mmdet label order, with GenEval's friendlier names.
 COCO_CLASSES: tuple[str, ...] = (

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from eval.geneval.prompts import TASKS
+from eval.geneval.prompts import TASK_HEADERS, TASKS
 from eval.geneval.score import Summary
+from eval.plots import geneval_task_bars
 from eval.results import fmt_score, git_hash, latex_lines, markdown_lines, summary_document, write_summary
 from eval.results import load_summary as _load_summary
 
@@ -17,14 +18,6 @@ __all__ = ["SCHEMA", "TASK_HEADERS", "VERSION", "git_hash", "latex_table", "load
 
 SCHEMA = "imagecot.geneval.summary"
 VERSION = 1
-TASK_HEADERS = {
-    "single_object": "Single",
-    "two_object": "Two",
-    "counting": "Count",
-    "colors": "Colors",
-    "position": "Pos",
-    "color_attr": "ColorAttr",
-}
 
 
 def summary_record(
@@ -87,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = [load_summary(p) for p in args.summaries]
     print((latex_table if args.latex else markdown_table)(records, args.digits), end="")
     if args.plot:
-        from eval.plots import geneval_task_bars
 
         geneval_task_bars(records, args.plot)
 

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from eval.geneval.layout import atomic_write_text, load_image
+from common.io import atomic_write_text
+from eval.geneval.layout import load_image
 from eval.results import Item, ResultStore, default_state, run_items
 from eval.t2i_compbench.layout import IMAGES_PER_PROMPT, CategoryImage, check_against_prompts, discover_category
 from eval.t2i_compbench.prompts import CATEGORIES, load_prompts

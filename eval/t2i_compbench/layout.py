@@ -20,7 +20,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from eval.geneval.layout import atomic_write_bytes
+from common.io import atomic_write_bytes
 
 __all__ = ["IMAGES_PER_PROMPT", "CategoryImage", "check_against_prompts", "discover_category", "image_name",
            "parse_image_name", "write_image"]

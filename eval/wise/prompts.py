@@ -15,7 +15,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from eval.geneval.layout import atomic_write_bytes
+from common.io import atomic_write_bytes
 
 __all__ = ["CATEGORIES", "FILES", "WEIGHTS", "WisePrompt", "category_of", "image_path", "load_prompts",
            "write_image"]

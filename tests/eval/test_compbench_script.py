@@ -79,7 +79,7 @@ class Killed(BaseException):
 
 def test_run_writes_official_layout_and_resumes_after_a_kill(bench, tmp_path, monkeypatch):
     script = load_script()
-    ref = script.run(compose_cfg(bench + ["name=tiny"]), tmp_path / "ref")
+    ref = script.run(compose_cfg(bench + ["name=tiny"] + [f"run_dir={tmp_path / 'ref'}"]))
     scores = ref["scores"]
     assert set(scores["categories"]) == set(ALL)
     assert all(v["images"] == 4 and v["missing"] == 0 for v in scores["categories"].values())
@@ -106,8 +106,8 @@ def test_run_writes_official_layout_and_resumes_after_a_kill(bench, tmp_path, mo
 
     monkeypatch.setattr(os, "_exit", hard_exit)  # the recipe's kill switch calls os._exit(17)
     with pytest.raises(Killed):
-        script.run(compose_cfg(bench + ["name=tiny", "debug_exit_after_batches=2"]), tmp_path / "resumed")
+        script.run(compose_cfg(bench + ["name=tiny", "debug_exit_after_batches=2"] + [f"run_dir={tmp_path / 'resumed'}"]))
     part = (tmp_path / "resumed" / "results.part000.jsonl").read_text().splitlines()
     assert len(part) == 6 and not (tmp_path / "resumed" / "results.jsonl").exists()
-    script.run(compose_cfg(bench + ["name=tiny"]), tmp_path / "resumed")
+    script.run(compose_cfg(bench + ["name=tiny"] + [f"run_dir={tmp_path / 'resumed'}"]))
     assert (tmp_path / "resumed" / "results.jsonl").read_bytes() == (tmp_path / "ref" / "results.jsonl").read_bytes()

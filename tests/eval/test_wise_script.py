@@ -57,7 +57,7 @@ def test_run_writes_summary_and_resumes_after_a_kill(tmp_path, monkeypatch):
             "wise_judge.judge.device=cpu", "wise_judge.judge.dtype=float32", "wise_judge.judge.max_new_tokens=6",
             "batch_size=5", "name=tiny", "seeds=[0]"]
     script = load_script()
-    ref = script.run(compose_cfg(base), tmp_path / "ref")
+    ref = script.run(compose_cfg(base + [f"run_dir={tmp_path / 'ref'}"]))
     scores = ref["scores"]
     assert all(scores["categories"][c]["images"] == 2 and scores["categories"][c]["missing"] == 0
                for c in CATEGORIES)
@@ -76,7 +76,7 @@ def test_run_writes_summary_and_resumes_after_a_kill(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "_exit", hard_exit)  # the recipe's kill switch calls os._exit(17)
     with pytest.raises(Killed):
-        script.run(compose_cfg(base + ["debug_exit_after_batches=1"]), tmp_path / "resumed")
+        script.run(compose_cfg(base + ["debug_exit_after_batches=1"] + [f"run_dir={tmp_path / 'resumed'}"]))
     assert len((tmp_path / "resumed" / "results.part000.jsonl").read_text().splitlines()) == 5
-    script.run(compose_cfg(base), tmp_path / "resumed")
+    script.run(compose_cfg(base + [f"run_dir={tmp_path / 'resumed'}"]))
     assert (tmp_path / "resumed" / "results.jsonl").read_bytes() == (tmp_path / "ref" / "results.jsonl").read_bytes()
