@@ -16,7 +16,7 @@ shift $(( $# >= 2 ? 2 : 1 ))
 CKPTS=${IMAGECOT_CKPTS:-ckpts}
 exec ${ACCELERATE:-python} "$(dirname "$0")/../eval_compbench.py" \
   image_dir="$IMAGE_DIR" \
-  hydra.run.dir="$OUT_DIR" \
+  run_dir="$OUT_DIR" \
   name="$(basename "$IMAGE_DIR")" \
   compbench.vqa.path="$CKPTS/blip-vqa-capfilt-large" \
   compbench.detector.path="$CKPTS/owlv2-base-patch16-ensemble" \

@@ -20,7 +20,7 @@ if [[ " $* " != *" wise_judge=openai "* ]]; then
 fi
 exec ${ACCELERATE:-python} "$(dirname "$0")/../eval_wise.py" \
   image_dir="$IMAGE_DIR" \
-  hydra.run.dir="$OUT_DIR" \
+  run_dir="$OUT_DIR" \
   name="$(basename "$IMAGE_DIR")" \
   "${JUDGE[@]}" \
   "$@"
