@@ -30,23 +30,18 @@ from transformers import get_cosine_schedule_with_warmup
 from common.io import atomic_write_json, check_finite_tensors
 from common.recipe import check, open_run
 from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
-from common.validate import Choice, ConfigError, Float, Int
+from common.validate import ConfigError
 from dpo.batch import collate_pairs
 from dpo.data import epoch_order, load_pairs, shard_batches
 from dpo.reference import ReferenceContext
+from dpo.settings import TRAIN_SETTINGS
 from dpo.trainer import DPOObjective
 from showo.factory import ShowoBundle
 from showo.logprob import MaskingConfig
 from showo.modeling import ShowoModel
 from showo.prompting import T2IPrompting
 
-SETTINGS = (Int("train.global_batch_size", min=1), Int("train.per_device_batch_size", min=1, optional=True),
-            Int("train.epochs", min=1), Int("train.max_steps", min=1, optional=True), Int("train.checkpoint_every", min=1),
-            Int("train.keep_checkpoints", min=1), Float("train.warmup_ratio", min=0, max=1),
-            Float("train.optimizer.lr", min=0, optional=True),
-            Float("train.max_grad_norm", min=0, optional=True), Choice("train.mixed_precision", ["no", "fp16", "bf16"]),
-            Int("train.stop_after_steps", min=1, optional=True), Int("seed"), Int("masking.num_draws", min=1),
-            Float("masking.cond_dropout_prob", min=0, max=1))
+SETTINGS = TRAIN_SETTINGS
 IGNORE = ("train.stop_after_steps", "train.keep_checkpoints", "wandb", "iterative")
 
 
