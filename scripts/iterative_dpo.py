@@ -28,7 +28,9 @@ from common.io import atomic_write_json, atomic_write_text
 from common.recipe import build_generator, check, open_run
 from common.stages import Stages
 from common.validate import Choice, File, Int
-from dpo.iterative import RoundDir, build_round_pairs, generate_pools, judge_pools, read_prompts, write_pairs
+from dpo.data import accumulation
+from dpo.iterative import (RoundDir, build_round_pairs, generate_pools, judge_pools, launcher_processes, read_prompts,
+                           write_pairs)
 from search.pool import load_entry
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train_dpo.py"
@@ -65,6 +67,9 @@ def run(cfg: DictConfig) -> Path:
     if OmegaConf.select(cfg, "iterative.judge") is None:
         raise ValueError("iterative.judge is not set: choose an OutcomeJudge, e.g. reward@iterative.judge=orm_finetuned")
     check(cfg, "iterative_dpo", SETTINGS)
+    processes = launcher_processes(it.launcher)
+    if processes is not None:  # the global batch must split over the training processes: fail before generating
+        accumulation(cfg.train.global_batch_size, cfg.train.per_device_batch_size, processes)
     prompts = read_prompts(it.prompts)
     run = open_run(cfg, ignore=IGNORE)
     stages = Stages(run, cfg.if_exists)
@@ -117,7 +122,7 @@ def run(cfg: DictConfig) -> Path:
 
         def train_stage():
             atomic_write_text(rd.root / "train_config.yaml", OmegaConf.to_yaml(OmegaConf.create(train_cfg)))
-            launcher = list(it.launcher) if it.launcher else [sys.executable]
+            launcher = [str(a) for a in it.launcher] if it.launcher else [sys.executable]  # YAML lists hold ints
             subprocess.run([*launcher, str(TRAIN_SCRIPT), "--config-path", str(rd.root.resolve()),
                             "--config-name", "train_config"], check=True)
             if not (rd.final / "showo").is_dir():

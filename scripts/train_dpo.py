@@ -30,9 +30,9 @@ from transformers import get_cosine_schedule_with_warmup
 from common.io import atomic_write_json, check_finite_tensors
 from common.recipe import check, open_run
 from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
-from common.validate import Choice, ConfigError, Float, Int
+from common.validate import Choice, Float, Int
 from dpo.batch import collate_pairs
-from dpo.data import epoch_order, load_pairs, shard_batches
+from dpo.data import accumulation, epoch_order, load_pairs, shard_batches
 from dpo.reference import ReferenceContext
 from dpo.trainer import DPOObjective
 from showo.factory import ShowoBundle
@@ -47,15 +47,6 @@ SETTINGS = (Int("train.global_batch_size", min=1), Int("train.per_device_batch_s
             Int("train.stop_after_steps", min=1, optional=True), Int("seed"), Int("masking.num_draws", min=1),
             Float("masking.cond_dropout_prob", min=0, max=1))
 IGNORE = ("train.stop_after_steps", "train.keep_checkpoints", "wandb", "iterative")
-
-
-def accumulation(global_batch: int, per_device: int | None, world: int) -> tuple[int, int]:
-    """``(per-device batch, accumulation steps)`` so that ``world x per-device x accumulation == global_batch``."""
-    per_device = per_device or global_batch // world
-    if per_device < 1 or global_batch % (world * per_device):
-        raise ConfigError(f"train_dpo: train.global_batch_size = {global_batch} is not a multiple of {world} "
-                          f"process(es) x train.per_device_batch_size = {per_device}")
-    return per_device, global_batch // (world * per_device)
 
 
 def run(cfg: DictConfig) -> Path:
