@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "SHOWO_CKPT": str(out / "show-o"), "MAGVIT_CKPT": str(out / "magvitv2"), "PHI_TOKENIZER": str(out / "phi-1_5"),
         "IMAGECOT_CKPTS": str(ckpts), "GENEVAL_DETECTOR_CONFIG": str(detector_config),
         "GENEVAL_CLIP_MODEL": str(clip_config), "GENEVAL_METADATA": str(metadata), "GENEVAL_IMAGES_PER_PROMPT": "2",
-        "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train), "PRM_PROMPTS": str(train),
+        "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train), "PRM_PROMPTS": str(train), "SC_STEPS": "2",
         "IMAGECOT_DEVICE": "cpu", "IMAGECOT_THREADS": "1", "LAUNCHER": "null",
     })
     print(f"wrote {out}; use it with: set -a && . {env} && set +a")
