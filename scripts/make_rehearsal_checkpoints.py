@@ -16,7 +16,7 @@ Writes, into OUT (docs/rehearsal.md):
   GenEval's detector (mmdetection 2.x checkpoint) and colour CLIP (OpenAI names), with config JSONs for their tiny
   widths (:mod:`eval.geneval.standin`);
 * ``geneval/evaluation_metadata.jsonl`` (2 GenEval prompts) + ``object_names.txt``, ``prompts/train.txt`` (training
-  prompts of the DPO / PARM++ / PRM recipes);
+  prompts of the DPO / PARM++ / PRM recipes), ``t2i_tokens/`` (a tokenized text-to-image dataset of stand-in images);
 * ``rehearsal.env`` — the environment variables the row scripts and configs read, pointing at all of the above.
 
 The judges' yes/no answers are calibrated on the stand-in Show-o's own images of these prompts, so that every recipe
@@ -62,8 +62,10 @@ def write_prompts(out: Path) -> tuple[Path, Path]:
 
 
 def build_generator(out: Path, prompts: list[str]):
-    """Show-o + MAGVIT-v2 + tokenizer stand-ins; returns some of their images for the judges' calibration."""
+    """Show-o + MAGVIT-v2 + tokenizer stand-ins; returns some of their images for the judges' calibration (their codes
+    also make ``t2i_tokens/``, a tokenized text-to-image dataset for ``scripts/train_showo.py``)."""
     from common.seeding import generators
+    from showo.data import write_tokenized_dataset
     from showo.factory import load_showo
     from showo.scheduler import MaskGITScheduler
     from showo.standin import build_phi_tokenizer, build_standin_magvit, build_standin_showo
@@ -73,9 +75,10 @@ def build_generator(out: Path, prompts: list[str]):
     build_standin_showo(out / "show-o", out / "phi-1_5")
     bundle = load_showo(out / "show-o", tokenizer=out / "phi-1_5", vq_pretrained=out / "magvitv2")
     pipe = bundle.pipeline(MaskGITScheduler())
-    images = pipe(prompts * 4, guidance_scale=1.75, num_inference_steps=18,
-                  generator=generators(range(4 * len(prompts)))).images
-    return images
+    out_images = pipe(prompts * 4, guidance_scale=1.75, num_inference_steps=18,
+                      generator=generators(range(4 * len(prompts))))
+    write_tokenized_dataset(out / "t2i_tokens", prompts * 4, out_images.tokens.cpu())
+    return out_images.images
 
 
 def build_judges(out: Path, prompts: list[str], images) -> Path:
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "IMAGECOT_CKPTS": str(ckpts), "GENEVAL_DETECTOR_CONFIG": str(detector_config),
         "GENEVAL_CLIP_MODEL": str(clip_config), "GENEVAL_METADATA": str(metadata), "GENEVAL_IMAGES_PER_PROMPT": "2",
         "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train), "PRM_PROMPTS": str(train), "SC_STEPS": "2",
+        "T2I_TOKENS": str(out / "t2i_tokens"),
         "IMAGECOT_DEVICE": "cpu", "IMAGECOT_THREADS": "1", "LAUNCHER": "null",
     })
     print(f"wrote {out}; use it with: set -a && . {env} && set +a")
