@@ -2,7 +2,10 @@
 
     python scripts/iterative_dpo.py model=showo_256 reward@iterative.judge=orm_finetuned \
         iterative.prompts=data/dpo/prompts.txt iterative.rounds=2 run_dir=runs/dpo_iter
-    ... iterative.launcher='[accelerate,launch,--config_file,configs/accelerate/deepspeed_zero2.yaml]'   # multi-GPU
+    ... iterative.launcher='[accelerate,launch,--config_file,configs/accelerate/deepspeed_zero2.yaml,--num_processes,5]'
+
+The launcher's process count must divide ``train.global_batch_size`` (the paper's 10 pairs: 1, 2, 5 or 10 processes);
+it is checked before anything is generated.
 
 Every stage of every round is a fingerprinted stage of one run directory (:class:`common.stages.Stages`): a finished
 stage is skipped when the command is run again with the same settings, a finished stage with other settings is an

@@ -1,7 +1,7 @@
 """Recipe: DPO of Show-o on image preference pairs (imagegen_cot.md §8–9). Reads top to bottom.
 
     python scripts/train_dpo.py model=showo_256 data.pairs=data/dpo/pairs.jsonl run_dir=runs/dpo/r1
-    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml scripts/train_dpo.py dpo=parm_guided ...
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --num_processes 5 scripts/train_dpo.py ...
 
 One run directory (:mod:`common.rundir`; resumed only with the same config and pairs) holds ``config.yaml``,
 ``run.json``, ``metrics.jsonl`` (one line per optimizer step), ``checkpoints/step_<k>/`` (accelerate state; the
