@@ -3,8 +3,9 @@
 The judge-data builders (:mod:`reward_models.rollouts`, :mod:`reward_models.judge_data`) label images with a
 ``labeller(line, image) -> verdict`` (``verdict.correct``, ``verdict.reason``). The shapes world has an exact one; at
 real scale there is no ground truth, so the paper's PRM roll-out labels ("yes" iff any completion is judged "yes")
-and PARM++'s reflection data come from a judge: :class:`ReflectionLabeller` asks a PARM++ judge the reflection
-question and, for a "no", its explanation of the mismatch (the self-correction feedback).
+and PARM++'s reflection data come from a judge: :class:`OutcomeLabeller` reads an outcome judge's yes/no (e.g. the
+fine-tuned ORM, for roll-out labels), :class:`ReflectionLabeller` asks a PARM++ judge the reflection question and, for
+a "no", its explanation of the mismatch (the self-correction feedback).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from reward_models.parmpp import ParmPlusPlus
 
-__all__ = ["JudgeVerdict", "ReflectionLabeller"]
+__all__ = ["JudgeVerdict", "OutcomeLabeller", "ReflectionLabeller"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,20 @@ class JudgeVerdict:
 
     correct: bool
     reason: str = ""
+
+
+class OutcomeLabeller:
+    """``(line, image) -> JudgeVerdict``: an :class:`~reward_models.base.OutcomeJudge`'s yes/no on ``line["prompt"]``
+    (its ``answer_yes`` component; ``score >= threshold`` for a judge that decides nothing)."""
+
+    def __init__(self, judge, threshold: float = 0.5) -> None:
+        self.judge = judge
+        self.threshold = threshold
+
+    def __call__(self, line: dict, image: Image.Image) -> JudgeVerdict:
+        out = self.judge.score([line["prompt"]], [image])
+        yes = out.components.get("answer_yes")
+        return JudgeVerdict(bool(yes[0]) if yes is not None else float(out.scores[0]) >= self.threshold)
 
 
 class ReflectionLabeller:

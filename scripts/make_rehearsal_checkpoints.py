@@ -15,8 +15,9 @@ Writes, into OUT (docs/rehearsal.md):
 * ``ckpts/mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth`` + ``ckpts/open_clip_vit_l14_openai.safetensors`` —
   GenEval's detector (mmdetection 2.x checkpoint) and colour CLIP (OpenAI names), with config JSONs for their tiny
   widths (:mod:`eval.geneval.standin`);
-* ``geneval/evaluation_metadata.jsonl`` (2 GenEval prompts) + ``object_names.txt``, ``prompts/train.txt`` (training
-  prompts of the DPO / PARM++ / PRM recipes), ``t2i_tokens/`` (a tokenized text-to-image dataset of stand-in images);
+* ``geneval/evaluation_metadata.jsonl`` (2 GenEval prompts) + ``object_names.txt``; ``prompts/train.txt`` (training
+  prompts of DPO; its first 4 in ``train_small.txt`` for the PARM++ / PRM data recipes); ``t2i_tokens/`` (a tokenized
+  text-to-image dataset of stand-in images);
 * ``rehearsal.env`` — the environment variables the row scripts and configs read, pointing at all of the above.
 
 The judges' yes/no answers are calibrated on the stand-in Show-o's own images of these prompts, so that every recipe
@@ -58,6 +59,8 @@ def write_prompts(out: Path) -> tuple[Path, Path]:
     train = out / "prompts" / "train.txt"
     train.parent.mkdir(parents=True, exist_ok=True)
     train.write_text("\n".join(training_prompts()) + "\n")
+    # the recipes that need no full batch of pairs (PARM++ groups, PRM roll-outs) rehearse on a third of them
+    (train.parent / "train_small.txt").write_text("\n".join(training_prompts()[:4]) + "\n")
     return metadata, train
 
 
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "SHOWO_CKPT": str(out / "show-o"), "MAGVIT_CKPT": str(out / "magvitv2"), "PHI_TOKENIZER": str(out / "phi-1_5"),
         "IMAGECOT_CKPTS": str(ckpts), "GENEVAL_DETECTOR_CONFIG": str(detector_config),
         "GENEVAL_CLIP_MODEL": str(clip_config), "GENEVAL_METADATA": str(metadata), "GENEVAL_IMAGES_PER_PROMPT": "2",
-        "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train), "PRM_PROMPTS": str(train), "SC_STEPS": "2",
+        "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train.parent / "train_small.txt"),
+        "PRM_PROMPTS": str(train.parent / "train_small.txt"), "SC_STEPS": "2",
         "T2I_TOKENS": str(out / "t2i_tokens"),
         "IMAGECOT_DEVICE": "cpu", "IMAGECOT_THREADS": "1", "LAUNCHER": "null",
     })
