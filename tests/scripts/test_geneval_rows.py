@@ -145,7 +145,7 @@ def test_parmpp_refuses_the_base_model_as_corrector_unless_asked(tmp_path):
     recipe = load_recipe("run_search")
     with pytest.raises(ConfigError, match="search.corrector is not set"):
         recipe.run(compose_cfg("run_search", base))
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(ConfigError, match="directory not found"):
         recipe.run(compose_cfg("run_search", [*base, f"search.corrector={tmp_path / 'nowhere'}"]))
     assert not (tmp_path / "run").exists()
     recipe.check_corrector(compose_cfg("run_search", [*base, "search.corrector=searched"]))  # asked explicitly
