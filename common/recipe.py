@@ -37,7 +37,8 @@ _ENV = re.compile(r"oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
 def unset_variables(cfg: Any) -> list[str]:
     """Every interpolated value of ``cfg`` that cannot be used, named with its key and environment variables: one
     that resolves to the placeholder ``'???'`` (``${oc.env:SHOWO_CKPT,???}`` with ``SHOWO_CKPT`` unset would otherwise
-    be read as a path named ``???``) or that fails to resolve. Plain ``???`` values stay Hydra's (an error when read)."""
+    be read as a path named ``???``) or that fails to resolve. Plain ``???`` values stay Hydra's (an error when
+    read)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 

@@ -110,7 +110,8 @@ def find_summary(path) -> Path:
     for candidate in (path, path / "summary.json", path / "eval" / "summary.json"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no GenEval summary at {path} (looked for {path}/summary.json and {path}/eval/summary.json)")
+    raise FileNotFoundError(f"no GenEval summary at {path} (looked for {path}/summary.json and "
+                            f"{path}/eval/summary.json)")
 
 
 def paper_rows(records: Sequence[Mapping[str, Any]], digits: int = 2, published: bool = True) -> list[list[str]]:
@@ -136,8 +137,8 @@ def paper_table(records: Sequence[Mapping[str, Any]], digits: int = 2, latex: bo
     if any(r["scores"].get("missing_images") for r in records):
         notes.append("\\* some expected images were not evaluated; not comparable with published numbers.")
     if any(str(r["name"]) == "dpo_parm_guided" for r in records):
-        notes.append("Ours for \"w/ PARM guidance\" trains with a gradient-carrying guidance term (the released one has "
-                     "none, bug #7): a different method.")
+        notes.append("Ours for \"w/ PARM guidance\" trains with a gradient-carrying guidance term (the released one "
+                     "has none, bug #7): a different method.")
     return markdown_lines(table_header(), rows) + "\n" + "\n".join(notes) + "\n"
 
 
