@@ -193,6 +193,16 @@ class RunDir:
             raise ValueError(f"{path}: invalid JSON ({err.msg})") from err
 
     @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config recorded in ``config.yaml``."""
+        from omegaconf import OmegaConf
+
+        path = self.path / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"not a run directory (no {CONFIG_FILE}): {self.path}")
+        return OmegaConf.to_container(OmegaConf.load(path))
+
+    @property
     def fingerprint(self) -> Fingerprint:
         return Fingerprint.from_json(self.info.get("fingerprint", {}))
 

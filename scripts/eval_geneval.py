@@ -5,11 +5,14 @@
 
 Reads top to bottom: load the config, build the detector and the colour classifier, load the benchmark prompts,
 run the (resumable, sharded) evaluation loop, then, on the main process, aggregate and write the summary JSON,
-Markdown / LaTeX tables and the per-task bar chart next to ``results.jsonl``.
+Markdown / LaTeX tables and the per-task bar chart next to ``results.jsonl``. When the images are the ``images/`` of
+a run directory (``scripts/generate.py``, ``scripts/run_search.py``), that run's resolved config is recorded in the
+summary as ``config.generation``: the table row says how its images were made (sampler, N, model).
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
@@ -17,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.io import atomic_write_text
 from common.recipe import check, open_run
+from common.rundir import RUN_FILE, RunDir
 from common.validate import Dir, File, Int
 from eval.geneval.evaluate import check_folder, evaluate_folder
 from eval.geneval.judge import JudgeOptions
@@ -61,7 +65,9 @@ def run(cfg: DictConfig) -> dict | None:
     if not state.is_main_process:
         return None
     summary = summarize(records, expected_counts(prompts, cfg.eval.images_per_prompt))
-    record = summary_record(summary, cfg.name, config=resolved, seeds=cfg.seeds)
+    producer = Path(cfg.image_dir).parent
+    generation = RunDir(producer).config if (producer / RUN_FILE).is_file() else None
+    record = summary_record(summary, cfg.name, config={**resolved, "generation": generation}, seeds=cfg.seeds)
     write_summary(run_dir / "summary.json", record)
     atomic_write_text(run_dir / "summary.md", markdown_table([record], digits=3))
     atomic_write_text(run_dir / "summary.tex", latex_table([record]))

@@ -2,7 +2,10 @@
 
     python scripts/iterative_dpo.py model=showo_256 reward@iterative.judge=orm_finetuned \
         iterative.prompts=data/dpo/prompts.txt iterative.rounds=2 run_dir=runs/dpo_iter
-    ... iterative.launcher='[accelerate,launch,--config_file,configs/accelerate/deepspeed_zero2.yaml]'   # multi-GPU
+    ... iterative.launcher='[accelerate,launch,--config_file,configs/accelerate/deepspeed_zero2.yaml,--num_processes,5]'
+
+The launcher's process count must divide ``train.global_batch_size`` (the paper's 10 pairs: 1, 2, 5 or 10 processes);
+it is checked before anything is generated.
 
 Every stage of every round is a fingerprinted stage of one run directory (:class:`common.stages.Stages`): a finished
 stage is skipped when the command is run again with the same settings, a finished stage with other settings is an
@@ -28,7 +31,9 @@ from common.io import atomic_write_json, atomic_write_text
 from common.recipe import build_generator, check, open_run
 from common.stages import Stages
 from common.validate import Choice, File, Int
-from dpo.iterative import RoundDir, build_round_pairs, generate_pools, judge_pools, read_prompts, write_pairs
+from dpo.data import accumulation
+from dpo.iterative import (RoundDir, build_round_pairs, generate_pools, judge_pools, launcher_processes, read_prompts,
+                           write_pairs)
 from dpo.settings import TRAIN_SETTINGS
 from search.pool import load_entry
 
@@ -67,6 +72,9 @@ def run(cfg: DictConfig) -> Path:
     if OmegaConf.select(cfg, "iterative.judge") is None:
         raise ValueError("iterative.judge is not set: choose an OutcomeJudge, e.g. reward@iterative.judge=orm_finetuned")
     check(cfg, "iterative_dpo", SETTINGS)
+    processes = launcher_processes(it.launcher)
+    if processes is not None:  # the global batch must split over the training processes: fail before generating
+        accumulation(cfg.train.global_batch_size, cfg.train.per_device_batch_size, processes)
     prompts = read_prompts(it.prompts)
     initial = build_generator(cfg.model)  # a missing or broken policy fails here, before the run directory exists
     run = open_run(cfg, ignore=IGNORE)
@@ -121,7 +129,7 @@ def run(cfg: DictConfig) -> Path:
 
         def train_stage():
             atomic_write_text(rd.root / "train_config.yaml", OmegaConf.to_yaml(OmegaConf.create(train_cfg)))
-            launcher = list(it.launcher) if it.launcher else [sys.executable]
+            launcher = [str(a) for a in it.launcher] if it.launcher else [sys.executable]  # YAML lists hold ints
             subprocess.run([*launcher, str(TRAIN_SCRIPT), "--config-path", str(rd.root.resolve()),
                             "--config-name", "train_config"], check=True)
             if not (rd.final / "showo").is_dir():

@@ -1,7 +1,7 @@
 """Recipe: DPO of Show-o on image preference pairs (imagegen_cot.md §8–9). Reads top to bottom.
 
     python scripts/train_dpo.py model=showo_256 data.pairs=data/dpo/pairs.jsonl run_dir=runs/dpo/r1
-    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml scripts/train_dpo.py dpo=parm_guided ...
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --num_processes 5 scripts/train_dpo.py ...
 
 One run directory (:mod:`common.rundir`; resumed only with the same config and pairs) holds ``config.yaml``,
 ``run.json``, ``metrics.jsonl`` (one line per optimizer step), ``checkpoints/step_<k>/`` (accelerate state; the
@@ -30,9 +30,8 @@ from transformers import get_cosine_schedule_with_warmup
 from common.io import atomic_write_json, check_finite_tensors
 from common.recipe import check, open_run
 from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
-from common.validate import ConfigError
 from dpo.batch import collate_pairs
-from dpo.data import epoch_order, load_pairs, shard_batches
+from dpo.data import accumulation, epoch_order, load_pairs, shard_batches
 from dpo.reference import ReferenceContext
 from dpo.settings import TRAIN_SETTINGS
 from dpo.trainer import DPOObjective
@@ -43,15 +42,6 @@ from showo.prompting import T2IPrompting
 
 SETTINGS = TRAIN_SETTINGS
 IGNORE = ("train.stop_after_steps", "train.keep_checkpoints", "wandb", "iterative")
-
-
-def accumulation(global_batch: int, per_device: int | None, world: int) -> tuple[int, int]:
-    """``(per-device batch, accumulation steps)`` so that ``world x per-device x accumulation == global_batch``."""
-    per_device = per_device or global_batch // world
-    if per_device < 1 or global_batch % (world * per_device):
-        raise ConfigError(f"train_dpo: train.global_batch_size = {global_batch} is not a multiple of {world} "
-                          f"process(es) x train.per_device_batch_size = {per_device}")
-    return per_device, global_batch // (world * per_device)
 
 
 def run(cfg: DictConfig) -> Path:
