@@ -102,6 +102,12 @@ def run(cfg: DictConfig) -> Path:
     lr_schedule = instantiate(tc.lr_scheduler)(optimizer, num_training_steps=tc.max_steps)
     module = LogProbModule(policy.model, policy).train()
     module, optimizer = accelerator.prepare(module, optimizer)
+    if accelerator.gradient_accumulation_steps != accum:  # DeepSpeed's config file wins over the Accelerator's value
+        raise ConfigError(f"train_grpo: {accum} accumulation steps are needed (grpo.prompts_per_step = "
+                          f"{g.prompts_per_step} over {accelerator.num_processes} processes x "
+                          f"grpo.groups_per_micro_batch = {g.groups_per_micro_batch}) but the accelerate config sets "
+                          f"{accelerator.gradient_accumulation_steps}: set deepspeed_config.gradient_accumulation_steps "
+                          f"(or accelerate launch --gradient_accumulation_steps {accum})")
     accelerator.register_for_checkpointing(lr_schedule)
     start = resume(accelerator, run_dir)
     if accelerator.is_main_process:
@@ -188,10 +194,13 @@ def update_step(cfg, accelerator, module, optimizer, policy, loss_fn, batch, run
                 reduced = accelerator.reduce(torch.tensor([sums[n] for n in names], device=accelerator.device),
                                              reduction="mean")
                 metrics = dict(zip(names, reduced.tolist()))
-                check_step(accelerator, run_dir, step + 1, loss=metrics["loss"], grad_norm=grad_norm)
+                guarded = {"loss": metrics["loss"]} if grad_norm is None else {"loss": metrics["loss"], "grad_norm": grad_norm}
+                check_step(accelerator, run_dir, step + 1, **guarded)  # DeepSpeed reports no norm before its step
             optimizer.step()
             optimizer.zero_grad()
-    return {**metrics, "grad_norm": float(grad_norm), "time/update": time.perf_counter() - t0}
+    if grad_norm is not None:
+        metrics["grad_norm"] = float(grad_norm)
+    return {**metrics, "time/update": time.perf_counter() - t0}
 
 
 def log_samples(cfg, accelerator, run_dir: Path, step: int, batch: dict) -> None:

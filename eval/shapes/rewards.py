@@ -42,8 +42,11 @@ def shape_detections(found: ImageDetections, class_names: Sequence[str], box_thr
 
 
 class _ShapesJudge:
-    def __init__(self, world: ShapesWorld | None, box_threshold: float, detector: DetectorConfig | None) -> None:
-        self.world = world or ShapesWorld()
+    def __init__(self, world, box_threshold: float, detector: DetectorConfig | None) -> None:
+        # a ShapesWorld, or a suite config (configs/data/*.yaml) whose world is meant
+        self.world = getattr(world, "world", world) or ShapesWorld()
+        if not isinstance(self.world, ShapesWorld):
+            raise TypeError(f"world must be a ShapesWorld or a ShapesSuiteConfig, got {type(world).__name__}")
         self.detector = ShapesDetector(self.world, detector)
         self.requirements = RequirementsResolver(vocabulary=list(self.world.shapes), parse=True)
         if not 0 <= box_threshold < 1:
@@ -56,7 +59,8 @@ class _ShapesJudge:
 
 
 class ShapesDetectorReward(_ShapesJudge):
-    """The GroundingDINO stand-in (module docstring); ``rules`` default to the fixed quirks."""
+    """The GroundingDINO stand-in (module docstring); ``world``: a :class:`ShapesWorld` or a suite config (its
+    world); ``rules`` default to the fixed quirks."""
 
     def __init__(self, world: ShapesWorld | None = None, rules: DetectorRules | None = None,
                  box_threshold: float = 0.3, detector: DetectorConfig | None = None) -> None:
