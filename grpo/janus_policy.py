@@ -39,17 +39,15 @@ from grpo.rollout import Rollout
 from janus.checkpoint import JanusBundle, build_strict, save_hf
 from janus.cot import SemanticCoT
 from janus.logprob import image_logprobs, text_logprobs
-from janus.pipeline import JanusPipeline
-from janus.prompting import JANUS_PRO, T2I_R1_OFFICIAL, encode
+from janus.prompting import chat_template, encode
 
 __all__ = ["JanusGRPOPolicy", "OFFICIAL_FROZEN"]
 
 # t2i_r1.md §5.4 / §11.4: vision_model, aligner, gen_vision_model, gen_aligner, gen_head, gen_embed
 OFFICIAL_FROZEN = ("model.vision_model.", "model.aligner.", "model.vqmodel.", "model.generation_embeddings.",
                    "model.generation_aligner.", "model.generation_head.")
-TEMPLATES = {"janus_pro": JANUS_PRO, "t2i_r1_official": T2I_R1_OFFICIAL}
-IMAGE_SAMPLING = ("guidance_scale", "temperature", "top_k")
-COT_SAMPLING = ("temperature", "top_k", "max_new_tokens")
+IMAGE_SAMPLING = ("guidance_scale", "temperature", "top_k", "rows_per_step")  # rows_per_step: search only
+COT_SETTINGS = ("temperature", "top_k", "max_new_tokens", "instruction", "system_prompt")
 
 
 def _check_keys(values: Mapping, allowed: Sequence[str], where: str) -> dict:
@@ -63,11 +61,14 @@ class JanusGRPOPolicy:
     """Janus-Pro as a GRPO policy (module docstring).
 
     Args:
-        bundle: a :class:`janus.checkpoint.JanusBundle` (model, layout, tokenizer).
-        sampling: image sampling (``guidance_scale`` 5, ``temperature`` 1, ``top_k`` None: the official values).
-        cot: CoT sampling (``temperature`` 1, ``top_k`` 50, ``max_new_tokens`` 1024), or ``None`` for no CoT.
+        bundle: a :class:`janus.checkpoint.JanusBundle` (model, layout, tokenizer; its pipeline decodes the images).
+        sampling: image sampling, a config's ``model.sampling`` (``guidance_scale`` 5, ``temperature`` 1, ``top_k``
+            None: the official values).
+        cot: the semantic CoT, a config's ``model.cot`` block (``temperature`` 1, ``top_k`` 50, ``max_new_tokens``
+            1024, optionally ``instruction`` / ``system_prompt`` / ``official_template``), or ``None`` for no CoT.
         modalities: trained token kinds, ``("text", "image")`` (BiCoT), ``("image",)`` or ``("text",)``.
-        template: ``"janus_pro"`` (default) or ``"t2i_r1_official"`` (the official ``User:`` roles).
+        official_template: T2I-R1's ``User:`` / ``Assistant:`` roles for the reasoning and image prompts; ``None``
+            takes the CoT block's ``official_template`` (default: Janus-Pro's ``<|User|>`` roles).
         guided_logprobs: score the CFG-guided distribution instead of the conditional branch.
         frozen: parameter-name prefixes kept fixed (default: the official list).
         rollout_groups: groups sampled per generation batch (official: 1 prompt per GPU).
@@ -75,7 +76,7 @@ class JanusGRPOPolicy:
     """
 
     def __init__(self, bundle: JanusBundle, *, sampling: Optional[Mapping] = None, cot: Optional[Mapping] = None,
-                 modalities: Sequence[str] = ("text", "image"), template: str = "janus_pro",
+                 modalities: Sequence[str] = ("text", "image"), official_template: Optional[bool] = None,
                  guided_logprobs: bool = False, frozen: Optional[Sequence[str]] = None, rollout_groups: int = 1,
                  gradient_checkpointing: bool = False) -> None:
         self.modalities = tuple(modalities)
@@ -84,15 +85,18 @@ class JanusGRPOPolicy:
             raise ValueError(f"modalities must be a non-empty subset of ('text', 'image'), got {list(modalities)}")
         if "text" in self.modalities and cot is None:
             raise ValueError("training the text modality needs a semantic CoT (cot settings), got cot=None")
-        if template not in TEMPLATES:
-            raise ValueError(f"template must be one of {sorted(TEMPLATES)}, got {template!r}")
         if rollout_groups < 1:
             raise ValueError(f"rollout_groups must be >= 1, got {rollout_groups}")
         self.bundle, self.layout, self.tokenizer = bundle, bundle.layout, bundle.tokenizer
         self.model = bundle.model
         self.sampling = _check_keys(sampling or {}, IMAGE_SAMPLING, "JanusGRPOPolicy.sampling")
-        self.cot = None if cot is None else _check_keys(cot, COT_SAMPLING, "JanusGRPOPolicy.cot")
-        self.template = TEMPLATES[template]
+        cot = None if cot is None else dict(cot)
+        block_template = bool(cot.pop("official_template", False)) if cot is not None else False
+        self.template = chat_template(block_template if official_template is None else official_template)
+        self.cot = None if cot is None else SemanticCoT(bundle.model, bundle.layout, bundle.tokenizer,
+                                                         template=self.template,
+                                                         **_check_keys(cot, COT_SETTINGS, "JanusGRPOPolicy.cot"))
+        self.pipe = bundle.pipeline(template=self.template)  # the bundle's decoder (the shapes world: its MAGVIT-v2)
         self.guided_logprobs = guided_logprobs
         frozen = OFFICIAL_FROZEN if frozen is None else tuple(frozen)
         self.frozen = frozen if "text" in self.modalities else (*frozen, "lm_head.")
@@ -107,21 +111,22 @@ class JanusGRPOPolicy:
         """Sample ``len(prompts)`` (CoT, image) pairs, ``rollout_groups`` groups per generation batch."""
         if len(generators) != len(prompts):
             raise ValueError(f"{len(generators)} generators for {len(prompts)} rows")
+        if model is not self.model:
+            raise ValueError("JanusGRPOPolicy samples with its bundle's model: pass the unwrapped policy model")
         was_training = model.training
         model.eval()  # KV-cached sampling; transformers turns the cache off under gradient checkpointing in train mode
         try:
             rows = self.rollout_groups * group_size
-            parts = [self._sample(model, list(prompts[s: s + rows]), list(generators[s: s + rows]))
+            parts = [self._sample(list(prompts[s: s + rows]), list(generators[s: s + rows]))
                      for s in range(0, len(prompts), rows)]
         finally:
             model.train(was_training)
         return self._join(parts, list(prompts), group_size)
 
-    def _sample(self, model, prompts: list[str], generators: list[torch.Generator]) -> dict:
-        lay, device = self.layout, next(model.parameters()).device
+    def _sample(self, prompts: list[str], generators: list[torch.Generator]) -> dict:
+        lay, device = self.layout, next(self.model.parameters()).device
         if self.cot is not None:
-            plans = SemanticCoT(model, lay, self.tokenizer, template=self.template, **self.cot).sample(
-                prompts, generator=generators)
+            plans = self.cot.sample(prompts, generator=generators)
             s = plans.sample
             text = dict(text_ids=s.completion_ids, text_mask=s.completion_mask, reasoning_ids=s.prompt_ids,
                         reasoning_mask=s.prompt_mask)
@@ -131,8 +136,7 @@ class JanusGRPOPolicy:
             text = dict(text_ids=empty, text_mask=empty, reasoning_ids=None, reasoning_mask=None)
             image_prompts = [encode(self.tokenizer, lay, self.template.render(p), image=True) for p in prompts]
             cots, passes = None, 0
-        pipe = JanusPipeline(model, lay, self.tokenizer, template=self.template)
-        out = pipe(input_ids=image_prompts, generator=generators, output_type="pil", **self.sampling)
+        out = self.pipe(input_ids=image_prompts, generator=generators, output_type="pil", **self.sampling)
         return dict(text, image_ids=out.tokens, image_prompt_ids=out.prompt_ids, image_prompt_mask=out.prompt_mask,
                     images=out.images, cots=cots, forward_passes=passes + out.forward_passes)
 

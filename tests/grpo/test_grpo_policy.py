@@ -91,8 +91,10 @@ def test_teacher_forced_logps_match_the_rollouts_recorded_ones():
         assert all(torch.equal(a, b) for a, b in zip(trimmed, (alone.inputs[f"{key}_ids"], alone.inputs[f"{key}_mask"])))
     with torch.no_grad():
         mine, theirs = policy.logps(policy.model, second), policy.logps(policy.model, alone)
-    assert torch.equal(mine["image"], theirs["image"])
-    assert torch.equal(mine["text"][:, : theirs["text"].shape[1]], theirs["text"])
+    # the same tensors through the same model: equal up to float32 rounding of the CPU kernels (the exact check is the
+    # ids and masks above: nothing of the other group leaks into the micro-batch)
+    torch.testing.assert_close(mine["image"], theirs["image"], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(mine["text"][:, : theirs["text"].shape[1]], theirs["text"], atol=1e-6, rtol=1e-6)
 
 
 def test_official_freeze_list_trains_only_the_language_model():
@@ -134,8 +136,9 @@ def test_one_grpo_step_changes_text_and_image_logprobs_and_starts_at_kl_zero():
     gen_head = {k: v.clone() for k, v in gen_head.items()}
     samples = _scored(policy)
     before, after, out = _one_step(policy, samples)
-    # step 0: policy == reference == behaviour, so every KL term is 0 and the ratio is exactly 1
-    assert out.metrics["kl"] == 0.0 and all(torch.equal(v, torch.zeros_like(v)) for v in out.kl.values())
+    # step 0: policy == reference == behaviour. The ratio exp(lp - stopgrad(lp)) is exactly 1; the KL is 0 up to the
+    # rounding of a gradient-enabled vs a no-grad float32 pass (|d| < 1e-5 gives k3 ~ d^2 / 2 < 1e-10)
+    assert 0.0 <= out.metrics["kl"] < 1e-9 and all(float(v.abs().max()) < 1e-9 for v in out.kl.values())
     assert torch.equal(importance_ratio(before["image"], before["image"]), torch.ones_like(before["image"]))
     assert out.metrics["clip_fraction"] == 0.0
     mask = samples.rollout.text_mask.bool()
@@ -178,5 +181,5 @@ def test_showo_policy_scores_masked_positions_and_learns():
     alone = policy.rollout(policy.model, _rows()[G:], _gens(G, offset=G), G)
     assert torch.equal(alone.rollout.inputs["labels"], samples.rollout.inputs["labels"][G:])
     before, after, out = _one_step(policy, samples, lr=0.5)
-    assert out.metrics["kl"] == 0.0
+    assert out.metrics["kl"] < 1e-9  # step 0 (see above)
     assert ((after["image"] - before["image"]) * mask).abs().max() > 1e-4

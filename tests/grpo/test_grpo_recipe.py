@@ -69,8 +69,9 @@ def test_run_writes_metrics_final_weights_and_reward_curve(world, tmp_path):
     for key in ("loss", "kl", "kl/text", "kl/image", "cot_length", "advantage/zero_std_groups", "grad_norm", "lr",
                 "rewards/reward/mean", "rewards/reward/std", "reward/group_std", "time/rollout", "time/update"):
         assert key in metrics[0], key
-    # step 0: the policy is the reference, so the KL is exactly 0 and nothing is clipped; after one update it is not
-    assert metrics[0]["kl"] == 0.0 and metrics[0]["clip_fraction"] == 0.0
+    # step 0: the policy is the reference, so the KL is 0 (up to float32 rounding of a gradient-enabled vs a no-grad
+    # pass: k3 ~ d^2 / 2) and nothing is clipped; after one update it is not
+    assert metrics[0]["kl"] < 1e-9 and metrics[0]["clip_fraction"] == 0.0
     assert metrics[1]["kl"] > 0.0
     assert 1 <= metrics[0]["cot_length"] <= 6
     init, trained = _weights(world / "janus"), _weights(final)
@@ -127,7 +128,7 @@ def test_showo_policy_through_the_recipe(tmp_path):
     after = load_file(str(final / "showo" / "pytorch_model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
     first = _metrics(tmp_path / "run")[0]
-    assert first["kl"] == 0.0 and first["cot_length"] == 0.0
+    assert first["kl"] < 1e-9 and first["cot_length"] == 0.0
 
 
 @pytest.mark.slow
