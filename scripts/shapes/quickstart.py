@@ -212,8 +212,9 @@ class Quickstart:
         rows = []
         for key, name, path in entries:
             delta = share = None
-            if key not in (base, "ground_truth", "chance") and base in verdicts:
-                delta = paired_bootstrap(verdicts[base], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
+            mine = self.cfg.rows[key].get("baseline", base) if key in self.cfg.rows else base  # a row may name its own
+            if key not in (mine, "ground_truth", "chance") and mine in verdicts:
+                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
