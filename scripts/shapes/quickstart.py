@@ -249,7 +249,8 @@ def run(cfg: DictConfig) -> Path:
     rows = q.table_rows(entries)
     text = write_table(q.root, rows, environment=q.run.environment)
     q.scaling()
-    columns = [(name, path.parent.parent / "images", slot_verdicts(read_results(path.parent / "results.jsonl")))
+    columns = [(name, path.parent.parent / "images",
+                {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
                for key, name, path in entries if key != "chance"]
     qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
     print(text)
