@@ -183,3 +183,6 @@ def test_showo_policy_scores_masked_positions_and_learns():
     before, after, out = _one_step(policy, samples, lr=0.5)
     assert out.metrics["kl"] < 1e-9  # step 0 (see above)
     assert ((after["image"] - before["image"]) * mask).abs().max() > 1e-4
+    adv = samples.rollout.advantages  # the update follows the advantages on the scored (masked) positions
+    delta = ((after["image"] - before["image"]) * mask).sum(1) / mask.sum(1).clamp(min=1)
+    assert delta[adv > 0].mean() > delta[adv < 0].mean()
