@@ -165,10 +165,13 @@ def load_pairs(path: str | os.PathLike, layout: TokenLayout) -> list[PreferenceP
     if not path.is_file():
         raise FileNotFoundError(f"preference pairs file {path} not found")
     pairs = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                pairs.append(_parse_pair(line, f"{path}:{number}", layout))
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+        if line.strip():
+            pairs.append(_parse_pair(line, f"{path}:{number}", layout))
     if not pairs:
         raise ValueError(f"{path}: no preference pairs")
     return pairs

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from common.io import atomic_write_text
 from common.recipe import check, open_run
 from common.validate import Dir, File, Int
-from eval.geneval.evaluate import evaluate_folder
+from eval.geneval.evaluate import check_folder, evaluate_folder
 from eval.geneval.judge import JudgeOptions
 from eval.geneval.prompts import load_prompts
 from eval.geneval.report import latex_table, markdown_table, summary_record, write_summary
@@ -42,6 +42,8 @@ def run(cfg: DictConfig) -> dict | None:
     color_classifier = instantiate(cfg.eval.color_classifier)
     prompts = load_prompts(cfg.eval.metadata, class_names=list(detector.class_names))
     options = JudgeOptions.from_options({str(k): str(v) for k, v in cfg.eval.options.items()})
+    images_per_prompt = cfg.eval.images_per_prompt if cfg.eval.strict_layout else None
+    check_folder(cfg.image_dir, detector.class_names, prompts, images_per_prompt)  # a layout error leaves no run dir
     run_dir = open_run(cfg, ignore=("eval.batch_size", "name"), main_process=state.is_main_process).path
     state.wait_for_everyone()
 
@@ -52,7 +54,7 @@ def run(cfg: DictConfig) -> dict | None:
         color_classifier,
         options,
         prompts=prompts,
-        images_per_prompt=cfg.eval.images_per_prompt if cfg.eval.strict_layout else None,
+        images_per_prompt=images_per_prompt,
         batch_size=cfg.eval.batch_size,
         state=state,
     )

@@ -29,12 +29,14 @@ from common.recipe import build_generator, check, open_run
 from common.stages import Stages
 from common.validate import Choice, File, Int
 from dpo.iterative import RoundDir, build_round_pairs, generate_pools, judge_pools, read_prompts, write_pairs
+from dpo.settings import TRAIN_SETTINGS
 from search.pool import load_entry
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train_dpo.py"
 CONFIG_NAME = "train_dpo"  # the entry config this recipe shares with scripts/train_dpo.py
 SETTINGS = (File("iterative.prompts"), Int("iterative.rounds", min=1), Int("iterative.candidates_per_prompt", min=2),
-            Int("iterative.generation_batch_size", min=1), Choice("iterative.reference", ["previous_round", "initial"]))
+            Int("iterative.generation_batch_size", min=1), Choice("iterative.reference", ["previous_round", "initial"]),
+            *TRAIN_SETTINGS)  # the rounds' training runs as a child process: its settings are checked here first
 IGNORE = ("iterative.stop_after", "iterative.generation_batch_size", "iterative.launcher", "train.stop_after_steps")
 
 
@@ -66,6 +68,7 @@ def run(cfg: DictConfig) -> Path:
         raise ValueError("iterative.judge is not set: choose an OutcomeJudge, e.g. reward@iterative.judge=orm_finetuned")
     check(cfg, "iterative_dpo", SETTINGS)
     prompts = read_prompts(it.prompts)
+    initial = build_generator(cfg.model)  # a missing or broken policy fails here, before the run directory exists
     run = open_run(cfg, ignore=IGNORE)
     stages = Stages(run, cfg.if_exists)
     judge, previous, summary = None, None, []
@@ -77,7 +80,7 @@ def run(cfg: DictConfig) -> Path:
 
         # 1-2. generate N candidates per prompt with the current policy, judge them (one PoolEntry per prompt);
         # the policy is loaded only when one of the two stages has work to do
-        generator = functools.cache(lambda mc=model_cfg: build_generator(OmegaConf.create(mc)))
+        generator = functools.cache(lambda mc=model_cfg, r=r: initial if r == 0 else build_generator(OmegaConf.create(mc)))
 
         def generate_stage():
             _, pipe, sampling = generator()
@@ -97,6 +100,7 @@ def run(cfg: DictConfig) -> Path:
         stages(f"round_{r}/judge", {**stage_cfg, "judge": OmegaConf.to_container(it.judge, resolve=True)},
                judge_stage, inputs=inputs)
         generator.cache_clear()  # free the policy before training (a child process) starts
+        initial = None
         if _should_stop(it, r, "judge"):
             return run.path
 

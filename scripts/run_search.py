@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from common.io import atomic_write_json, atomic_write_text
 from common.recipe import build_generator, check, open_run
-from common.validate import Dir, File, Int
+from common.validate import Device, Dir, File, Int
 from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompt_set
 from search.base import CostCounter, Slot
@@ -38,7 +38,9 @@ from showo.factory import load_bundle
 from showo.prompting import warn_unrepresentable
 
 SETTINGS = (File("prompts"), File("class_names", optional=True), Int("images_per_prompt", min=1), Int("seed"),
-            Dir("search.corrector", optional=True))
+            Device("device"), Dir("search.corrector", optional=True),
+            Int("search.strategy.batch_size", min=1, optional=True),
+            Int("search.strategy.num_candidates", min=1, optional=True))
 
 
 def build_strategy(cfg: DictConfig, scheduler=None):
@@ -55,13 +57,13 @@ def run(cfg: DictConfig) -> Path:
     specs = load_prompt_set(cfg.prompts, cfg.class_names)
     bundle, pipe, sampling = build_generator(cfg.model)
     warn_unrepresentable(bundle.tokenizer, [s.prompt for s in specs])
+    strategy = build_strategy(cfg, pipe.scheduler)  # a missing judge or a bad strategy setting fails before any output
     state = PartialState()
     run_dir = open_run(cfg, main_process=state.is_main_process, device=cfg.device).path
     state.wait_for_everyone()
     slots_dir, images_dir = run_dir / "slots", run_dir / "images"
     mine = [s for s in specs if s.index % state.num_processes == state.process_index]
     todo = [s for s in mine if not (images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file()]
-    strategy = build_strategy(cfg, pipe.scheduler) if todo else None
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)
     for spec in todo:
