@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eval.plots import save_figure
 
-__all__ = ["read_metrics", "reward_curve"]
+__all__ = ["read_metrics", "reward_curve", "reward_curves"]
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -38,6 +38,32 @@ def reward_curve(metrics_path: str | os.PathLike, out: str | os.PathLike, title:
     if len(experts) > 1:
         for name in experts:
             ax.plot(steps, [r.get(f"rewards/{name}/mean") for r in records], linewidth=1, label=name)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("mean reward of the step's samples")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return save_figure(fig, out)
+
+
+def reward_curves(runs: list[tuple[str, str | os.PathLike]], out: str | os.PathLike,
+                  title: str = "GRPO: mean reward per step") -> Path | None:
+    """Several runs' ``reward/mean`` against the step on one axis (``runs``: (label, metrics.jsonl) pairs; a missing
+    file is left out); None when no run has a reward record."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    series = []
+    for label, path in runs:
+        records = [r for r in read_metrics(path) if "reward/mean" in r] if Path(path).is_file() else []
+        if records:
+            series.append((label, [r["step"] for r in records], [r["reward/mean"] for r in records]))
+    if not series:
+        return None
+    fig = Figure(figsize=(6, 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, steps, values in series:
+        ax.plot(steps, values, marker="o", markersize=3, label=label)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("mean reward of the step's samples")
     ax.set_title(title)
