@@ -70,6 +70,18 @@ def check_schedule(cfg: DictConfig) -> None:
                           "(or set grpo.loss.beta = 0 to train without a reference)")
 
 
+def check_deepspeed_accumulation(accelerator, accum: int, g: DictConfig) -> None:
+    """DeepSpeed's own accumulation count (its config file's) wins over the Accelerator's: it must be the derived one."""
+    plugin = accelerator.state.deepspeed_plugin
+    value = None if plugin is None else plugin.deepspeed_config.get("gradient_accumulation_steps")
+    if value not in (None, "auto", accum):
+        raise ConfigError(f"train_grpo: {accum} accumulation steps are needed (grpo.prompts_per_step = "
+                          f"{g.prompts_per_step} over {accelerator.num_processes} processes x "
+                          f"grpo.groups_per_micro_batch = {g.groups_per_micro_batch}) but the DeepSpeed config sets "
+                          f"{value}: set deepspeed_config.gradient_accumulation_steps "
+                          f"(or accelerate launch --gradient_accumulation_steps {accum})")
+
+
 def run(cfg: DictConfig) -> Path:
     """Train; returns the ``final/`` checkpoint (or the run dir if stopped early by ``train.stop_after_steps``)."""
     check(cfg, "train_grpo", SETTINGS)
@@ -79,6 +91,7 @@ def run(cfg: DictConfig) -> Path:
     accum = accumulation(g.prompts_per_step, g.groups_per_micro_batch, state.num_processes)
     accelerator = Accelerator(cpu=str(cfg.device) == "cpu", mixed_precision=tc.mixed_precision,
                               gradient_accumulation_steps=accum)
+    check_deepspeed_accumulation(accelerator, accum, g)
 
     # 1. prompts, generator, reward ensemble, objective (errors here leave nothing on disk)
     prompts = load_prompts(cfg.data.prompts)
@@ -95,23 +108,17 @@ def run(cfg: DictConfig) -> Path:
             "groups_per_micro_batch": g.groups_per_micro_batch, "gradient_accumulation_steps": accum,
             "trainable_parameters": sum(p.numel() for p in policy.model.parameters() if p.requires_grad),
             "trainable_tensors": len(trainable), "frozen_prefixes": list(policy.frozen)})
-    accelerator.wait_for_everyone()
 
     # 2. optimizer over the trainable parameters, learning-rate schedule stepped once per optimizer step
     optimizer = instantiate(tc.optimizer)([p for p in policy.model.parameters() if p.requires_grad])
     lr_schedule = instantiate(tc.lr_scheduler)(optimizer, num_training_steps=tc.max_steps)
     module = LogProbModule(policy.model, policy).train()
     module, optimizer = accelerator.prepare(module, optimizer)
-    if accelerator.gradient_accumulation_steps != accum:  # DeepSpeed's config file wins over the Accelerator's value
-        raise ConfigError(f"train_grpo: {accum} accumulation steps are needed (grpo.prompts_per_step = "
-                          f"{g.prompts_per_step} over {accelerator.num_processes} processes x "
-                          f"grpo.groups_per_micro_batch = {g.groups_per_micro_batch}) but the accelerate config sets "
-                          f"{accelerator.gradient_accumulation_steps}: set deepspeed_config.gradient_accumulation_steps "
-                          f"(or accelerate launch --gradient_accumulation_steps {accum})")
     accelerator.register_for_checkpointing(lr_schedule)
     start = resume(accelerator, run_dir)
     if accelerator.is_main_process:
         drop_samples_after(run_dir / "samples.jsonl", start)
+    accelerator.wait_for_everyone()
     logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
                            OmegaConf.to_container(cfg, resolve=True))
 
