@@ -1,6 +1,7 @@
 """The shapes world's stand-ins for T2I-R1's detector and VQA rewards, on hand-painted scenes (exact detector)."""
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from eval.shapes.data import load_data_config
@@ -63,3 +64,21 @@ def test_counts_and_colours(world):
     got = colours.score(["a photo of a red circle and a green square", "a photo of a red circle and a blue square"],
                         [pair] * 2).scores.tolist()
     assert got == [1.0, 0.5]
+
+
+def test_the_shapes_t2i_r1_ensemble_sums_its_three_experts(world):
+    from hydra.utils import instantiate
+
+    from reward_models.ensemble import Identity, JudgeEnsemble
+    from tests.helpers import compose_option
+
+    ensemble = instantiate(compose_option("reward", "shapes_t2i_r1"))
+    assert isinstance(ensemble, JudgeEnsemble) and isinstance(ensemble.normalizer, Identity)
+    assert list(ensemble.judges) == ["gdino", "git", "orm"] and set(ensemble.weights.values()) == {1.0}
+    image = paint(world, [("circle", "red", 2, 2, 8), ("square", "green", 20, 20, 8)])
+    prompts = ["a photo of a red circle and a green square", "a photo of a blue triangle"]
+    out = ensemble.score(prompts, [image, image], group_size=1)
+    assert out.components["gdino"].tolist() == [1.0, 0.0] and out.components["git"].tolist() == [1.0, 0.0]
+    assert ((out.components["orm"] > 0) & (out.components["orm"] < 1)).all()  # the tiny ORM's P("yes")
+    # the official combination: the plain sum of the raw rewards (float32 sums in another order: 1e-6)
+    torch.testing.assert_close(out.scores, sum(out.components[n] for n in ensemble.judges), atol=1e-6, rtol=0)
