@@ -49,8 +49,8 @@ from eval.shapes.suite import build_shapes_suite
 from grpo.plots import reward_curves
 from reward_models.tiny import build_tiny_llava_onevision
 from search.pool import load_pool
-from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict
-from showo.magvit import MAGVITv2
+from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict, write_policy_images
+from showo.magvit import MAGVITv2, decode_codes
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True), Int("steps", min=1),
@@ -189,7 +189,7 @@ class Quickstart:
                 "candidates": self.cfg.candidates, "images_per_prompt": self.cfg.images_per_prompt,
                 "pool_candidates": self.cfg.pool_candidates,
                 **self.models, **{f"row_{k}": v for k, v in self.row_outputs.items()}}
-        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.recipe, [])]]
+        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.get("recipe"), [])]]
 
     def rows(self) -> list[tuple[str, str, Path]]:
         """Every row of the table: ``(key, name, summary path)``, in table order."""
@@ -198,12 +198,30 @@ class Quickstart:
         self.row_outputs = {}
         for key, row in self.cfg.rows.items():
             name = row.name.format(candidates=self.cfg.candidates)
-            if row.recipe is not None:
+            if row.get("policy") is not None:  # a selection policy replayed on a stored pool: no new generation
+                self.pool_row(key, row)
+            elif row.recipe is not None:
                 out = self.call(f"rows/{key}" if row.images else f"train/{key}", row.recipe, self.row_overrides(row))
                 self.row_outputs[key] = str(out)
             if row.images:
-                entries.append((key, name, self.evaluate(key, name, self.cfg.steps if row.recipe == "generate" else None)))
+                plain = row.get("recipe") == "generate"  # one pass per image and step; the others report their cost
+                entries.append((key, name, self.evaluate(key, name, self.cfg.steps if plain else None)))
         return entries
+
+    def pool_row(self, key: str, row: DictConfig) -> None:
+        """``RUN/rows/<key>``: the picks of ``row.policy`` among the candidates of the pool row ``row.pool`` (the live
+        strategy's images, same seeds; :func:`search.scaling.write_policy_images`)."""
+        pool = Path(self.row_outputs[row.pool]) / "pool"
+        vq = Path(self.models["showo"]) / "vq"
+
+        def replay() -> dict:
+            decoder = MAGVITv2.from_pretrained(vq)
+            side = int(decoder.config.num_codes ** 0.5)
+            return write_policy_images(load_pool(pool), instantiate(row.policy),
+                                       lambda tokens: decode_codes(decoder, tokens, (side, side)),
+                                       {spec.index: spec for spec in self.specs}, self.root / "rows" / key)
+
+        self.stage(f"rows/{key}", {"policy": row.policy, "pool": str(pool)}, replay, inputs={"pool": pool, "vq": vq})
 
     def table_rows(self, entries: list[tuple[str, str, Path]]) -> list[Row]:
         """Rows with their paired bootstrap interval against the baseline and, for search rows, the share of the
