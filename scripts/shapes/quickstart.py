@@ -14,7 +14,8 @@ changed is an error naming them (``if_exists=overwrite`` redoes it).
 3. rows (``rows`` in the config, in table order): reference rows, plain generation (``scripts/generate.py``),
    test-time search (``scripts/run_search.py``), DPO (``scripts/iterative_dpo.py``); every row's images are judged
    with the GenEval judge + the exact shapes detector into ``RUN/rows/<key>/eval/summary.json``;
-4. the table (``table.md`` / ``table.json``), the scaling plot and the candidate grid, then the wall time per stage.
+4. the table (``table.md`` / ``table.json``), the scaling plot and the candidate grid, the GRPO rows' reward curves
+   (``grpo_reward_curves.png``; each training run's own in its run dir), then the wall time per stage.
 
 Recipes run in-process through their ``run(cfg)`` (configs composed with Hydra, as on the command line); only DPO
 training runs as a child process (an accelerate launcher can be configured there).
@@ -45,6 +46,7 @@ from eval.shapes.report import Row, evaluate_shapes_folder, write_table
 from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
 from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
+from grpo.plots import reward_curves
 from reward_models.tiny import build_tiny_llava_onevision
 from search.pool import load_pool
 from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict, write_policy_images
@@ -230,8 +232,9 @@ class Quickstart:
         rows = []
         for key, name, path in entries:
             delta = share = None
-            if key not in (base, "ground_truth", "chance") and base in verdicts:
-                delta = paired_bootstrap(verdicts[base], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
+            mine = self.cfg.rows[key].get("baseline", base) if key in self.cfg.rows else base  # a row may name its own
+            if key not in (mine, "ground_truth", "chance") and mine in verdicts:
+                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
@@ -270,6 +273,8 @@ def run(cfg: DictConfig) -> Path:
                 {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
                for key, name, path in entries if key != "chance"]
     qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
+    reward_curves([(row.name, q.root / "train" / key / "metrics.jsonl") for key, row in cfg.rows.items()
+                   if row.recipe == "train_grpo"], q.root / "grpo_reward_curves.png")  # each run's own: its run dir
     print(text)
     timings = q.stages.timings()
     print("wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
