@@ -44,7 +44,13 @@ def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)  # LoRA adapters are initialised randomly
 
     # ---- parts
-    model, processor = build_judge(cfg)
+    model_dir = cfg.model_dir
+    if cfg.init is not None:  # a freshly initialised judge (e.g. the shapes world's tiny one) instead of model_dir
+        model_dir = run_dir / "init"
+        if accelerator.is_main_process:
+            instantiate(cfg.init, directory=model_dir)
+        accelerator.wait_for_everyone()
+    model, processor = build_judge(cfg, model_dir)
     groups = parameter_groups(
         model, lr=cfg.optim.lr, vision_lr=cfg.optim.vision_lr, weight_decay=cfg.optim.weight_decay,
         train_vision_tower=cfg.tune.vision_tower, train_projector=cfg.tune.projector,
@@ -114,9 +120,9 @@ def main(cfg: DictConfig) -> None:
     logger.close()
 
 
-def build_judge(cfg: DictConfig):
+def build_judge(cfg: DictConfig, model_dir: str | Path):
     """The judge to train (full model, or wrapped with LoRA adapters) and its processor, from a local directory."""
-    model_dir = check_judge_directory(cfg.model_dir)
+    model_dir = check_judge_directory(model_dir)
     processor = LlavaOnevisionProcessor.from_pretrained(model_dir, local_files_only=True)
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(
         model_dir, dtype=getattr(torch, cfg.dtype), local_files_only=True, use_safetensors=True

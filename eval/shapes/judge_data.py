@@ -9,7 +9,7 @@ One generation path gives examples of every task (:mod:`reward_models.data` buil
   number of steps (``clarity_steps``);
 * ``potential.jsonl``: predicted images of the clear steps, "yes" iff the path ends accepted (§6.4);
 * ``reflection.jsonl``: final image, accepted -> "yes", rejected -> "no" + the judge's reasons as the explanation (§7);
-* ``self_correction/``: PARM++'s self-correction fine-tuning groups (§7; :mod:`search.self_correction` format): every
+* ``self_correction/``: PARM++'s self-correction fine-tuning groups (§7; :mod:`showo.self_correction` format): every
   rejected path's codes + its explanation -> a good image of the same prompt: one of the Show-o's own accepted paths
   when it has any, else a rendered scene of the prompt tokenized by the bundle's MAGVIT-v2 (the tiny Show-o gets
   most prompts wrong most of the time, so its own successes alone would leave most explanations without a target).
@@ -32,7 +32,7 @@ from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
 from eval.shapes.render import ShapesWorld, render_scene, scene_seed
 from reward_models.data import (clarity_example, explanation, orm_example, potential_example, prm_example,
                                 reflection_example, save_image, write_examples)
-from search.self_correction import write_self_correction_dataset
+from showo.self_correction import write_self_correction_dataset
 from showo.data import tokenize_images
 from showo.factory import ShowoBundle
 from showo.magvit import image_transform

@@ -13,7 +13,7 @@ from eval.geneval.judge import Verdict
 from eval.shapes.data import build_suite, to_pixels
 from eval.shapes.judge_data import SELF_CORRECTION_DIR, build_judge_data, write_self_correction_groups
 from eval.shapes.render import render_scene, scene_seed
-from search.self_correction import SelfCorrectionDataset
+from showo.self_correction import SelfCorrectionDataset
 from showo.data import tokenize_images
 from showo.factory import load_bundle
 
