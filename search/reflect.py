@@ -2,7 +2,7 @@
 
 Round ``r`` (1-based): the reflection judgment looks at the current image. "yes" ends the search with it; otherwise
 the judge's explanation of the mismatch, the prompt and the current image's tokens are laid out in the
-self-correction format (:mod:`search.self_correction`) and a self-correction fine-tuned Show-o generates a new image
+self-correction format (:mod:`showo.self_correction`) and a self-correction fine-tuned Show-o generates a new image
 (seeded from ``(seed, prompt, sample, round)``), which becomes the current image. After ``max_reflections``
 corrections the last image is kept without another judgment (a further "no" could not change anything). So the
 judge reflects at most ``max_reflections`` times and Show-o regenerates at most ``max_reflections`` times.
@@ -15,7 +15,7 @@ from reward_models.parmpp import ParmPlusPlus
 from search.base import Candidate, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images
 from search.parm import ParmSearch
 from search.seeds import reflection_seed
-from search.self_correction import SelfCorrectionFormat
+from showo.self_correction import SelfCorrectionFormat
 from showo.pipeline import ShowoPipeline
 
 
