@@ -15,9 +15,11 @@ tokens must be equal; every run's tokens are compared. With ``--baseline`` a thi
 ``showo`` (e.g. the code before a change) in the same rotation.
 
 Printed per setting: images/s (median [min, max] over runs), the speed-up over the official sampler (median [min,
-max] of the run-by-run ratios), the peak resident memory during a run, the share of the run spent in model forwards,
-token equality, and the per-step FLOP budget of both samplers (positions through the transformer, LM head rows x
-columns), also at the real depth of 24 layers for the real-width settings.
+max] of the run-by-run ratios; also the median ratio of process CPU time, less sensitive to other jobs on a shared
+host), the peak resident memory during a run (and its growth over the idle process), the share of the run spent in
+model forwards, token equality, and the per-step FLOP budget of both samplers (positions through the transformer, LM
+head rows x columns), also at the real depth of 24 layers for the real-width settings. With ``--workdir`` the runs are
+also written to ``results.json``.
 
 Settings (float32, batch ``B``, CFG on: 2B rows per forward):
 
@@ -275,11 +277,12 @@ def worker(args) -> None:
         clock.seconds = 0.0
         reset_peak()
         before = rss_mb("VmRSS")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         tokens = run(request["seed"], request["steps"])
-        seconds = time.perf_counter() - t0
-        print(MARK + json.dumps({"seconds": seconds, "model_seconds": clock.seconds, "peak_mb": rss_mb("VmHWM"),
-                                 "before_mb": before, "tokens": tokens.tolist()}), flush=True)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        print(MARK + json.dumps({"seconds": seconds, "cpu_seconds": cpu, "model_seconds": clock.seconds,
+                                 "peak_mb": rss_mb("VmHWM"), "before_mb": before, "tokens": tokens.tolist()}),
+              flush=True)
 
 
 def worker_command(role: str, args, setting: Setting, directory: Path) -> list[str]:
@@ -359,11 +362,13 @@ def summarize(name: str, setting: Setting, results: dict) -> list[str]:
     for impl, runs in results.items():
         ips = [setting.batch / r["seconds"] for r in runs]
         ratios = [o["seconds"] / r["seconds"] for o, r in zip(off, runs)]
+        cpu_ratios = [o["cpu_seconds"] / r["cpu_seconds"] for o, r in zip(off, runs)]
         same = [r["tokens"] == o["tokens"] for o, r in zip(off, runs)]
         digest = hashlib.sha256(json.dumps([r["tokens"] for r in runs]).encode()).hexdigest()[:10]
         lines.append(
             f"| {name} | {impl} | {statistics.median(ips):.4f} [{min(ips):.4f}, {max(ips):.4f}] | "
             f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}] | "
+            f"{statistics.median(cpu_ratios):.2f} | "
             f"{statistics.median(r['peak_mb'] for r in runs):.0f} "
             f"(+{statistics.median(r['peak_mb'] - r['before_mb'] for r in runs):.0f}) | "
             f"{statistics.median(r['model_seconds'] / r['seconds'] for r in runs):.0%} | "
@@ -392,6 +397,12 @@ def cpu_name() -> str:
     return found.group(1).strip() if found else "CPU"
 
 
+RESULT_HEADER = ("| setting | sampler | images/s median [min, max] | x official median [min, max] | x official, CPU time | "
+                 "peak RSS MB (+ in run) | in model | tokens vs official |\n|---|---|---|---|---|---|---|---|")
+BUDGET_HEADER = ("| setting | layers | official positions | official LM head rows x cols | official | our positions | "
+                 "our LM head rows x cols | ours | FLOP ratio |\n|---|---|---|---|---|---|---|---|---|")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--official", required=True, help="path of a Show-o checkout (github.com/showlab/Show-o)")
@@ -402,7 +413,7 @@ def main() -> None:
     parser.add_argument("--steps-512", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", help="another imagecot checkout to time in the same rotation (e.g. main)")
-    parser.add_argument("--workdir", help="keep checkpoints and worker logs here (default: a temporary folder)")
+    parser.add_argument("--workdir", help="keep checkpoints, worker logs and results.json here (default: a temp folder)")
     parser.add_argument("--worker", choices=["build", "official", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
@@ -415,29 +426,26 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown settings {unknown}; choose from {sorted(table)}")
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench_vs_official_"))
-    rows, budget = [], []
+    header = f"{cpu_name()}, torch {torch.__version__}, {args.threads} threads, float32, {args.runs} interleaved runs"
+    print(header, flush=True)
+    rows, budget, saved = [], [], {"machine": header, "settings": {}}
     try:
         for name in args.settings:
             s = table[name]
-            print(f"{name}: {s.layers} x {s.hidden}, {s.num_image_tokens} image tokens, batch {s.batch}, {s.steps} steps, "
-                  f"w = {s.guidance}", flush=True)
-            rows += summarize(name, s, compare(name, s, args, root))
+            print(f"{name}: {s.layers} x {s.hidden}, {s.num_image_tokens} image tokens, batch {s.batch}, "
+                  f"{s.steps} steps, w = {s.guidance}", flush=True)
+            results = compare(name, s, args, root)
+            rows += summarize(name, s, results)
             budget += budget_lines(name, s)
+            print("\n".join([RESULT_HEADER, *rows[-len(results):], *budget_lines(name, s)]), flush=True)
+            saved["settings"][name] = {"setting": s.__dict__, "runs": results}
+            if args.workdir:
+                (root / "results.json").write_text(json.dumps(saved))
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{cpu_name()}, torch {torch.__version__}, {args.threads} threads, float32, {args.runs} interleaved runs "
-          "per sampler")
-    print("| setting | sampler | images/s median [min, max] | x official median [min, max] | peak RSS MB (+ in run) | "
-          "in model | "
-          "tokens vs official |")
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print("\nFLOP budget per step (2B rows per forward; GFLOP)")
-    print("| setting | layers | official positions | official LM head rows x cols | official | our positions | "
-          "our LM head rows x cols | ours | FLOP ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(budget))
+    print(f"\n{header}\n{RESULT_HEADER}\n" + "\n".join(rows))
+    print("\nFLOP budget per step (2B rows per forward; GFLOP)\n" + BUDGET_HEADER + "\n" + "\n".join(budget))
 
 
 if __name__ == "__main__":
