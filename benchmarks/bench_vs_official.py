@@ -30,11 +30,11 @@ Settings (float32, batch ``B``, CFG on: 2B rows per forward):
   the per-step ratio does not depend on it), with ``--real-layers`` layers (default 2 of 24, to fit a CPU run).
 
 How the official code is run with this project's pinned packages (nothing of it is copied into this repository):
-its modules are loaded from ``--official`` as a package named ``showo_official`` (``models/__init__.py`` is not run: it
-imports the MAGVIT-v2 and CLIP modules, which need ``einops`` and are not used by the sampler); ``models/modeling_utils.py``
-(a vendored copy of diffusers' ``ModelMixin`` that imports helpers the pinned diffusers 0.42 no longer has) is
-replaced by diffusers' own ``ModelMixin`` / ``ConfigMixin`` / ``register_to_config`` (the sampler uses only the config
-registration); transformers 5 keeps ``rope_theta`` / ``partial_rotary_factor`` in ``PhiConfig.rope_parameters``, so
+its modules are loaded from ``--official`` as a package named ``showo_official`` (``models/__init__.py`` is not run:
+it imports the MAGVIT-v2 and CLIP modules, which need ``einops`` and are not used by the sampler);
+``models/modeling_utils.py`` (a vendored copy of diffusers' ``ModelMixin`` that imports helpers the pinned diffusers
+0.42 no longer has) is replaced by diffusers' own ``ModelMixin`` / ``ConfigMixin`` / ``register_to_config`` (the
+sampler uses only the config registration); transformers 5 keeps ``rope_theta`` / ``partial_rotary_factor`` in ``PhiConfig.rope_parameters``, so
 they are set back as attributes (same values) on the config the official ``PhiForCausalLM`` reads; the demo-YAML
 values ``t2i_generate`` reads from ``config`` are passed as a namespace. Under these pins the official forward
 reproduces the official fixture (fixtures/showo_tiny) and its float32 logits equal ours bit for bit.
@@ -180,8 +180,8 @@ def build_checkpoint(src: Path, setting: Setting, directory: Path, seed: int) ->
     g = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(0, 50000, (int(torch.randint(4, 30, (1,), generator=g)),), generator=g).tolist()
                for _ in range(setting.batch)]
-    save_file({"cond": build_t2i_sequences(prompts, layout), "uncond": build_t2i_sequences([[]] * setting.batch, layout)},
-              str(directory / "inputs.safetensors"))
+    inputs = {"cond": build_t2i_sequences(prompts, layout), "uncond": build_t2i_sequences([[]] * setting.batch, layout)}
+    save_file(inputs, str(directory / "inputs.safetensors"))
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -254,7 +254,8 @@ def ours_runner(setting: Setting, directory: Path):
 
     def run(seed: int, steps: int) -> torch.Tensor:
         return pipe(input_ids=inputs["cond"], uncond_input_ids=inputs["uncond"], guidance_scale=setting.guidance,
-                    num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), output_type="tokens").tokens
+                    num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                    output_type="tokens").tokens
     return model, run
 
 
@@ -397,8 +398,9 @@ def cpu_name() -> str:
     return found.group(1).strip() if found else "CPU"
 
 
-RESULT_HEADER = ("| setting | sampler | images/s median [min, max] | x official median [min, max] | x official, CPU time | "
-                 "peak RSS MB (+ in run) | in model | tokens vs official |\n|---|---|---|---|---|---|---|---|")
+RESULT_HEADER = ("| setting | sampler | images/s median [min, max] | x official median [min, max] | "
+                 "x official, CPU time | peak RSS MB (+ in run) | in model | tokens vs official |\n"
+                 "|---|---|---|---|---|---|---|---|")
 BUDGET_HEADER = ("| setting | layers | official positions | official LM head rows x cols | official | our positions | "
                  "our LM head rows x cols | ours | FLOP ratio |\n|---|---|---|---|---|---|---|---|---|")
 
@@ -413,7 +415,7 @@ def main() -> None:
     parser.add_argument("--steps-512", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", help="another imagecot checkout to time in the same rotation (e.g. main)")
-    parser.add_argument("--workdir", help="keep checkpoints, worker logs and results.json here (default: a temp folder)")
+    parser.add_argument("--workdir", help="keep checkpoints, worker logs and results.json here (default: temporary)")
     parser.add_argument("--worker", choices=["build", "official", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
