@@ -34,9 +34,9 @@ its modules are loaded from ``--official`` as a package named ``showo_official``
 it imports the MAGVIT-v2 and CLIP modules, which need ``einops`` and are not used by the sampler);
 ``models/modeling_utils.py`` (a vendored copy of diffusers' ``ModelMixin`` that imports helpers the pinned diffusers
 0.42 no longer has) is replaced by diffusers' own ``ModelMixin`` / ``ConfigMixin`` / ``register_to_config`` (the
-sampler uses only the config registration); transformers 5 keeps ``rope_theta`` / ``partial_rotary_factor`` in ``PhiConfig.rope_parameters``, so
-they are set back as attributes (same values) on the config the official ``PhiForCausalLM`` reads; the demo-YAML
-values ``t2i_generate`` reads from ``config`` are passed as a namespace. Under these pins the official forward
+sampler uses only the config registration); transformers 5 keeps ``rope_theta`` / ``partial_rotary_factor`` in
+``PhiConfig.rope_parameters``, so they are set back as attributes (same values) on the config the official
+``PhiForCausalLM`` reads; the demo-YAML values ``t2i_generate`` reads from ``config`` are passed as a namespace. Under these pins the official forward
 reproduces the official fixture (fixtures/showo_tiny) and its float32 logits equal ours bit for bit.
 """
 from __future__ import annotations
