@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from common.seeding import seeded_generator
 from showo.logprob import MaskedBatch, MaskingConfig, draw_masked_batch, image_logprob
-from showo.seeding import seeded_generator
 from showo.tokens import TokenLayout
 
 from .data import PreferencePair

@@ -27,8 +27,8 @@ from typing import Optional
 
 import torch
 
+from common.seeding import seeded_generator
 from showo.logprob import MaskingConfig, draw_masked_batch, image_logprob
-from showo.seeding import seeded_generator
 from showo.pipeline import ShowoPipeline
 from showo.tokens import TokenLayout
 
@@ -64,29 +64,31 @@ class OnlineRewardGuidance:
         judge: an ``OutcomeJudge`` (``score(prompts, images) -> JudgeOutput``); its ``scores`` are the rewards.
         coef: weight of the term (released ``reward_coef`` 0.1).
         baseline: subtracted from the rewards (constant: keeps the update batch-size independent).
-        num_inference_steps, guidance_scale: how the online samples are generated.
+        sampling: the pipeline's sampling settings for the online samples (``model.sampling``: the policy's own);
+            ``None`` = the pipeline's defaults.
+        scheduler: the sampler (``model.scheduler``); ``None`` = Show-o's official one.
         masking: how ``ell`` of the own samples is drawn (default: no prompt dropout, one draw).
     """
 
-    def __init__(self, judge, coef: float = 0.1, baseline: float = 0.5, num_inference_steps: int = 18,
-                 guidance_scale: float = 1.75, masking: Optional[dict] = None) -> None:
+    def __init__(self, judge, coef: float = 0.1, baseline: float = 0.5, sampling: Optional[dict] = None,
+                 scheduler=None, masking: Optional[dict] = None) -> None:
         if coef <= 0:
             raise ValueError(f"guidance.coef must be > 0 (use dpo=sigmoid for no guidance), got {coef}")
         self.judge = judge
         self.coef = coef
         self.baseline = baseline
-        self.num_inference_steps = num_inference_steps
-        self.guidance_scale = guidance_scale
+        self.sampling = dict(sampling or {})
+        ShowoPipeline.check_sampling(self.sampling, "dpo.guidance.sampling")
+        self.scheduler = scheduler
         self.masking = MaskingConfig(**({"cond_dropout_prob": 0.0} | dict(masking or {})))
 
     @torch.no_grad()
     def sample(self, generator_model, layout: TokenLayout, tokenizer, vq_model, batch: PairBatch, step: int,
                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One image per pair prompt from the current policy -> (codes [B, N], rewards [B]). Seeds: (seed, step, pair)."""
-        pipe = ShowoPipeline(generator_model, layout, tokenizer=tokenizer, vq_model=vq_model)
+        pipe = ShowoPipeline(generator_model, layout, tokenizer=tokenizer, vq_model=vq_model, scheduler=self.scheduler)
         gens = [seeded_generator(seed, "guidance-sample", step, i, device=generator_model.device) for i in batch.indices]
-        out = pipe(batch.prompts, guidance_scale=self.guidance_scale, num_inference_steps=self.num_inference_steps,
-                   generator=gens, output_type="pil")
+        out = pipe(batch.prompts, generator=gens, output_type="pil", **self.sampling)
         judged = self.judge.score(batch.prompts, out.images)
         return out.tokens.cpu(), judged.scores.float().cpu()
 

@@ -2,50 +2,71 @@
 
 Each round lives in ``<run_dir>/round_<r>/``::
 
-    pools/<prompt>.safetensors   N candidate token grids per prompt ([N, n_tokens]); one file per prompt, written
-                                 atomically, so a killed generation resumes at the first missing prompt
-    scores/<prompt>.json         the judge's scores (and yes/no labels) of that prompt's candidates
+    pool/<prompt:05d>_00.json    the prompt's N candidates as a :class:`search.pool.PoolEntry` (the project's one
+                                 candidate-pool format: seeds + tokens, then the judge's ``outcome_scores`` and its
+                                 yes/no decisions in ``extras["answer_yes"]``); written atomically per prompt, so a
+                                 killed generation or judging resumes at the first unfinished prompt
     pairs.jsonl                  preference pairs (dpo.data format)
     train/                       the run directory of scripts/train_dpo.py (resumes from its own checkpoints)
     train/final/                 the round's policy, the next round's starting point
-    <stage>.done                 written last by each stage; a finished stage is skipped on restart
 
-Candidate ``k`` of prompt ``i`` in round ``r`` is drawn with its own generator seeded from ``(seed, r, i, k)``.
+Stage markers and their fingerprints live in the run directory (:class:`common.stages.Stages`). Candidate ``k`` of
+prompt ``i`` in round ``r`` is drawn with its own generator seeded from ``(seed, r, i, k)``.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from showo.checkpoint import atomic_write_text
-from showo.seeding import seeded_generator
-from showo.pipeline import ShowoPipeline
+from common.seeding import hash_seed, seeded_generator
+from search.base import Slot
+from search.pool import PoolEntry, entry_path, load_entry, save_entry
+from search.seeds import candidate_generators
 
 from .data import CandidatePool, PairingPolicy, PreferencePair, save_pairs
 
-__all__ = ["RoundDir", "build_round_pairs", "generate_pools", "judge_pools", "read_prompts"]
+__all__ = ["RoundDir", "build_round_pairs", "generate_pools", "judge_pools", "launcher_processes", "read_prompts"]
 
-STAGES = ("generate", "judge", "pairs", "train")
+_PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
+
+
+def launcher_processes(launcher: Sequence[str] | None) -> int | None:
+    """How many training processes a launcher command starts: 1 for none (this Python), the value of
+    ``--num_processes`` / ``--nproc_per_node``, else ``num_processes`` of its ``--config_file`` (accelerate's YAML);
+    ``None`` when the command does not say (e.g. accelerate's own default config)."""
+    if not launcher:
+        return 1
+    args = [str(a) for a in launcher]
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name in _PROCESS_FLAGS:
+            return int(value or args[i + 1])
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name == "--config_file":
+            import yaml
+
+            path = Path(value or args[i + 1])
+            if not path.is_file():
+                raise FileNotFoundError(f"launcher --config_file not found: {path}")
+            return int((yaml.safe_load(path.read_text()) or {}).get("num_processes", 1))
+    return None
 
 
 @dataclass(frozen=True)
 class RoundDir:
+    """Paths of one round (its stage markers are the run's: ``round_<r>/<stage>``)."""
+
     root: Path
 
     @property
-    def pools(self) -> Path:
-        return self.root / "pools"
-
-    @property
-    def scores(self) -> Path:
-        return self.root / "scores"
+    def pool(self) -> Path:
+        return self.root / "pool"
 
     @property
     def pairs(self) -> Path:
@@ -59,77 +80,74 @@ class RoundDir:
     def final(self) -> Path:
         return self.train / "final"
 
-    def done(self, stage: str) -> bool:
-        return (self.root / f"{stage}.done").is_file()
-
-    def mark_done(self, stage: str, info: Optional[dict] = None) -> None:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
-        atomic_write_text(self.root / f"{stage}.done", json.dumps(info or {}))
-
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
     """One prompt per non-empty line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {path} not found")
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ValueError(f"{path}: no prompts")
     return prompts
 
 
-def _name(i: int) -> str:
-    return f"{i:05d}"
+def candidate_seed(seed: int, round_index: int, prompt_index: int, k: int) -> int:
+    return hash_seed(seed, "pool", round_index, prompt_index, k)
 
 
-def generate_pools(pipe: ShowoPipeline, prompts: Sequence[str], out_dir: Path, *, num_candidates: int,
-                   batch_size: int, seed: int, round_index: int, guidance_scale: float, num_inference_steps: int) -> None:
-    """Write ``out_dir/<i>.safetensors`` ({"tokens": [N, n_tokens]}) for every prompt not done yet."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(len(prompts)) if not (out_dir / f"{_name(i)}.safetensors").is_file()]
+def generate_pools(pipe, prompts: Sequence[str], pool_dir: Path, sampling: dict, *, num_candidates: int,
+                   batch_size: int, seed: int, round_index: int) -> None:
+    """Write one :class:`PoolEntry` (seeds + tokens) per prompt not done yet."""
+    todo = [i for i in range(len(prompts)) if not entry_path(pool_dir, i, 0).is_file()]
     jobs = [(i, k) for i in todo for k in range(num_candidates)]
     pending: dict[int, list[torch.Tensor]] = {}
+    num_steps = pipe.num_steps(sampling)
     for start in tqdm(range(0, len(jobs), batch_size), desc=f"round {round_index}: generate", disable=not jobs):
         batch = jobs[start: start + batch_size]
-        gens = [seeded_generator(seed, "pool", round_index, i, k, device=pipe.model.device) for i, k in batch]
-        out = pipe([prompts[i] for i, _ in batch], guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
-                   generator=gens, output_type="tokens")
+        gens = candidate_generators([candidate_seed(seed, round_index, i, k) for i, k in batch], pipe.model.device)
+        out = pipe([prompts[i] for i, _ in batch], generator=gens, output_type="tokens", **sampling)
         for (i, _), tokens in zip(batch, out.tokens.cpu()):
             pending.setdefault(i, []).append(tokens)
             if len(pending[i]) == num_candidates:
-                path = out_dir / f"{_name(i)}.safetensors"
-                tmp = path.with_name(path.name + ".tmp")
-                save_file({"tokens": torch.stack(pending.pop(i)).contiguous()}, str(tmp))
-                os.replace(tmp, path)
+                seeds = [candidate_seed(seed, round_index, i, k) for k in range(num_candidates)]
+                save_entry(pool_dir, PoolEntry(slot=Slot(prompts[i], i, 0, seed), num_steps=num_steps, seeds=seeds,
+                                               tokens=torch.stack(pending.pop(i)), extras={"round": round_index}))
 
 
-def judge_pools(judge, pipe: ShowoPipeline, prompts: Sequence[str], pools_dir: Path, out_dir: Path,
-                batch_size: int, round_index: int = 0) -> None:
-    """Decode each prompt's candidates and score them with an ``OutcomeJudge``: ``out_dir/<i>.json``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(len(prompts)) if not (out_dir / f"{_name(i)}.json").is_file()]
+def judge_pools(judge, pipe, prompts: Sequence[str], pool_dir: Path, batch_size: int, round_index: int = 0) -> None:
+    """Decode each prompt's candidates (the one decode path) and score them with an ``OutcomeJudge``; the scores and
+    yes/no decisions go into the same pool entry."""
+    todo = [i for i in range(len(prompts)) if load_entry(entry_path(pool_dir, i, 0)).outcome_scores is None]
     for i in tqdm(todo, desc=f"round {round_index}: judge", disable=not todo):
-        tokens = load_file(str(pools_dir / f"{_name(i)}.safetensors"))["tokens"]
+        entry = load_entry(entry_path(pool_dir, i, 0))
         scores, labels = [], []
-        for s in range(0, tokens.shape[0], batch_size):
-            chunk = tokens[s: s + batch_size]
+        for s in range(0, entry.size, batch_size):
+            chunk = entry.tokens[s: s + batch_size]
             result = judge.score([prompts[i]] * chunk.shape[0], pipe.decode(chunk, "pil"))
             scores += result.scores.tolist()
             yes = result.components.get("answer_yes")
             labels += [None] * chunk.shape[0] if yes is None else [bool(v) for v in yes.tolist()]
-        atomic_write_text(out_dir / f"{_name(i)}.json", json.dumps({"prompt": prompts[i], "scores": scores, "labels": labels}))
+        entry.outcome_scores = [float(s) for s in scores]
+        entry.extras["answer_yes"] = None if None in labels else labels
+        save_entry(pool_dir, entry)
 
 
-def build_round_pairs(prompts: Sequence[str], pools_dir: Path, scores_dir: Path, policy: PairingPolicy,
-                      seed: int, round_index: int) -> list[PreferencePair]:
+def build_round_pairs(prompts: Sequence[str], pool_dir: Path, policy: PairingPolicy, seed: int,
+                      round_index: int) -> list[PreferencePair]:
     """Pairs from every judged pool; the pairing draw of prompt ``i`` is seeded from ``(seed, round, i)``."""
     pairs = []
     for i, prompt in enumerate(prompts):
-        tokens = load_file(str(pools_dir / f"{_name(i)}.safetensors"))["tokens"]
-        judged = json.loads((scores_dir / f"{_name(i)}.json").read_text())
-        labels = None if None in judged["labels"] else torch.tensor(judged["labels"])
-        pool = CandidatePool(prompt, tokens, torch.tensor(judged["scores"]), labels,
+        entry = load_entry(entry_path(pool_dir, i, 0))
+        if entry.outcome_scores is None:
+            raise ValueError(f"{entry_path(pool_dir, i, 0)}: not judged yet (no outcome_scores)")
+        labels = entry.extras.get("answer_yes")
+        pool = CandidatePool(prompt, entry.tokens, torch.tensor(entry.outcome_scores),
+                             None if labels is None else torch.tensor(labels),
                              meta={"round": round_index, "prompt_index": i})
         pairs += policy(pool, seeded_generator(seed, "pairs", round_index, i))
     return pairs

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
@@ -24,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from common.io import atomic_write
 from showo.logprob import MaskedBatch, MaskingConfig
 from showo.tokens import TokenLayout
 
@@ -151,10 +151,8 @@ def precomputed(model: torch.nn.Module, ctx: ReferenceContext, cache_dir: Option
         home = next(model.parameters()).device
         table = precompute_table(model.to(ctx.device), ctx, batch_size)
         model.to(home)
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"logprobs": table.contiguous()}, str(tmp), metadata={"key": key, "epochs": str(ctx.epochs)})
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file({"logprobs": table.contiguous()}, tmp,
+                                                 metadata={"key": key, "epochs": str(ctx.epochs)}))
     ctx.wait_for_everyone()
     if not path.is_file():
         raise FileNotFoundError(f"reference cache {path} was not written by the main process")

@@ -2,26 +2,49 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from common.io import atomic_write
+from eval.geneval.prompts import TASK_HEADERS
+
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """``fig`` (tight layout) as PNG at ``path``, written atomically (temp file in the same folder, then rename)."""
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+
+
+def score_bars(
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    labels: Sequence[str],
+    path: str | os.PathLike,
+    title: str,
+    ylabel: str = "score",
+    ylim: tuple[float, float] = (0.0, 1.0),
+) -> Path:
+    """Grouped bar chart written atomically to PNG: one group per label, one bar per ``(name, values)`` series
+    (a ``None`` value plots as 0). Shared by every benchmark's report."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    width = 0.8 / max(len(series), 1)
+    fig = Figure(figsize=(max(8, 1.1 * len(labels)), 3.5))
+    FigureCanvasAgg(fig)  # Agg canvas, no pyplot state: safe in headless jobs and tests
+    ax = fig.subplots()
+    for i, (name, values) in enumerate(series):
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r} has {len(values)} values for {len(labels)} labels")
+        heights = [v or 0.0 for v in values]
+        ax.bar(np.arange(len(labels)) + i * width - 0.4 + width / 2, heights, width, label=str(name))
+    ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path)
 
 
 def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "GenEval") -> Path:
@@ -29,24 +52,51 @@ def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathL
 
     ``records`` are GenEval summary documents (``eval.geneval.report.summary_record``); missing tasks plot as 0.
     """
+
+    series = []
+    for record in records:
+        scores = record["scores"]
+        values = [scores["tasks"].get(t, {}).get("accuracy") for t in TASK_HEADERS] + [scores["overall"]]
+        series.append((str(record["name"]), values))
+    return score_bars(series, [*TASK_HEADERS.values(), "Overall"], path, title, ylabel="accuracy")
+
+
+def scaling_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                   title: str = "test-time scaling from one candidate pool") -> Path | None:
+    """GenEval score of each policy family (``orm@N``, ``parm@N``, ``oracle@N``, ...) against N, generator forward
+    passes per image and judge forward passes per image: three panels of one figure, PNG, atomic. ``rows``:
+    :func:`search.scaling.evaluate_policies` output. None when no row has a score."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from eval.geneval.report import TASK_HEADERS
-
-    tasks = list(TASK_HEADERS)
-    labels = [*TASK_HEADERS.values(), "Overall"]
-    width = 0.8 / max(len(records), 1)
-    fig = Figure(figsize=(8, 3.5))
-    FigureCanvasAgg(fig)  # Agg canvas, no pyplot state: safe in headless jobs and tests
-    ax = fig.subplots()
-    for i, record in enumerate(records):
-        scores = record["scores"]
-        values = [scores["tasks"].get(t, {}).get("accuracy") or 0.0 for t in tasks] + [scores["overall"] or 0.0]
-        ax.bar(np.arange(len(labels)) + i * width - 0.4 + width / 2, values, width, label=str(record["name"]))
-    ax.set_xticks(np.arange(len(labels)), labels)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
+    families: dict[str, list] = {}
+    for row in rows:
+        name, _, n = row["policy"].partition("@")
+        if n and row.get("geneval") is not None:
+            families.setdefault(name, []).append((int(n), row["forward_passes"], row["judge_passes"], row["geneval"]))
+    if not families:
+        return None
+    fig = Figure(figsize=(13, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    for name, pts in sorted(families.items()):
+        pts.sort()
+        for ax, x in zip(axes, (0, 1, 2)):
+            xs = [p[x] for p in pts]
+            if None not in xs and (x == 0 or len(set(xs)) > 1):  # a policy whose cost does not grow with N: N only
+                ax.plot(xs, [100 * p[3] for p in pts], marker="o", label=name)
+    first = next((r for r in rows if r["policy"] == "first" and r.get("geneval") is not None), None)
+    for ax, label in zip(axes, ("N (candidates per slot)", "generator forward passes per image",
+                                "judge forward passes per image")):
+        if first is not None:
+            ax.axhline(100 * first["geneval"], color="gray", linestyle="--", linewidth=1, label="baseline")
+        ax.set_xlabel(label)
+        ax.set_ylabel("GenEval overall (%)")
+        ax.grid(alpha=0.3)
+    ns = sorted({p[0] for pts in families.values() for p in pts})
+    axes[0].set_xscale("log", base=2)
+    axes[0].set_xticks(ns, [str(n) for n in ns])
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
     return save_figure(fig, path)

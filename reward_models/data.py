@@ -28,9 +28,7 @@ absolute). :func:`read_examples` validates every line and names the file, line, 
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Protocol
 from PIL import Image
 from torch.utils.data import Dataset
 
+from common.io import atomic_write_bytes, atomic_write_text, png_bytes
 from reward_models.questions import (CLARITY_CODE, ORM_QUESTION, POTENTIAL_CODE, PRM_QUESTION, REFLECTION_EXPLAIN,
                                      render_question)
 
@@ -225,27 +224,18 @@ def explanation(verdict: Verdict, where: str = "verdict") -> str:
 def save_image(image: Image.Image, root: str | Path, name: str) -> str:
     """Write ``image`` as ``<root>/images/<name>.png`` atomically; returns the path relative to ``root``."""
     relative = Path("images") / f"{name}.png"
-    target = Path(root) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    image.convert("RGB").save(tmp, format="PNG")
-    os.replace(tmp, target)
+    atomic_write_bytes(Path(root) / relative, png_bytes(image.convert("RGB")))
     return relative.as_posix()
 
 
 def write_examples(path: str | Path, examples: Iterable[JudgeExample]) -> int:
     """Write examples as JSONL atomically (temporary file + ``os.replace``); returns how many were written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for example in examples:
-            _validate(example.to_json(), f"{path} (example {count})")
-            handle.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(tmp, path)
-    return count
+    lines = []
+    for count, example in enumerate(examples):
+        _validate(example.to_json(), f"{path} (example {count})")
+        lines.append(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(lines))
+    return len(lines)
 
 
 def read_examples(path: str | Path, *, check_images: bool = True) -> list[JudgeExample]:

@@ -9,7 +9,8 @@ T2I-R1's own combination is an unweighted sum of the raw rewards followed by a g
 ``normalizer=Identity()`` with unit weights here, the group z-score being the policy optimiser's job.
 
 Normalizers are small callables selected with Hydra ``_target_`` (no string dispatch). Batch-level normalisers
-make a sample's score depend on the rest of the batch by design: call the ensemble on a whole group.
+make a sample's score depend on the rest of the batch by design: call the ensemble on a whole group, or pass
+``group_size`` to score several groups in one batched call and normalise within each group of consecutive rows.
 """
 from __future__ import annotations
 
@@ -103,9 +104,17 @@ class JudgeEnsemble:
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.judges}
         self.normalizer = normalizer if normalizer is not None else ZScore()
 
-    def score(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> JudgeOutput:
-        """``scores`` ``[B]`` = weighted sum of the normalised judge scores."""
+    def score(
+        self, prompts: Sequence[str], images: Sequence[Image.Image], *, group_size: int | None = None
+    ) -> JudgeOutput:
+        """``scores`` ``[B]`` = weighted sum of the normalised judge scores.
+
+        ``group_size``: normalise within each block of ``group_size`` consecutive rows (GRPO groups) instead of over
+        the whole batch; the judges still score the whole batch at once.
+        """
         validate_judge_inputs(prompts, images)
+        if group_size is not None and (group_size < 1 or len(prompts) % group_size):
+            raise ValueError(f"{len(prompts)} prompts are not a whole number of groups of {group_size}")
         total = torch.zeros(len(prompts))
         components: dict[str, torch.Tensor] = {}
         cost = JudgeCost()
@@ -113,10 +122,15 @@ class JudgeEnsemble:
             out = judge.score(prompts, images)
             if len(out) != len(prompts):
                 raise ValueError(f"judge {name!r} returned {len(out)} scores for {len(prompts)} prompts")
-            normalized = self.normalizer(out.scores.float().cpu())
+            normalized = self._normalize(out.scores.float().cpu(), group_size)
             total = total + self.weights[name] * normalized
             components[name] = out.scores.float().cpu()
             components[f"{name}/normalized"] = normalized
             components.update({f"{name}/{key}": value for key, value in out.components.items()})
             cost = cost + out.cost
         return JudgeOutput(scores=total, components=components, cost=cost)
+
+    def _normalize(self, scores: torch.Tensor, group_size: int | None) -> torch.Tensor:
+        if group_size is None:
+            return self.normalizer(scores)
+        return torch.cat([self.normalizer(chunk) for chunk in scores.split(group_size)])

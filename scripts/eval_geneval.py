@@ -5,7 +5,9 @@
 
 Reads top to bottom: load the config, build the detector and the colour classifier, load the benchmark prompts,
 run the (resumable, sharded) evaluation loop, then, on the main process, aggregate and write the summary JSON,
-Markdown / LaTeX tables and the per-task bar chart next to ``results.jsonl``.
+Markdown / LaTeX tables and the per-task bar chart next to ``results.jsonl``. When the images are the ``images/`` of
+a run directory (``scripts/generate.py``, ``scripts/run_search.py``), that run's resolved config is recorded in the
+summary as ``config.generation``: the table row says how its images were made (sampler, N, model).
 """
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from eval.geneval.evaluate import evaluate_folder
+from common.io import atomic_write_text
+from common.recipe import check, open_run
+from common.rundir import RUN_FILE, RunDir
+from common.validate import Dir, File, Int
+from eval.geneval.evaluate import check_folder, evaluate_folder
 from eval.geneval.judge import JudgeOptions
-from eval.geneval.layout import atomic_write_text
 from eval.geneval.prompts import load_prompts
 from eval.geneval.report import latex_table, markdown_table, summary_record, write_summary
 from eval.geneval.score import expected_counts, summarize
@@ -28,19 +32,24 @@ from eval.plots import geneval_task_bars
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """Evaluate ``cfg.image_dir`` into ``run_dir``; returns the summary document on the main process."""
+SETTINGS = (Dir("image_dir"), File("eval.metadata"), Int("eval.images_per_prompt", min=1), Int("eval.batch_size", min=1))
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Evaluate ``cfg.image_dir`` into ``cfg.run_dir``; returns the summary document on the main process."""
     from accelerate import PartialState
 
+    check(cfg, "eval_geneval", SETTINGS)
     state = PartialState()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if state.is_main_process:
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-
     detector = instantiate(cfg.detector)
     color_classifier = instantiate(cfg.eval.color_classifier)
     prompts = load_prompts(cfg.eval.metadata, class_names=list(detector.class_names))
     options = JudgeOptions.from_options({str(k): str(v) for k, v in cfg.eval.options.items()})
+    images_per_prompt = cfg.eval.images_per_prompt if cfg.eval.strict_layout else None
+    check_folder(cfg.image_dir, detector.class_names, prompts, images_per_prompt)  # a layout error leaves no run dir
+    run_dir = open_run(cfg, ignore=("eval.batch_size", "name"), main_process=state.is_main_process).path
+    state.wait_for_everyone()
 
     records = evaluate_folder(
         cfg.image_dir,
@@ -49,14 +58,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
         color_classifier,
         options,
         prompts=prompts,
-        images_per_prompt=cfg.eval.images_per_prompt if cfg.eval.strict_layout else None,
+        images_per_prompt=images_per_prompt,
         batch_size=cfg.eval.batch_size,
         state=state,
     )
     if not state.is_main_process:
         return None
     summary = summarize(records, expected_counts(prompts, cfg.eval.images_per_prompt))
-    record = summary_record(summary, cfg.name, config=resolved, seeds=cfg.seeds)
+    producer = Path(cfg.image_dir).parent
+    generation = RunDir(producer).config if (producer / RUN_FILE).is_file() else None
+    record = summary_record(summary, cfg.name, config={**resolved, "generation": generation}, seeds=cfg.seeds)
     write_summary(run_dir / "summary.json", record)
     atomic_write_text(run_dir / "summary.md", markdown_table([record], digits=3))
     atomic_write_text(run_dir / "summary.tex", latex_table([record]))
@@ -68,7 +79,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 @hydra.main(config_path="../configs", config_name="eval_geneval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run(cfg)
 
 
 if __name__ == "__main__":

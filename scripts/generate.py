@@ -1,11 +1,13 @@
-"""Generate images for a prompt set into the official GenEval folder layout.
+"""Recipe: generate images for a prompt set into the official GenEval folder layout.
 
-    python scripts/generate.py model=showo_256 prompts=evaluation_metadata.jsonl output_dir=runs/showo_256
+    python scripts/generate.py model=showo_256 prompts=evaluation_metadata.jsonl run_dir=runs/showo_256
     accelerate launch --num_processes 8 scripts/generate.py ...      # prompts sharded over processes
 
+Reads top to bottom: check settings -> prompts -> model (errors so far leave nothing on disk) -> open the run
+directory (resumes only a run of the same config and inputs, :mod:`common.rundir`) -> generate prompt by prompt.
 Image k of prompt i is drawn with its own generator seeded from (seed, i, k): the files do not depend on the batch
-size or the number of processes. A prompt folder is complete once its metadata.jsonl exists (written last, atomically),
-so a killed run restarted with the same arguments skips finished prompts and produces the same files.
+size or the number of processes. A prompt folder is complete once its metadata.jsonl exists (written last,
+atomically), so a killed run restarted with the same arguments skips finished prompts and produces the same files.
 """
 from __future__ import annotations
 
@@ -15,33 +17,40 @@ from pathlib import Path
 import hydra
 import torch
 from accelerate import PartialState
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from eval.geneval.layout import atomic_write_text, write_prompt_folder
+from common.recipe import build_generator, check, open_run
+from common.seeding import generators, image_seed
+from common.validate import Bool, Device, File, Int
+from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompt_set
 from eval.shapes.render import image_grid
-from showo.scheduler import MaskGITScheduler
-from showo.seeding import generators, image_seed
+from showo.prompting import warn_unrepresentable
+
+SETTINGS = (File("prompts"), File("class_names", optional=True), Int("images_per_prompt", min=1),
+            Int("batch_size", min=1), Int("seed"), Bool("grid"), Device("device"),
+            Int("debug_exit_after_prompts", min=1, optional=True))
+# never change an image: per-image generators make the batch irrelevant; the kill hook only stops early
+IGNORE = ("batch_size", "debug_exit_after_prompts")
 
 
-@hydra.main(config_path="../configs", config_name="generate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    state = PartialState(cpu=str(cfg.device) == "cpu")
-    out = Path(cfg.output_dir)
-    images_dir = out / "images"
-    if state.is_main_process:
-        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
+def run(cfg: DictConfig) -> Path:
+    """Generate every prompt of ``cfg.prompts`` into ``<run_dir>/images``; returns the run directory."""
+    check(cfg, "generate", SETTINGS)
     specs = load_prompt_set(cfg.prompts, cfg.class_names)
+    bundle, pipe, sampling = build_generator(cfg.model)
+    if bundle.vq_model is None:
+        raise FileNotFoundError(f"model.bundle ({cfg.model.bundle.get('directory', cfg.model.bundle)}) has no image "
+                                "tokenizer (vq/): it can make tokens but no images")
+    warn_unrepresentable(bundle.tokenizer, [s.prompt for s in specs])
+    state = PartialState(cpu=str(cfg.device) == "cpu")
+    run_dir = open_run(cfg, ignore=IGNORE, main_process=state.is_main_process, device=cfg.device).path
+    state.wait_for_everyone()
+
+    images_dir = run_dir / "images"
     mine = [s for s in specs if s.index % state.num_processes == state.process_index]
     todo = [s for s in mine if not (images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file()]
-
-    bundle = instantiate(cfg.model.bundle)
-    sampling = cfg.model.sampling
-    scheduler = MaskGITScheduler(sampling.mask_schedule, sampling.temperature, sampling.temperature_schedule)
-    pipe = bundle.pipeline(scheduler)
     n = cfg.images_per_prompt
     jobs = [(spec, k) for spec in todo for k in range(n)]  # one job = one image
     pending: dict[int, list] = {}
@@ -50,8 +59,8 @@ def main(cfg: DictConfig) -> None:
     for start in range(0, len(jobs), cfg.batch_size):
         batch = jobs[start: start + cfg.batch_size]
         seeds = [image_seed(cfg.seed, spec.index, k) for spec, k in batch]
-        result = pipe([spec.prompt for spec, _ in batch], guidance_scale=sampling.guidance_scale,
-                      num_inference_steps=sampling.num_inference_steps, generator=generators(seeds, cfg.device))
+        with torch.no_grad():
+            result = pipe([spec.prompt for spec, _ in batch], generator=generators(seeds, cfg.device), **sampling)
         for (spec, k), image in zip(batch, result.images):
             pending.setdefault(spec.index, []).append(image)
             if len(pending[spec.index]) == n:
@@ -66,8 +75,13 @@ def main(cfg: DictConfig) -> None:
     if state.is_main_process:
         done = sum((images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file() for s in specs)
         print(f"{done}/{len(specs)} prompts complete in {images_dir}")
+    return run_dir
+
+
+@hydra.main(config_path="../configs", config_name="generate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
     main()

@@ -5,18 +5,18 @@
     accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml scripts/train_judge.py judge_data=parm \
         mixed_precision=bf16 device=cuda
 
-Reads top to bottom: config -> parts -> explicit loop -> save. The loss is the cross-entropy of the assistant tokens
-only (``reward_models.training.answer_token_loss``). Batches are drawn from (seed, step, micro-step, rank) and the
-model / optimizer / schedule / RNG come back from the accelerate checkpoint, so a killed run restarted with the same
-command resumes at its last checkpoint and reproduces the uninterrupted run's losses.
+Reads top to bottom: check settings -> parts (judge, data, optimizer from ``optim.optimizer``) -> open the run
+directory (resumes only the same config and inputs, :mod:`common.rundir`) -> explicit loop -> save. The loss is the
+cross-entropy of the assistant tokens only (``reward_models.training.answer_token_loss``). Batches are drawn from
+(seed, step, micro-step, rank) and the model / optimizer / schedule / RNG come back from the accelerate checkpoint, so
+a killed run restarted with the same command resumes at its last checkpoint and reproduces the uninterrupted run's
+losses. A non-finite loss or gradient norm stops the run before the update; no ``final/`` from non-finite weights.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import hydra
@@ -29,18 +29,26 @@ from tqdm import tqdm
 from transformers import (LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor,
                           get_cosine_schedule_with_warmup)
 
+from common.io import atomic_write_dir, check_finite_tensors
+from common.recipe import check, open_run
+from common.training import MetricsLogger, check_step, resume, save_checkpoint, shard_indices, total_grad_norm
+from common.validate import Choice, Float, Int
 from reward_models.lmm_judge import check_judge_directory
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 from reward_models.training import JudgeCollator, answer_token_loss, parameter_groups
-from showo.recipe_utils import MetricsLogger, resume, save_checkpoint, shard_indices, write_run_config
+
+SETTINGS = (Int("max_steps", min=1, optional=True), Float("epochs", min=0), Int("per_device_batch_size", min=1),
+            Int("gradient_accumulation_steps", min=1), Int("checkpoint_every", min=1), Int("keep_checkpoints", min=1),
+            Int("log_every", min=1), Float("optim.lr", min=0), Float("optim.vision_lr", min=0, optional=True),
+            Float("optim.weight_decay", min=0), Float("optim.max_grad_norm", min=0, optional=True),
+            Float("lr_scheduler.warmup_ratio", min=0, max=1), Choice("mixed_precision", ["no", "fp16", "bf16"]),
+            Int("debug_exit_after_step", min=1, optional=True), Int("seed"))
+IGNORE = ("debug_exit_after_step", "log_every", "keep_checkpoints", "wandb")
 
 
-@hydra.main(config_path="../configs", config_name="train_judge", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(cfg.output_dir)
+def run(cfg: DictConfig) -> Path:
+    check(cfg, "train_judge", SETTINGS)
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-    if accelerator.is_main_process:
-        write_run_config(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(cfg.seed)  # LoRA adapters are initialised randomly
 
     # ---- parts
@@ -55,13 +63,15 @@ def main(cfg: DictConfig) -> None:
     accum, world, rank = cfg.gradient_accumulation_steps, accelerator.num_processes, accelerator.process_index
     per_step = cfg.per_device_batch_size * accum * world
     max_steps = cfg.max_steps or math.ceil(cfg.epochs * len(dataset) / per_step)
-    optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+    optimizer = instantiate(cfg.optim.optimizer)(groups)
     warmup = round(cfg.lr_scheduler.warmup_ratio * max_steps)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, max_steps)
     if accelerator.state.deepspeed_plugin is not None:
         # No DataLoader goes through prepare() (batches come from shard_indices); DeepSpeed still needs this size.
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
+    run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
+    accelerator.wait_for_everyone()
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
 
@@ -86,22 +96,18 @@ def main(cfg: DictConfig) -> None:
                 accelerator.backward(loss / accum)
             total += loss.detach() / accum
             tokens += int(count)
-        grad_norm = None
-        if cfg.optim.max_grad_norm is not None:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+        grad_norm = total_grad_norm(accelerator, model, cfg.optim.max_grad_norm)
+        loss_value = accelerator.reduce(total, reduction="mean")
+        check_step(accelerator, run_dir, step + 1, loss=loss_value, grad_norm=grad_norm)
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        loss_value = accelerator.reduce(total, reduction="mean").item()
         if (step + 1) % cfg.log_every == 0:
-            metrics = {"train/loss": loss_value, "train/lr": lr_scheduler.get_last_lr()[0],
-                       "train/answer_tokens": tokens}
-            if grad_norm is not None:
-                metrics["train/grad_norm"] = float(grad_norm)
-            logger.log(step + 1, metrics)
+            logger.log(step + 1, {"train/loss": loss_value.item(), "train/lr": lr_scheduler.get_last_lr()[0],
+                                  "train/answer_tokens": tokens, "train/grad_norm": float(grad_norm)})
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == max_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints)
+            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints, model=model)
         if cfg.debug_exit_after_step is not None and step + 1 == cfg.debug_exit_after_step:
             os._exit(17)  # testing aid: die like a killed process, no cleanup
 
@@ -109,9 +115,17 @@ def main(cfg: DictConfig) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
-        save_judge(final.merge_and_unload() if cfg.lora is not None else final, processor, run_dir / "final")
+        final = final.merge_and_unload() if cfg.lora is not None else final
+        check_finite_tensors(final.state_dict(), f"{run_dir}: final judge weights")
+        save_judge(final, processor, run_dir / "final")
         accelerator.print(f"saved {run_dir / 'final'}")
     logger.close()
+    return run_dir
+
+
+@hydra.main(config_path="../configs", config_name="train_judge", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
 
 
 def build_judge(cfg: DictConfig):
@@ -130,11 +144,11 @@ def build_judge(cfg: DictConfig):
 
 def save_judge(model, processor, target: Path) -> None:
     """Write weights + processor into a temporary sibling, then swap it in (a crash leaves no half-written judge)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    model.eval().save_pretrained(tmp, safe_serialization=True)
-    processor.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    def write(tmp: Path) -> None:
+        model.eval().save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+
+    atomic_write_dir(target, write)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
     python scripts/train_showo.py dataset.directory=data/t2i max_steps=500
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train_showo.py model=showo_256 ...
 
-Reads top to bottom: config -> parts -> explicit loop -> save. Every step's data and masks are drawn from
-(seed, step, micro-step, rank), and the model/optimizer/schedule come back from the accelerate checkpoint, so a run
-restarted after a kill resumes at its last checkpoint and reproduces the uninterrupted run's losses and weights.
-The dataset object builds its own batches (``dataset.batch``), so other sequence formats use the same loop.
+Reads top to bottom: check settings -> parts (model, dataset, optimizer from ``optim.optimizer``) -> open the run
+directory (resumes only the same config and inputs) -> explicit loop -> save. Every step's data and masks are drawn
+from (seed, step, micro-step, rank), and the model/optimizer/schedule come back from the accelerate checkpoint, so a
+run restarted after a kill resumes at its last checkpoint and reproduces the uninterrupted run's losses and weights.
+A non-finite loss or gradient norm stops the run before the update (``common.training.check_step``): the newest
+checkpoint stays the last good one and no ``final/`` is written. The dataset builds its own batches
+(``dataset.batch``), so other sequence formats (e.g. self-correction) use the same loop.
 """
 from __future__ import annotations
 
@@ -22,29 +25,39 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from common.io import check_finite_tensors
+from common.recipe import check, open_run
+from common.seeding import hash_seed
+from common.training import (MetricsLogger, check_step, decay_groups, resume, save_checkpoint, shard_indices,
+                             total_grad_norm)
+from common.validate import Choice, Float, Int
 from showo.factory import ShowoBundle
 from showo.loss import t2i_loss
-from showo.seeding import hash_seed
-from showo.recipe_utils import (MetricsLogger, decay_groups, resume, save_checkpoint,
-                                shard_indices, write_run_config)
+
+SETTINGS = (Int("max_steps", min=1), Int("per_device_batch_size", min=1), Int("gradient_accumulation_steps", min=1),
+            Int("checkpoint_every", min=1), Int("keep_checkpoints", min=1), Int("log_every", min=1), Int("seed"),
+            Float("optim.lr", min=0), Float("optim.weight_decay", min=0), Float("optim.max_grad_norm", min=0, optional=True),
+            Int("lr_scheduler.warmup_steps", min=0), Choice("mixed_precision", ["no", "fp16", "bf16"]),
+            Float("dataset.cond_dropout_prob", min=0, max=1, optional=True),
+            Float("dataset.min_masking_rate", min=0, max=1, optional=True),
+            Int("debug_exit_after_step", min=1, optional=True))
+IGNORE = ("debug_exit_after_step", "log_every", "keep_checkpoints", "wandb")
 
 
-@hydra.main(config_path="../configs", config_name="train_showo", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(cfg.output_dir)
+def run(cfg: DictConfig) -> Path:
+    check(cfg, "train_showo", SETTINGS)
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
-    if accelerator.is_main_process:
-        write_run_config(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
 
-    # ---- parts
+    # ---- parts (a bad dataset or model fails here, before the run directory exists)
     bundle = instantiate(cfg.model.bundle)
     model, layout, tokenizer = bundle.model.train(), bundle.layout, bundle.tokenizer
     model.gradient_checkpointing = cfg.gradient_checkpointing
     dataset = instantiate(cfg.dataset)
     dataset.check(layout)
-    optimizer = torch.optim.AdamW(decay_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay), lr=cfg.optim.lr,
-                                  betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+    optimizer = instantiate(cfg.optim.optimizer)(decay_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay))
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.lr_scheduler.warmup_steps, cfg.max_steps)
+    run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
+    accelerator.wait_for_everyone()
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
 
@@ -69,31 +82,35 @@ def main(cfg: DictConfig) -> None:
                 loss = t2i_loss(logits, batch["labels"], layout) / accum
                 accelerator.backward(loss)
             total += loss.detach()
-        grad_norm = None
-        if cfg.optim.max_grad_norm is not None:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+        grad_norm = total_grad_norm(accelerator, model, cfg.optim.max_grad_norm)
+        loss_value = accelerator.reduce(total, reduction="mean")
+        check_step(accelerator, run_dir, step + 1, loss=loss_value, grad_norm=grad_norm)
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        loss_value = accelerator.reduce(total, reduction="mean").item()
         if (step + 1) % cfg.log_every == 0:
-            metrics = {"train/loss": loss_value, "train/lr": lr_scheduler.get_last_lr()[0]}
-            if grad_norm is not None:
-                metrics["train/grad_norm"] = float(grad_norm)
-            logger.log(step + 1, metrics)
+            logger.log(step + 1, {"train/loss": loss_value.item(), "train/lr": lr_scheduler.get_last_lr()[0],
+                                  "train/grad_norm": float(grad_norm)})
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints)
+            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints, model=model)
         if cfg.debug_exit_after_step is not None and step + 1 == cfg.debug_exit_after_step:
             os._exit(17)  # testing aid: die like a killed process, no cleanup
 
     # ---- save
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = ShowoBundle(accelerator.unwrap_model(model).eval(), layout, tokenizer, bundle.vq_model)
-        final.save_pretrained(run_dir / "final")
+        final = accelerator.unwrap_model(model).eval()
+        check_finite_tensors(final.state_dict(), f"{run_dir}: final weights")
+        ShowoBundle(final, layout, tokenizer, bundle.vq_model).save_pretrained(run_dir / "final")
         accelerator.print(f"saved {run_dir / 'final'}")
     logger.close()
+    return run_dir
+
+
+@hydra.main(config_path="../configs", config_name="train_showo", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
 
 
 if __name__ == "__main__":

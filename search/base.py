@@ -9,7 +9,7 @@ cost. Nothing here reads or writes files; images and tokens travel in memory.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -31,12 +31,9 @@ class Slot:
         return candidate_seed(self.seed, self.prompt_index, self.sample_index, candidate_index)
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """Show-o sampling settings shared by every path of a search (official 256 px defaults)."""
-
-    guidance_scale: float = 1.75
-    num_inference_steps: int = 18
+# The generator's sampling settings shared by every path of a search: the keyword arguments of ``pipe.prepare``
+# (``model.sampling`` in the configs, e.g. ``{"guidance_scale": 1.75, "num_inference_steps": 18}`` for Show-o).
+Sampling = Mapping[str, Any]
 
 
 @dataclass
@@ -144,13 +141,10 @@ class Strategy(Protocol):
 
 
 def decode_images(pipe: ShowoPipeline, tokens: torch.Tensor, cost: CostCounter) -> list:
-    """[K, N] codes -> K PIL images (counted in ``cost.decoded_images``).
-
-    One image per VQ call: convolution kernels may round differently with the batch size, and a judge must see the
-    same pixels for a candidate whichever other paths are decoded at that step (live search vs stored pool).
-    """
+    """[K, N] codes -> K PIL images through the pipeline's one decode path (batch-invariant), counted in
+    ``cost.decoded_images``."""
     cost.decoded_images += tokens.shape[0]
-    return [pipe.decode(t[None], "pil")[0] for t in tokens]
+    return pipe.decode(tokens, "pil")
 
 
 def argmax_first(scores: Sequence[float]) -> int:
@@ -175,7 +169,7 @@ class PathGroup:
         if len(ids) != len(seeds) or not ids:
             raise ValueError(f"need one seed per path (and at least one path), got {len(ids)} ids, {len(seeds)} seeds")
         self.pipe = pipe
-        self.num_steps = sampling.num_inference_steps
+        self.num_steps = pipe.num_steps(sampling)
         self.chunks: list[tuple[SamplingState, list[int]]] = []
         self._retired_passes = 0
         device = pipe.model.device
@@ -187,9 +181,8 @@ class PathGroup:
                 kwargs["input_ids"] = input_ids.expand(len(chunk_ids), -1).clone()
                 if uncond_input_ids is not None:
                     kwargs["uncond_input_ids"] = uncond_input_ids.expand(len(chunk_ids), -1).clone()
-            state = pipe.prepare(None if input_ids is not None else [prompt] * len(chunk_ids),
-                                 guidance_scale=sampling.guidance_scale, num_inference_steps=self.num_steps,
-                                 generator=gens, **kwargs)
+            state = pipe.prepare(None if input_ids is not None else [prompt] * len(chunk_ids), generator=gens,
+                                 **sampling, **kwargs)
             self.chunks.append((state, chunk_ids))
         self.step_index = 0
 

@@ -60,5 +60,5 @@ class BestOfN:
             trace.append(TraceEvent("score", None, ids, {"scores": [c.score for c in candidates]}))
         trace.append(TraceEvent("select", None, [chosen], {"rule": "argmax" if self.judge is not None else "first"}))
         return SearchResult(slot=slot, strategy=self.name, chosen=chosen, candidates=candidates, trace=trace, cost=cost,
-                            num_steps=sampling.num_inference_steps, image=None if images is None else images[chosen])
+                            num_steps=pipe.num_steps(sampling), image=None if images is None else images[chosen])
 

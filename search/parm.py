@@ -42,7 +42,7 @@ class ParmSearch:
     def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
         if pipe.vq_model is None:
             raise ValueError("PARM search needs a pipeline with a vq_model: the judge looks at decoded images")
-        n, num_steps = self.num_candidates, sampling.num_inference_steps
+        n, num_steps = self.num_candidates, pipe.num_steps(sampling)
         ids = list(range(n))
         candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in ids]
         cost, trace = CostCounter(), []

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from showo.seeding import generators, hash_seed, image_seed
+from common.seeding import generators, hash_seed, image_seed
 
 
 def candidate_seed(base_seed: int, prompt_index: int, sample_index: int, candidate_index: int) -> int:

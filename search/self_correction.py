@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Optional, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from showo.checkpoint import atomic_write_text
+from common.io import atomic_write, atomic_write_text
 from showo.loss import IGNORE_INDEX, mask_image_tokens
 from showo.pipeline import ShowoPipeline
 from showo.prompting import t2i_attention_mask
@@ -174,12 +173,9 @@ def write_self_correction_dataset(directory: str | os.PathLike, prompts: Sequenc
     if len(feedbacks) != m or tuple(bad_codes.shape[:1]) != (m,) or bad_codes.shape != good_codes.shape or bad_codes.ndim != 2:
         raise ValueError(f"need {m} feedbacks and [M={m}, N] bad/good codes, got {len(feedbacks)}, "
                          f"{tuple(bad_codes.shape)}, {tuple(good_codes.shape)}")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".codes.")
-    os.close(fd)
     # clone: safetensors refuses tensors that share memory (e.g. the same codes passed twice)
-    save_file({"bad": bad_codes.to(torch.int64).clone(), "good": good_codes.to(torch.int64).clone()}, tmp)
-    os.replace(tmp, directory / "codes.safetensors")
+    codes = {"bad": bad_codes.to(torch.int64).clone(), "good": good_codes.to(torch.int64).clone()}
+    atomic_write(directory / "codes.safetensors", lambda tmp: save_file(codes, tmp))
     atomic_write_text(directory / "groups.jsonl",
                       "".join(json.dumps({"prompt": p, "feedback": f}) + "\n" for p, f in zip(prompts, feedbacks)))
     return directory

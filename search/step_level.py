@@ -78,7 +78,7 @@ class StepLevelSearch:
     def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
         if pipe.vq_model is None:
             raise ValueError("step-level search needs a pipeline with a vq_model: the judge looks at decoded images")
-        num_steps = sampling.num_inference_steps
+        num_steps = pipe.num_steps(sampling)
         keep_after = self.steps(num_steps)
         candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in range(self.num_paths)]
         cost, trace = CostCounter(), []

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from common.io import atomic_write, atomic_write_text, check_finite_tensors, read_tensor_file
 
 from .modeling import ShowoConfig, ShowoModel
 from .tokens import TokenLayout
@@ -45,14 +46,6 @@ def read_json(path: Path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def resolve_phi_config(directory: Path, llm_model_path: str, phi_config: Optional[PathLike | dict] = None) -> dict:
     """The Phi config dict for a checkpoint: explicit argument > next to the checkpoint > local path > built-in."""
     if isinstance(phi_config, dict):
@@ -72,14 +65,16 @@ def resolve_phi_config(directory: Path, llm_model_path: str, phi_config: Optiona
 
 
 def read_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A flat state dict from ``.safetensors`` or ``.bin`` (``torch.load(weights_only=True)``, never pickled code)."""
-    if path.suffix == ".safetensors":
-        return load_file(str(path), device=str(device))
-    state = torch.load(path, map_location=device, weights_only=True)
+    """A flat state dict from ``.safetensors`` or ``.bin`` (``torch.load(weights_only=True)``, never pickled code).
+
+    A damaged file, or a NaN / inf in any tensor (e.g. written by a diverged run), is a ``ValueError`` naming the file
+    (and the tensors)."""
+    state = read_tensor_file(path, device)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a flat state dict of tensors")
+    check_finite_tensors(state, str(path))
     return state
 
 
@@ -112,13 +107,7 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors, written to a temporary file and moved into place."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
 def from_pretrained(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from common.io import atomic_write, atomic_write_text, read_tensor_file
 
 from .loss import build_t2i_batch
 from .prompting import T2IPrompting
@@ -25,15 +26,9 @@ def write_tokenized_dataset(directory: str | os.PathLike, prompts: Sequence[str]
     directory = Path(directory)
     if codes.ndim != 2 or codes.shape[0] != len(prompts):
         raise ValueError(f"codes must be [len(prompts)={len(prompts)}, N], got {tuple(codes.shape)}")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".codes.")
-    os.close(fd)
-    save_file({"codes": codes.to(torch.int64).contiguous()}, tmp)
-    os.replace(tmp, directory / "codes.safetensors")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".prompts.")
-    with os.fdopen(fd, "w") as fh:
-        fh.writelines(json.dumps({"prompt": p}) + "\n" for p in prompts)
-    os.replace(tmp, directory / "prompts.jsonl")
+    codes = codes.to(torch.int64).contiguous()
+    atomic_write(directory / "codes.safetensors", lambda tmp: save_file({"codes": codes}, tmp))
+    atomic_write_text(directory / "prompts.jsonl", "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     return directory
 
 
@@ -62,7 +57,7 @@ class TokenizedT2IDataset:
             if not isinstance(prompt, str):
                 raise ValueError(f"{prompts_path}:{lineno}: field 'prompt' must be a string, got {prompt!r}")
             self.prompts.append(prompt)
-        tensors = load_file(str(codes_path))
+        tensors = read_tensor_file(codes_path)
         if "codes" not in tensors:
             raise ValueError(f"{codes_path}: no tensor named 'codes' (found {sorted(tensors)})")
         self.codes = tensors["codes"].long()

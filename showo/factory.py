@@ -64,7 +64,17 @@ def load_showo(pretrained: PathLike, tokenizer: Optional[PathLike] = None, vq_pr
 
 
 def load_bundle(directory: PathLike, dtype: Optional[str | torch.dtype] = None, device: Optional[str] = None) -> ShowoBundle:
+    """A directory written by :meth:`ShowoBundle.save_pretrained` (``showo/``, ``tokenizer/``, optional ``vq/``).
+
+    A missing directory, or one without ``showo/`` or ``tokenizer/``, is named as such (not as a missing phi-1_5
+    tokenizer, which is what the official loaders would report)."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Show-o bundle directory not found: {directory}")
+    absent = [name for name in ("showo", "tokenizer") if not (directory / name).is_dir()]
+    if absent:
+        raise FileNotFoundError(f"{directory} is not a Show-o bundle: no {' or '.join(f'{n}/' for n in absent)} "
+                                "(a bundle is written by ShowoBundle.save_pretrained, e.g. a training run's final/)")
     return load_showo(directory / "showo", tokenizer=directory / "tokenizer",
                       vq_pretrained=directory / "vq" if (directory / "vq").is_dir() else None, dtype=dtype, device=device)
 
@@ -72,13 +82,29 @@ def load_bundle(directory: PathLike, dtype: Optional[str | torch.dtype] = None, 
 def build_tiny_showo(words: Iterable[str] = (), *, num_image_tokens: int = 16, codebook_dim: int = 6,
                      hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 2,
                      intermediate_size: int = 256, max_seq_length: int = 16, vq: Optional[dict] = None,
-                     seed: int = 0, max_position_embeddings: int = 64) -> ShowoBundle:
-    """A tiny, freshly initialised Show-o over a word-level tokenizer (and a tiny MAGVIT-v2 if ``vq`` is given).
+                     vq_directory: Optional[PathLike] = None, seed: int = 0, max_position_embeddings: int = 64,
+                     device: Optional[str] = None) -> ShowoBundle:
+    """A tiny, freshly initialised Show-o over a word-level tokenizer, with a tiny MAGVIT-v2: fresh from ``vq``
+    (:class:`~showo.magvit.MagvitConfig` fields) or trained, loaded from ``vq_directory`` (frozen; the number of image
+    tokens and the codebook then follow from it). The shapes world's tiny Show-o starts here
+    (``configs/model/showo_shapes.yaml``: its words are every word a shapes prompt or a judge's reason can use).
 
-    ``vq`` holds :class:`~showo.magvit.MagvitConfig` fields; its ``codebook_dim`` must match ``codebook_dim``.
     ``max_position_embeddings`` (raised to the t2i sequence length when shorter) sizes the rotary tables only (they are
     not weights): longer sequences, e.g. the self-correction layout, need it larger.
     """
+    if vq_directory is not None:
+        if vq is not None:
+            raise ValueError("build_tiny_showo: pass vq (a fresh tokenizer) or vq_directory (a trained one), not both")
+        if not Path(vq_directory).is_dir():
+            raise FileNotFoundError(f"MAGVIT-v2 directory not found: {vq_directory} (train it with "
+                                    "scripts/train_magvit.py)")
+        trained = MAGVITv2.from_pretrained(vq_directory, device=device or "cpu").requires_grad_(False)
+        bundle = build_tiny_showo(words, num_image_tokens=trained.config.num_codes,
+                                  codebook_dim=trained.config.codebook_dim, hidden_size=hidden_size,
+                                  num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                                  intermediate_size=intermediate_size, max_seq_length=max_seq_length, seed=seed,
+                                  max_position_embeddings=max_position_embeddings, device=device)
+        return ShowoBundle(bundle.model, bundle.layout, bundle.tokenizer, trained)
     tok = build_word_tokenizer(words)
     layout = TokenLayout(llm_vocab_size=len(tok), codebook_size=2**codebook_dim, num_image_tokens=num_image_tokens,
                          max_seq_length=max_seq_length, bos_id=tok.bos_token_id, eos_id=tok.eos_token_id)
@@ -95,4 +121,6 @@ def build_tiny_showo(words: Iterable[str] = (), *, num_image_tokens: int = 16, c
         with torch.random.fork_rng():  # MAGVIT uses torch's default initialisation; leave the caller's RNG alone
             torch.manual_seed(seed)
             vq_model = MAGVITv2(vq_cfg).eval()
+    if device is not None:
+        model.to(device)
     return ShowoBundle(model, layout, tok, vq_model)

@@ -27,8 +27,9 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from showo.checkpoint import (WEIGHTS_BIN, WEIGHTS_SAFETENSORS, atomic_write_text, check_state_dict, find_weights,
-                              read_weights, save_weights)
+from common.io import atomic_write_text
+from showo.checkpoint import (WEIGHTS_BIN, WEIGHTS_SAFETENSORS, check_state_dict, find_weights, read_weights,
+                              save_weights)
 from showo.magvit_blocks import Decoder, Encoder, LFQuantizer, lfq_commitment_loss, lfq_entropy_loss
 
 WEIGHTS_NAME, WEIGHTS_NAME_BIN = WEIGHTS_SAFETENSORS, WEIGHTS_BIN
@@ -369,7 +370,23 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in to_uint8(images).numpy()]
 
 
+@torch.no_grad()
+def decode_codes(vq: "MAGVITv2", codes: torch.Tensor, grid: tuple[int, int], output_type: str = "pil"):
+    """The project's one decode path: codes ``[B, h*w]`` -> B PIL images (or ``[B, 3, H, W]`` in ``[0, 1]``).
+
+    One image per VQ call, because convolution kernels may round differently with the batch size, and the PNG written
+    to disk must be the pixels a judge scored however the images were batched (generate, search, pools, DPO, reports
+    all decode here, through :meth:`showo.pipeline.ShowoPipeline.decode` or directly).
+    """
+    device = next(vq.parameters()).device
+    codes = codes.to(device)
+    pixels = torch.cat([vq.decode(c.view(1, *grid)) for c in codes]) if len(codes) else torch.empty(0, 3, 1, 1)
+    if output_type == "pt":
+        return ((pixels.float() + 1) / 2).clamp(0, 1)
+    return to_pil(pixels)
+
+
 __all__: Sequence[str] = (
-    "MAGVITv2", "MagvitConfig", "MagvitOutput", "check_state_dict", "image_transform", "infer_config",
-    "to_pil", "to_uint8",
+    "MAGVITv2", "MagvitConfig", "MagvitOutput", "check_state_dict", "decode_codes", "image_transform",
+    "infer_config", "to_pil", "to_uint8",
 )

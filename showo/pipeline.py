@@ -28,6 +28,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from common.validate import ConfigError, Float, Int, validate
+
 from .modeling import KV, ShowoModel
 from .prompting import T2IPrompting, t2i_attention_mask
 from .scheduler import Generator, MaskGITScheduler, StepOutput
@@ -54,6 +56,7 @@ class SamplingState:
     num_steps: int
     guidance_scale: float
     generator: Generator
+    temperatures: list[float] = field(default_factory=list)  # the scheduler's temperature of every step
     prefix_kv: Optional[list[KV]] = None  # per layer [R, H, T, D]
     step_index: int = 0
     last: Optional[StepOutput] = None
@@ -120,8 +123,29 @@ class PipelineOutput:
     extras: dict = field(default_factory=dict)
 
 
+# The sampling settings a Show-o generation takes besides its prompts and generators (``model.sampling`` in the configs;
+# the official 256 px values are the defaults of :meth:`ShowoPipeline.prepare` and configs/sampler/showo.yaml).
+SAMPLING_SETTINGS = (Float("guidance_scale", min=0), Int("num_inference_steps", min=1))
+DEFAULT_SAMPLING = {"guidance_scale": 1.75, "num_inference_steps": 18}
+
+
 class ShowoPipeline:
     """Show-o text-to-image sampling (official defaults at 256 px: guidance 1.75, 18 steps)."""
+
+    @staticmethod
+    def check_sampling(sampling: dict, where: str = "model.sampling") -> None:
+        """:class:`~common.validate.ConfigError` naming every bad or unknown key of a sampling dict (recipes call it
+        before writing anything)."""
+        known = {s.key for s in SAMPLING_SETTINGS}
+        unknown = sorted(set(sampling) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {unknown}; a Show-o samples with {sorted(known)}")
+        validate({**DEFAULT_SAMPLING, **sampling}, SAMPLING_SETTINGS, where)
+
+    @staticmethod
+    def num_steps(sampling: dict) -> int:
+        """How many steps a generation with these sampling settings runs (search strategies plan with it)."""
+        return int({**DEFAULT_SAMPLING, **sampling}["num_inference_steps"])
 
     def __init__(self, model: ShowoModel, layout: TokenLayout, tokenizer=None, vq_model=None,
                  scheduler: Optional[MaskGITScheduler] = None) -> None:
@@ -138,8 +162,8 @@ class ShowoPipeline:
         self,
         prompts: Sequence[str] | None = None,
         *,
-        guidance_scale: float = 1.75,
-        num_inference_steps: int = 18,
+        guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+        num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
         generator: Generator = None,
         input_ids: Optional[torch.Tensor] = None,
         uncond_input_ids: Optional[torch.Tensor] = None,
@@ -179,11 +203,10 @@ class ShowoPipeline:
             prompts=list(prompts) if prompts is not None else [""] * b, cond_ids=cond, uncond_prefix=uncond_prefix,
             mask=mask, tokens=tokens, num_steps=num_inference_steps, guidance_scale=guidance_scale,
             generator=list(generator) if isinstance(generator, (list, tuple)) else generator,
-            trajectory=[] if return_trajectory else None,
+            temperatures=self.scheduler.temperatures(num_inference_steps), trajectory=[] if return_trajectory else None,
         )
         if use_prefix_cache:
             state.prefix_kv = self._prefix_kv(cond, mask, uncond_prefix)
-        self.scheduler.set_timesteps(num_inference_steps)
         return state
 
     # ---------------------------------------------------------------------------------------------- prefix KV
@@ -265,10 +288,9 @@ class ShowoPipeline:
         if state.done:
             raise RuntimeError(f"all {state.num_steps} steps have run")
         lay = self.layout
-        if self.scheduler.num_inference_steps != state.num_steps:
-            self.scheduler.set_timesteps(state.num_steps)
         logits = self.guided_logits(state)
-        out = self.scheduler.step(logits, state.step_index, state.tokens, lay.mask_id, state.generator)
+        out = self.scheduler.step(logits, state.tokens, lay.mask_id, step=state.step_index, num_steps=state.num_steps,
+                                  temperature=state.temperatures[state.step_index], generator=state.generator)
         if state.trajectory is not None:
             state.trajectory.append(StepRecord(state.step_index, state.tokens.clone(), out.sampled.clone(), out.masking.clone()))
         state.tokens = out.tokens
@@ -284,8 +306,8 @@ class ShowoPipeline:
         self,
         prompts: Sequence[str] | None = None,
         *,
-        guidance_scale: float = 1.75,
-        num_inference_steps: int = 18,
+        guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+        num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
         generator: Generator = None,
         callback_on_step_end: Optional[Callable[["ShowoPipeline", SamplingState, StepOutput], None]] = None,
         return_trajectory: bool = False,
@@ -314,16 +336,16 @@ class ShowoPipeline:
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, output_type: str = "pil"):
-        """Codes [B, N] -> PIL images (or a [B, 3, H, W] float tensor in [0, 1]) through the VQ model."""
+        """Codes [B, N] -> PIL images (or a [B, 3, H, W] float tensor in [0, 1]) through the VQ model.
+
+        One image per VQ call (:func:`showo.magvit.decode_codes`, the project's one decode path).
+        """
         if self.vq_model is None:
             raise ValueError("this pipeline has no vq_model: use output_type='tokens'")
-        from .magvit import to_pil  # local import: decoding is optional for token-only users
+        from .magvit import decode_codes  # local import: decoding is optional for token-only users
 
-        codes = tokens.clamp(0, self.layout.codebook_size - 1).to(next(self.vq_model.parameters()).device)
-        pixels = self.vq_model.decode(codes.view(-1, *self.layout.grid))
-        if output_type == "pt":
-            return ((pixels.float() + 1) / 2).clamp(0, 1)
-        return to_pil(pixels)
+        return decode_codes(self.vq_model, tokens.clamp(0, self.layout.codebook_size - 1), self.layout.grid,
+                            output_type)
 
 
 def _uncond_text(batch: int, layout: TokenLayout, device) -> torch.Tensor:

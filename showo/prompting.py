@@ -32,6 +32,34 @@ def text_part(prompt_ids: Sequence[int], layout: TokenLayout) -> list[int]:
     return [layout.pad_id] * (layout.text_len - len(ids)) + ids
 
 
+def unrepresentable(tokenizer, prompts: Sequence[str]) -> dict[str, list[str]]:
+    """Prompts whose words the tokenizer maps to its unknown token (``<unk>``), with those words.
+
+    A word-level tokenizer (the tiny and shapes-world models) silently turns any word outside its vocabulary -- e.g. a
+    non-ASCII prompt -- into ``<unk>``; recipes warn with this before generating. Byte-level BPE tokenizers (phi-1_5)
+    represent every string and return ``{}``.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return {}
+    out = {}
+    for prompt in prompts:
+        enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        words = [prompt[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
+        if words:
+            out[prompt] = words
+    return out
+
+
+def warn_unrepresentable(tokenizer, prompts: Sequence[str]) -> None:
+    """``UserWarning`` listing (up to 5) prompts with words the tokenizer cannot represent."""
+    bad = unrepresentable(tokenizer, prompts)
+    if bad:
+        shown = "; ".join(f"{p!r}: {w}" for p, w in list(bad.items())[:5])
+        warnings.warn(f"{len(bad)} prompt(s) have words this tokenizer maps to its unknown token (the model sees "
+                      f"<unk>): {shown}", stacklevel=2)
+
+
 class T2IPrompting:
     """Builds t2i token sequences from prompts with any Hugging Face tokenizer (phi-1_5's in real use).
 

@@ -75,54 +75,65 @@ class StepOutput:
     mask_len: torch.Tensor  # [B, 1] number of tokens left masked
 
 
+@dataclass(frozen=True)
 class MaskGITScheduler:
-    """Mask schedule + one unmasking step, diffusers style (``set_timesteps`` then ``step`` per step)."""
+    """Mask schedule + one unmasking step. Immutable: the step index and step count travel with the sampling state
+    (:class:`showo.pipeline.SamplingState`), so one scheduler serves any number of concurrent generations.
 
-    def __init__(self, mask_schedule: str = "cosine", temperature: float = 1.0, temperature_schedule: str = "compound") -> None:
-        if mask_schedule not in MASK_SCHEDULES:
-            raise ValueError(f"unknown mask_schedule {mask_schedule!r}; choose from {sorted(MASK_SCHEDULES)}")
-        if temperature_schedule not in ("compound", "linear"):
-            raise ValueError(f"temperature_schedule must be 'compound' or 'linear', got {temperature_schedule!r}")
-        self.mask_schedule = mask_schedule
-        self.temperature = temperature
-        self.temperature_schedule = temperature_schedule
-        self.num_inference_steps: Optional[int] = None
-        self.temperatures: list[float] = []
+    Built from ``model.scheduler`` in the configs (``_target_: showo.scheduler.MaskGITScheduler``).
+    """
 
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        self.num_inference_steps = num_inference_steps
+    mask_schedule: str = "cosine"
+    temperature: float = 1.0
+    temperature_schedule: str = "compound"  # "compound" (official) | "linear" (MaskGIT)
+
+    def __post_init__(self) -> None:
+        if self.mask_schedule not in MASK_SCHEDULES:
+            raise ValueError(f"unknown mask_schedule {self.mask_schedule!r}; choose from {sorted(MASK_SCHEDULES)}")
+        if self.temperature_schedule not in ("compound", "linear"):
+            raise ValueError(f"temperature_schedule must be 'compound' or 'linear', got {self.temperature_schedule!r}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+
+    def temperatures(self, num_steps: int) -> list[float]:
+        """The gumbel temperature of every step (python-float arithmetic in the official order, so the tensors see
+        the same scalars). Every generation starts again from ``temperature``."""
+        if num_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_steps}")
         temps, t = [], self.temperature
-        for step in range(num_inference_steps):
-            ratio = 1.0 * (step + 1) / num_inference_steps
-            # python-float arithmetic in the official order, so the tensors see the same scalar
+        for step in range(num_steps):
+            ratio = 1.0 * (step + 1) / num_steps
             t = t * (1.0 - ratio) if self.temperature_schedule == "compound" else self.temperature * (1.0 - ratio)
             temps.append(t)
-        self.temperatures = temps
+        return temps
 
-    def mask_ratio(self, step: int) -> torch.Tensor:
+    def mask_ratio(self, step: int, num_steps: int) -> torch.Tensor:
         """Fraction of tokens still masked after ``step`` (0-dim float32 tensor, as the official code computes it)."""
-        return MASK_SCHEDULES[self.mask_schedule](torch.tensor(1.0 * (step + 1) / self.num_inference_steps))
+        return MASK_SCHEDULES[self.mask_schedule](torch.tensor(1.0 * (step + 1) / num_steps))
 
-    def step(self, logits: torch.Tensor, step: int, tokens: torch.Tensor, mask_id: int, generator: Generator = None) -> StepOutput:
+    def step(self, logits: torch.Tensor, tokens: torch.Tensor, mask_id: int, *, step: int, num_steps: int,
+             temperature: Optional[float] = None, generator: Generator = None) -> StepOutput:
         """One unmasking step.
 
         Args:
             logits: [B, N, K] float32 guided logits over the K image codes (mask column excluded).
-            step: 0-based step index.
             tokens: [B, N] current tokens in code space, ``mask_id`` where unknown.
             mask_id: the ``[MASK]`` value used in ``tokens``.
+            step: 0-based step index; num_steps: the generation's step count.
+            temperature: this step's gumbel temperature (default: ``self.temperatures(num_steps)[step]``; the
+                pipeline passes the value it computed once per generation).
             generator: ``None``, one generator, or one per image.
         """
-        if self.num_inference_steps is None:
-            raise RuntimeError("call set_timesteps() before step()")
+        if not 0 <= step < num_steps:
+            raise ValueError(f"step {step} outside [0, {num_steps})")
+        if temperature is None:
+            temperature = self.temperatures(num_steps)[step]
         b, n, k = logits.shape
         probs = logits.softmax(dim=-1)
         sampled = self._sample(probs, generator)  # [B, N]
         unknown = tokens == mask_id
         sampled = torch.where(unknown, sampled, tokens)
-        mask_ratio = self.mask_ratio(step)
+        mask_ratio = self.mask_ratio(step, num_steps)
         confidence = torch.gather(probs, -1, sampled.long()[..., None]).squeeze(-1)
         confidence = torch.where(unknown, confidence, torch.finfo(confidence.dtype).max)
         mask_len = (n * mask_ratio).floor().unsqueeze(0).to(logits.device)
@@ -131,7 +142,7 @@ class MaskGITScheduler:
             (n,), b, generator,
             lambda shape, g: torch.zeros(shape, dtype=confidence.dtype, device=confidence.device).uniform_(0, 1, generator=g),
         )))
-        scores = _log(confidence) + self.temperatures[step] * gumbel
+        scores = _log(confidence) + temperature * gumbel
         cut = torch.gather(torch.sort(scores, dim=-1).values, 1, mask_len.long())
         masking = scores < cut
         return StepOutput(

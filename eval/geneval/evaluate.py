@@ -1,9 +1,10 @@
 """The GenEval evaluation loop: folder layout -> ``Detector`` -> judge -> ``results.jsonl`` (reference §14).
 
-Batched (images go through the detector ``batch_size`` at a time), resumable (images already in a results or part
-file are skipped; each batch is appended atomically) and sharded across processes with ``accelerate``: each process
-writes its own part file and the main process merges all parts into ``results.jsonl``, sorted by filename, so the
-result does not depend on the number of processes or on interruptions.
+Batched (images go through the detector ``batch_size`` at a time), resumable and sharded across processes with
+``accelerate`` through the shared loop of :mod:`eval.results` (images already scored **on their current bytes** are
+skipped; each batch is appended atomically to the process's part file; the main process merges all parts into
+``results.jsonl``, sorted by filename, so the result does not depend on the number of processes or on
+interruptions). The records are the official ones; their image digests live in ``results.digests.json``.
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from tqdm import tqdm
-
 from eval.geneval.judge import JudgeOptions, judge_image
-from eval.geneval.layout import PromptFolder, atomic_write_text, discover, load_image
+from eval.geneval.layout import PromptFolder, discover, load_image
 from eval.geneval.prompts import PromptSpec
-from eval.geneval.score import read_results
 from eval.geneval.types import ColorClassifier, Detector
+from eval.results import Item, ResultStore, default_state, run_items, shard
+
+__all__ = ["ImageItem", "check_against_prompts", "check_folder", "done_keys", "evaluate_folder", "list_items",
+           "make_record", "merge_results", "record_key", "shard"]
 
 RESULTS = "results.jsonl"
 
@@ -38,20 +40,9 @@ def list_items(folders: Sequence[PromptFolder]) -> list[ImageItem]:
     return [ImageItem(f"{f.path.name}/samples/{p.name}", p, f) for f in folders for p in f.images]
 
 
-def shard(items: Sequence[Any], num_processes: int, process_index: int) -> list[Any]:
-    """The items process ``process_index`` of ``num_processes`` evaluates: round-robin, so shards differ by ≤ 1."""
-    if not 0 <= process_index < num_processes:
-        raise ValueError(f"process_index {process_index} out of range for {num_processes} processes")
-    return list(items[process_index::num_processes])
-
-
 def record_key(record: dict[str, Any]) -> str:
     """``<folder>/samples/<name>`` of a results record (its last three path components)."""
     return "/".join(Path(record["filename"]).parts[-3:])
-
-
-def part_path(out_dir: Path, process_index: int) -> Path:
-    return out_dir / f"results.part{process_index:03d}.jsonl"
 
 
 def check_against_prompts(folders: Sequence[PromptFolder], prompts: Sequence[PromptSpec]) -> None:
@@ -64,6 +55,16 @@ def check_against_prompts(folders: Sequence[PromptFolder], prompts: Sequence[Pro
                 f"{f.path / 'metadata.jsonl'}: metadata {f.spec.metadata_line()} differs from benchmark line "
                 f"{f.index + 1}: {prompts[f.index].metadata_line()}"
             )
+
+
+def check_folder(image_dir: str | os.PathLike, class_names: Sequence[str], prompts: Sequence[PromptSpec] | None = None,
+                 images_per_prompt: int | None = None) -> list[PromptFolder]:
+    """The prompt folders of ``image_dir`` with their layout checked (and each against its benchmark line when
+    ``prompts`` is given); the error names the folder. Recipes call it before they open their run directory."""
+    folders = discover(Path(image_dir), class_names, images_per_prompt)
+    if prompts is not None:
+        check_against_prompts(folders, prompts)
+    return folders
 
 
 def make_record(item: ImageItem, image_dir: Path, verdict) -> dict[str, Any]:
@@ -80,32 +81,34 @@ def make_record(item: ImageItem, image_dir: Path, verdict) -> dict[str, Any]:
     }
 
 
-def _append_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Append lines by rewriting the file through a temporary one: a crash never leaves a half-written line."""
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    atomic_write_text(path, old + "".join(json.dumps(r) + "\n" for r in records))
+def store(out_dir: str | os.PathLike) -> ResultStore:
+    """The run directory's result store, keyed by ``<folder>/samples/<name>``."""
+    return ResultStore(out_dir, key_of=record_key)
 
 
 def done_keys(out_dir: Path) -> set[str]:
-    """Keys of images already evaluated (in ``results.jsonl`` or any part file of ``out_dir``)."""
-    files = [out_dir / RESULTS, *sorted(out_dir.glob("results.part*.jsonl"))]
-    return {record_key(r) for p in files if p.exists() for r in read_results(p)}
+    """Keys of images with a stored record (in ``results.jsonl`` or any part file of ``out_dir``)."""
+    return store(out_dir).keys()
 
 
-def evaluate_shard(
-    items: Sequence[ImageItem],
+def merge_results(out_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Merge ``results.jsonl`` and every part file into ``results.jsonl`` (sorted by key, one record per image).
+
+    ``keys`` restricts the merge to those images (the first record stored per key is kept). Part files are removed.
+    """
+    return store(out_dir).merge(keys=keys)
+
+
+def score_batch_fn(
     image_dir: Path,
     detector: Detector,
     color_classifier: ColorClassifier | None,
     options: JudgeOptions,
-    part_file: Path,
-    batch_size: int = 8,
-    show_progress: bool = True,
-) -> int:
-    """Detect + judge ``items`` batch by batch, appending each batch's records to ``part_file``; returns the count."""
+):
+    """``items -> official records``: detect the batch's images, then judge each against its metadata."""
     class_names = list(detector.class_names)
-    for start in tqdm(range(0, len(items), batch_size), desc="geneval", unit="batch", disable=not show_progress):
-        batch = items[start : start + batch_size]
+
+    def score(batch: Sequence[Item]) -> list[dict[str, Any]]:
         images = [load_image(item.path) for item in batch]
         detections = detector.detect(images)
         if len(detections) != len(images):
@@ -114,31 +117,11 @@ def evaluate_shard(
         for item, image, det in zip(batch, images, detections):
             if tuple(det.image_size) != image.size:
                 raise ValueError(f"{item.path}: detections are for size {det.image_size}, image is {image.size}")
-            verdict = judge_image(item.folder.spec.raw, det, image, color_classifier, class_names, options)
-            records.append(make_record(item, image_dir, verdict))
-        _append_atomic(part_file, records)
-    return len(items)
+            verdict = judge_image(item.data.folder.spec.raw, det, image, color_classifier, class_names, options)
+            records.append(make_record(item.data, image_dir, verdict))
+        return records
 
-
-def merge_results(out_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Merge ``results.jsonl`` and every part file into ``results.jsonl`` (sorted by key, one record per image).
-
-    ``keys`` restricts the merge to the current evaluation's images. Part files are removed afterwards.
-    """
-    parts = sorted(out_dir.glob("results.part*.jsonl"))
-    merged: dict[str, dict[str, Any]] = {}
-    for path in [out_dir / RESULTS, *parts]:
-        if path.exists():
-            for rec in read_results(path):
-                merged.setdefault(record_key(rec), rec)
-    if keys is not None:
-        wanted = set(keys)
-        merged = {k: v for k, v in merged.items() if k in wanted}
-    ordered = [merged[k] for k in sorted(merged)]
-    atomic_write_text(out_dir / RESULTS, "".join(json.dumps(r) + "\n" for r in ordered))
-    for path in parts:
-        path.unlink()
-    return ordered
+    return score
 
 
 def evaluate_folder(
@@ -159,24 +142,9 @@ def evaluate_folder(
     ``accelerate.PartialState`` (created when None); every process calls this function. Returns the merged
     records on the main process (an empty list on the others).
     """
-    if state is None:
-        from accelerate import PartialState
-
-        state = PartialState()
+    state = default_state() if state is None else state
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    folders = discover(image_dir, detector.class_names, images_per_prompt)
-    if prompts is not None:
-        check_against_prompts(folders, prompts)
-    items = list_items(folders)
-    # Shard the full list, then drop finished images: an image's process never depends on what is already done.
-    done = done_keys(out_dir)
-    mine = [item for item in shard(items, state.num_processes, state.process_index) if item.key not in done]
-    evaluate_shard(
-        mine, image_dir, detector, color_classifier, options, part_path(out_dir, state.process_index),
-        batch_size, show_progress=state.is_local_main_process,
-    )
-    state.wait_for_everyone()
-    records = merge_results(out_dir, [item.key for item in items]) if state.is_main_process else []
-    state.wait_for_everyone()
-    return records
+    folders = check_folder(image_dir, detector.class_names, prompts, images_per_prompt)
+    items = [Item(i.key, i.path, i) for i in list_items(folders)]
+    score = score_batch_fn(image_dir, detector, color_classifier, options)
+    return run_items(items, score, store(out_dir), state, batch_size, desc="geneval")

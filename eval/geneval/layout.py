@@ -10,17 +10,16 @@ The prompt and its requirements come from each folder's ``metadata.jsonl``, neve
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.io import atomic_write_bytes, atomic_write_text, png_bytes
 from eval.geneval.prompts import PromptSpec, parse_metadata
 
 _SAMPLE = re.compile(r"\d+\.png")
@@ -34,24 +33,6 @@ class PromptFolder:
     path: Path
     spec: PromptSpec
     images: tuple[Path, ...]
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -106,12 +87,6 @@ def discover(
     return [read_prompt_folder(p, class_names, expected_images) for p in folders]
 
 
-def _png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def write_prompt_folder(
     root: str | os.PathLike,
     spec: PromptSpec,
@@ -124,8 +99,8 @@ def write_prompt_folder(
     """
     folder = Path(root) / f"{spec.index:05d}"
     for k, image in enumerate(images):
-        atomic_write_bytes(folder / "samples" / f"{k:04d}.png", _png_bytes(image))
+        atomic_write_bytes(folder / "samples" / f"{k:04d}.png", png_bytes(image))
     if grid is not None:
-        atomic_write_bytes(folder / "grid.png", _png_bytes(grid))
+        atomic_write_bytes(folder / "grid.png", png_bytes(grid))
     atomic_write_text(folder / "metadata.jsonl", spec.metadata_line())
     return folder

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from eval.geneval.prompts import TASKS, PromptSpec
+from eval.results import read_jsonl
 
 
 class MissingImagesWarning(UserWarning):
@@ -113,12 +114,4 @@ def summarize(records: Iterable[Mapping[str, Any]], expected: Mapping[str, int] 
 
 def read_results(path) -> list[dict[str, Any]]:
     """Records of a ``results.jsonl`` (ours or the official one); errors name file and line."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
-    return records
+    return read_jsonl(path)

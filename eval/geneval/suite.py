@@ -22,6 +22,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from common.io import atomic_write_text
+
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 # Lines per tag in the official prompts/evaluation_metadata.jsonl (553 lines; checked against the file in the tests).
 OFFICIAL_TAG_COUNTS: dict[str, int] = {
@@ -330,8 +332,4 @@ def load_suite(path: str | os.PathLike) -> list[Metadata]:
 
 def save_suite(path: str | os.PathLike, suite: Sequence[Metadata]) -> None:
     """Write the official format (``json.dumps`` default separators, one line each), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(md) + "\n" for md in suite))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(md) + "\n" for md in suite))

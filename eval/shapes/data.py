@@ -3,8 +3,6 @@
 * :func:`load_data_config` composes ``configs/data/<name>.yaml`` (with its defaults) into a ``ShapesSuiteConfig``;
 * :func:`render_pixels` renders scenes of suite lines (a number per line) into one ``[M, 3, H, W]`` tensor in
   ``[-1, 1]`` (the MAGVIT-v2 input convention), image ``k`` of line ``i`` from ``scene_seed(seed, i, k)``;
-* :func:`tokenize_training_set` renders :func:`eval.shapes.suite.training_lines` and writes their MAGVIT-v2 codes
-  as the Show-o recipe's dataset (``scripts/train_magvit.py`` and ``shapes_cli.py tokenize`` both call it);
 * :func:`write_prompt_files` writes a split as GenEval metadata (``evaluation_metadata.jsonl`` + ``object_names.txt``)
   so the generic recipes (``scripts/generate.py``, ``scripts/search.py``) read it like the real benchmark.
 """
@@ -21,11 +19,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from PIL import Image
 
-from eval.geneval.layout import atomic_write_text
+from common.io import atomic_write_text
 from eval.shapes.render import ShapesWorld, render_scene, scene_seed
-from eval.shapes.suite import ShapesSuite, ShapesSuiteConfig, build_shapes_suite, images_per_line, training_lines
-from showo.data import tokenize_images, write_tokenized_dataset
-from showo.magvit import MAGVITv2, image_transform
+from eval.shapes.suite import ShapesSuite, ShapesSuiteConfig, build_shapes_suite
+from showo.magvit import image_transform
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 METADATA_NAME = "evaluation_metadata.jsonl"
@@ -43,6 +40,11 @@ def load_data_config(name: str = "shapes32", config_dir: str | os.PathLike = CON
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose(config_name=f"data/{name}").data
     return instantiate(cfg)
+
+
+def load_world(name: str = "shapes32") -> ShapesWorld:
+    """The world of ``configs/data/<name>.yaml`` (what the oracle judge and the detector need)."""
+    return load_data_config(name).world
 
 
 def build_suite(name: str = "shapes32") -> ShapesSuite:
@@ -68,23 +70,6 @@ def render_pixels(lines: Sequence[dict], world: ShapesWorld, images_per_prompt: 
             images.append(render_scene(line, scene_seed(seed, i, k), world)[0])
             prompts.append(line["prompt"])
     return prompts, to_pixels(images)
-
-
-def tokenize_training_set(vq: MAGVITv2, suite: ShapesSuite, out: str | os.PathLike, *, source: str = "split",
-                          images_per_prompt: int = 32, images_per_tag: int = 0, seed: int = 1000) -> dict:
-    """Render the training lines (``source``: ``"split"`` or ``"space"``), tokenize them with ``vq`` and write
-    ``out/{prompts.jsonl,codes.safetensors}``; returns counts for the log (lines, images, images per tag)."""
-    lines = training_lines(suite, source)
-    counts = images_per_line(lines, images_per_prompt, images_per_tag)
-    prompts, pixels = render_pixels(lines, suite.config.world, counts, seed)
-    device = next(vq.parameters()).device
-    with torch.no_grad():
-        codes = tokenize_images(vq, pixels.to(device))
-    write_tokenized_dataset(out, prompts, codes.cpu())
-    per_tag: dict[str, int] = {}
-    for line, n in zip(lines, counts):
-        per_tag[line["tag"]] = per_tag.get(line["tag"], 0) + n
-    return {"source": source, "lines": len(lines), "images": len(prompts), "images_per_tag": per_tag}
 
 
 def write_prompt_files(directory: str | os.PathLike, lines: Sequence[dict], world: ShapesWorld) -> Path:

@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
+from common.seeding import generators, image_seed
 from eval.geneval.judge import judge_image
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
 from eval.shapes.render import ShapesWorld, render_scene, scene_seed
@@ -37,7 +38,6 @@ from showo.data import tokenize_images
 from showo.factory import ShowoBundle
 from showo.magvit import image_transform
 from showo.scheduler import MaskGITScheduler
-from showo.seeding import generators, image_seed
 
 TASK_FILES = ("orm", "prm", "clarity", "potential", "reflection")
 SELF_CORRECTION_DIR = "self_correction"

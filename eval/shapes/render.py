@@ -29,6 +29,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from common.io import atomic_write_bytes, atomic_write_text, png_bytes
+
 RGB = tuple[int, int, int]
 
 # Flat colours for the ten GenEval colour names, picked to be far apart in RGB (min pairwise distance 104, orange /
@@ -301,14 +303,10 @@ def _write_sample(folder: Path, metadata: dict, k: int, image: Image.Image) -> N
             raise ValueError(f"{meta_path} holds {meta_path.read_text().strip()!r}, not this suite's line "
                              f"{json.dumps(metadata)!r}; use a fresh out_dir")
     else:
-        tmp = meta_path.with_name(meta_path.name + ".tmp")
-        tmp.write_text(json.dumps(metadata) + "\n")
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(metadata) + "\n")
     png = folder / "samples" / f"{k:04d}.png"
     if not png.exists():
-        tmp = png.with_name(png.stem + ".tmp.png")
-        image.save(tmp)
-        os.replace(tmp, png)
+        atomic_write_bytes(png, png_bytes(image))
 
 
 # ----------------------------------------------------------------------------------------------------- image grid

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from common.io import atomic_write_text
 from eval.geneval.evaluate import evaluate_folder
-from eval.geneval.layout import atomic_write_text
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.geneval.report import load_summary, markdown_lines, summary_record, table_header, table_row, write_summary
 from eval.geneval.score import expected_counts, summarize
 from eval.plots import save_figure
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
 from eval.shapes.render import ShapesWorld
+from eval.stats import Interval
 
 SUMMARY = "summary.json"
 
@@ -47,11 +48,15 @@ def evaluate_shapes_folder(image_dir: str | os.PathLike, out_dir: str | os.PathL
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a saved summary, or a method that was not run (``reason``)."""
+    """One table row: a saved summary, or a method that was not run (``reason``); ``delta``: its difference to the
+    baseline with a paired bootstrap interval (:func:`eval.stats.paired_bootstrap`), ``oracle_share``: the share of the
+    oracle's gain over the baseline it reaches (search rows)."""
 
     name: str
     summary: dict[str, Any] | None = None
     reason: str | None = None
+    delta: Interval | None = None
+    oracle_share: float | None = None
 
 
 def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
@@ -65,12 +70,26 @@ def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
     return rows
 
 
+def _delta_cell(row: Row, digits: int) -> str:
+    if row.delta is None:
+        return ""
+    d = row.delta
+    return f"{100 * d.estimate:+.{digits}f} [{100 * d.low:+.{digits}f}, {100 * d.high:+.{digits}f}]"
+
+
 def markdown_table(rows: Sequence[Row], digits: int = 1) -> str:
-    """GenEval-style table in percent: per task, overall (macro-average over tasks) and the number of images
-    (:func:`eval.geneval.report.table_row`; ``*`` on overall: images missing); a not-run row says why."""
-    header = table_header(images=True)
-    lines = [table_row({**row.summary, "name": row.name}, digits, scale=100, images=True) if row.summary is not None
-             else [row.name, f"not run ({row.reason})", *[""] * (len(header) - 2)] for row in rows]
+    """GenEval-style table in percent: per task, overall (macro-average over tasks), the difference to the baseline
+    with its paired bootstrap 95% interval, the share of the oracle's gain (search rows), the number of images
+    (``*`` on overall: images missing); a not-run row says why."""
+    header = [*table_header(images=False), "Δ vs baseline [95% CI]", "% of oracle gain", "Images"]
+    lines = []
+    for row in rows:
+        if row.summary is None:
+            lines.append([row.name, f"not run ({row.reason})", *[""] * (len(header) - 2)])
+            continue
+        base = table_row({**row.summary, "name": row.name}, digits, scale=100, images=False)
+        share = "" if row.oracle_share is None else f"{100 * row.oracle_share:.0f}"
+        lines.append([*base, _delta_cell(row, digits), share, str(row.summary["scores"]["total_images"])])
     return markdown_lines(header, lines)
 
 
@@ -100,9 +119,9 @@ def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "sha
     return save_figure(fig, path)
 
 
-def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
+def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None) -> None:
     """The table as JSON (name, overall, per-task accuracies, images, generator forward passes per image when known,
-    or the not-run reason), atomically."""
+    or the not-run reason) and the environment it was measured in, atomically."""
     data = []
     for row in rows:
         if row.summary is None:
@@ -111,5 +130,24 @@ def write_table_json(path: str | os.PathLike, rows: Sequence[Row]) -> None:
             scores = row.summary["scores"]
             data.append({"name": row.name, "overall": scores["overall"], "images": scores["total_images"],
                          "tasks": {t: v["accuracy"] for t, v in scores["tasks"].items()},
+                         "delta": None if row.delta is None else row.delta.to_json(),
+                         "oracle_share": row.oracle_share,
                          "forward_passes_per_image": (row.summary.get("config") or {}).get("forward_passes_per_image")})
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"rows": data, "environment": environment}, indent=1) + "\n")
+
+
+def read_table_json(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``table.json`` written by :func:`write_table_json`."""
+    return json.loads(Path(path).read_text())["rows"]
+
+
+def write_table(run_dir: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None,
+                title: str = "shapes world: accuracy vs generator compute") -> str:
+    """``table.md`` / ``table.json`` (with the environment) and ``compute.png`` (each row's accuracy against its
+    generator forward passes per image) in ``run_dir``; returns the Markdown table."""
+    run_dir = Path(run_dir)
+    text = markdown_table(rows)
+    atomic_write_text(run_dir / "table.md", text)
+    write_table_json(run_dir / "table.json", rows, environment)
+    scaling_plot(rows, run_dir / "compute.png", title=title)
+    return text

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from eval.geneval.suite import TAGS, SuiteVocabulary, generate_suite, prompt_space, split_suite
+from eval.geneval.suite import TAGS, SuiteVocabulary, generate_suite, plural, prompt_space, split_suite
 from eval.shapes.render import ShapesWorld
 
 
@@ -80,3 +80,24 @@ def images_per_line(lines: Sequence[dict], images_per_prompt: int, images_per_ta
                          f"{images_per_tag}")
     per_tag = {tag: sum(line["tag"] == tag for line in lines) for tag in TAGS}
     return [max(images_per_prompt, math.ceil(images_per_tag / per_tag[line["tag"]])) for line in lines]
+
+
+# Words of the six GenEval templates besides class and colour names (eval/geneval/suite.py phrasing).
+TEMPLATE_WORDS = ("a", "an", "photo", "of", "and", "left", "right", "above", "below")
+COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
+# Words of the GenEval judge's failure reasons (eval/geneval/judge.py), split like the word tokenizer splits them
+# (``expected square>=1, found 0`` -> expected / square / >= / 1 / , / found / 0): the PARM++ explanations that the
+# self-correction fine-tuned Show-o reads.
+REASON_WORDS = ("expected", "found", "no", "target", "for", "to", "be", ">=", "<", ",", ";",
+                *(str(n) for n in range(10)))
+
+
+def shapes_words(shapes: Sequence[str], colors: Sequence[str], counts: Sequence[int] = (2, 3, 4)) -> list[str]:
+    """Every word of every prompt the suite generator can write for this vocabulary and of the judge's failure
+    reasons (sorted, unique)."""
+    missing = [n for n in counts if n not in COUNT_WORDS]
+    if missing:
+        raise ValueError(f"counts {missing} have no number word (known: {sorted(COUNT_WORDS)})")
+    words = {*TEMPLATE_WORDS, *REASON_WORDS, *shapes, *(plural(s) for s in shapes), *colors,
+             *(COUNT_WORDS[n] for n in counts)}
+    return sorted(w.lower() for w in words)

@@ -9,8 +9,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from common.rundir import RunDir, RunMismatch
 from dpo.data import load_pairs
 from dpo.iterative import RoundDir, read_prompts
+from search.pool import entry_path, load_entry
 from showo.factory import build_tiny_showo, load_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,8 +39,8 @@ def _cfg(tmp_path, *overrides):
             "iterative.candidates_per_prompt=4", "iterative.generation_batch_size=5",
             "+iterative.judge={_target_: dpo.toy.MeanChannelJudge, channel: 0}",
             "dpo/pairing@iterative.pairing=best_worst",
-            "train.mixed_precision=no", "train.per_device_batch_size=3", "train.epochs=2",
-            "train.optimizer.lr=1e-3", *overrides])
+            "train.mixed_precision=no", "train.global_batch_size=3", "train.epochs=2",
+            "train.optimizer.lr=1e-3", "iterative.reference=initial", *overrides])
 
 
 def test_two_rounds_killed_at_each_stage_and_resumed(tmp_path):
@@ -48,25 +50,29 @@ def test_two_rounds_killed_at_each_stage_and_resumed(tmp_path):
     run = tmp_path / "run"
     r0, r1 = RoundDir(run / "round_0"), RoundDir(run / "round_1")
 
-    assert ITERATIVE.main(_cfg(tmp_path, "iterative.stop_after=0:generate")) == run
-    assert r0.done("generate") and not r0.done("judge")
-    pool_file = r0.pools / "00001.safetensors"
-    pool = load_file(str(pool_file))["tokens"]
-    assert pool.shape == (4, 16)
+    assert ITERATIVE.run(_cfg(tmp_path, "iterative.stop_after=0:generate")) == run
+    stages = RunDir(run)
+    assert stages.done("round_0/generate") and not stages.done("round_0/judge")
+    pool_file = entry_path(r0.pool, 1, 0)
+    entry = load_entry(pool_file)  # the project's one candidate-pool format
+    assert entry.tokens.shape == (4, 16) and entry.outcome_scores is None and len(set(entry.seeds)) == 4
     pool_mtime = pool_file.stat().st_mtime_ns
 
-    ITERATIVE.main(_cfg(tmp_path, "iterative.stop_after=0:pairs"))
-    assert pool_file.stat().st_mtime_ns == pool_mtime  # finished stage not redone
-    scores = json.loads((r0.scores / "00001.json").read_text())
-    pairs = load_pairs(r0.pairs, load_bundle(tmp_path / "bundle").layout)
-    assert len(pairs) >= 1 and not r0.done("train")
-    for p in pairs:  # best vs worst of the judged pool
-        i = PROMPTS.index(p.prompt)
-        s = json.loads((r0.scores / f"{i:05d}.json").read_text())["scores"]
-        assert p.chosen_score == pytest.approx(max(s)) and p.rejected_score == pytest.approx(min(s))
-    assert len(scores["scores"]) == 4
+    # the same run with another candidate count is refused, naming the key
+    with pytest.raises(RunMismatch, match="iterative.candidates_per_prompt"):
+        ITERATIVE.run(_cfg(tmp_path, "iterative.candidates_per_prompt=5"))
 
-    final = ITERATIVE.main(_cfg(tmp_path, "iterative.reference=initial"))
+    ITERATIVE.run(_cfg(tmp_path, "iterative.stop_after=0:pairs"))
+    assert pool_file.stat().st_mtime_ns > pool_mtime  # judged in place (generation itself was not redone)
+    entry = load_entry(pool_file)
+    assert len(entry.outcome_scores) == 4 and len(entry.extras["answer_yes"]) == 4
+    pairs = load_pairs(r0.pairs, load_bundle(tmp_path / "bundle").layout)
+    assert len(pairs) >= 1 and not stages.done("round_0/train")
+    for p in pairs:  # best vs worst of the judged pool
+        s = load_entry(entry_path(r0.pool, PROMPTS.index(p.prompt), 0)).outcome_scores
+        assert p.chosen_score == pytest.approx(max(s)) and p.rejected_score == pytest.approx(min(s))
+
+    final = ITERATIVE.run(_cfg(tmp_path))
     assert final == r1.final and (r1.final / "showo" / "pytorch_model.safetensors").is_file()
     round1 = yaml.safe_load((r1.root / "train_config.yaml").read_text())
     assert round1["model"]["bundle"]["directory"] == str(r0.final.resolve())
@@ -85,4 +91,4 @@ def test_missing_judge_is_a_clear_error(tmp_path):
     with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
         cfg = compose("train_dpo", overrides=["model=showo_tiny", f"run_dir={tmp_path}", "iterative.prompts=x.txt"])
     with pytest.raises(ValueError, match="reward@iterative.judge"):
-        ITERATIVE.main(cfg)
+        ITERATIVE.run(cfg)

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
+from common.seeding import seeded_generator
 from dpo.batch import collate_pairs, mask_pairs
 from dpo.toy import toy_pairs
 from showo.factory import build_tiny_showo
 from showo.logprob import MaskingConfig, draw_masked_batch, image_logprob, masked_token_logprob
-from showo.seeding import seeded_generator
 from showo.prompting import build_t2i_sequences
 
 WORDS = ["a", "red", "circle", "blue", "square"]

@@ -50,7 +50,7 @@ def _cfg(world, run_dir, *overrides):
         return compose("train_dpo", overrides=[
             "model=showo_bundle", f"model.bundle.directory={world / 'bundle'}", f"data.pairs={world / 'pairs.jsonl'}",
             f"run_dir={run_dir}", "train.mixed_precision=no", "train.optimizer.lr=1e-3", "train.warmup_ratio=0.25",
-            "train.per_device_batch_size=4", *overrides])
+            "train.global_batch_size=4", *overrides])
 
 
 def _weights(final_dir):
@@ -75,7 +75,7 @@ def _eval_rewards(model_dir, world):
 
 
 def test_twenty_steps_raise_margin_and_accuracy(world, tmp_path):
-    final = RECIPE.main(_cfg(world, tmp_path / "run", "train.epochs=10", "train.checkpoint_every=100"))
+    final = RECIPE.run(_cfg(world, tmp_path / "run", "train.epochs=10", "train.checkpoint_every=100"))
     metrics = _metrics(tmp_path / "run")
     assert [m["step"] for m in metrics] == list(range(1, 21))
     before = _eval_rewards(world / "bundle", world)
@@ -92,8 +92,8 @@ def test_twenty_steps_raise_margin_and_accuracy(world, tmp_path):
 def test_accumulation_matches_a_bigger_batch(world, tmp_path):
     # plain SGD: the weights move by lr x the accumulated gradient (Adam would amplify float noise on tiny gradients)
     sgd = ("~train.optimizer", "+train.optimizer={_target_: torch.optim.SGD, _partial_: true, lr: 0.1}", "train.max_steps=2")
-    a = RECIPE.main(_cfg(world, tmp_path / "a", *sgd, "train.per_device_batch_size=1", "train.gradient_accumulation_steps=4"))
-    b = RECIPE.main(_cfg(world, tmp_path / "b", *sgd, "train.per_device_batch_size=4", "train.gradient_accumulation_steps=1"))
+    a = RECIPE.run(_cfg(world, tmp_path / "a", *sgd, "train.per_device_batch_size=1"))
+    b = RECIPE.run(_cfg(world, tmp_path / "b", *sgd, "train.per_device_batch_size=4"))
     wa, wb = _weights(a), _weights(b)
     init = _weights(world / "bundle")
     assert any(not torch.equal(wa[k], init[k]) for k in wa)
@@ -104,12 +104,12 @@ def test_accumulation_matches_a_bigger_batch(world, tmp_path):
 
 
 def test_kill_and_resume_gives_the_same_weights(world, tmp_path):
-    common = ("train.epochs=3", "train.per_device_batch_size=2", "train.checkpoint_every=2")  # 12 steps
-    full = RECIPE.main(_cfg(world, tmp_path / "full", *common))
+    common = ("train.epochs=3", "train.global_batch_size=2", "train.checkpoint_every=2")  # 12 steps
+    full = RECIPE.run(_cfg(world, tmp_path / "full", *common))
     killed = tmp_path / "killed"
-    assert RECIPE.main(_cfg(world, killed, *common, "train.stop_after_steps=5")) == killed  # checkpoint at 4, step 5 lost
+    assert RECIPE.run(_cfg(world, killed, *common, "train.stop_after_steps=5")) == killed  # checkpoint at 4, step 5 lost
     assert not (killed / "final").exists()
-    resumed = RECIPE.main(_cfg(world, killed, *common))
+    resumed = RECIPE.run(_cfg(world, killed, *common))
     wf, wr = _weights(full), _weights(resumed)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     assert [m["step"] for m in _metrics(killed)] == list(range(1, 13))
@@ -117,9 +117,9 @@ def test_kill_and_resume_gives_the_same_weights(world, tmp_path):
 
 
 def test_precomputed_reference_matches_frozen_copy(world, tmp_path):
-    common = ("train.max_steps=3", "train.per_device_batch_size=2")
-    frozen = RECIPE.main(_cfg(world, tmp_path / "frozen", *common))
-    pre = RECIPE.main(_cfg(world, tmp_path / "pre", "dpo=precomputed", *common))
+    common = ("train.max_steps=3", "train.global_batch_size=2")
+    frozen = RECIPE.run(_cfg(world, tmp_path / "frozen", *common))
+    pre = RECIPE.run(_cfg(world, tmp_path / "pre", "dpo=precomputed", *common))
     for mf, mp in zip(_metrics(tmp_path / "frozen"), _metrics(tmp_path / "pre")):
         for key in ("train/loss", "rewards/chosen", "rewards/margin"):
             assert mf[key] == pytest.approx(mp[key], abs=1e-5)
@@ -133,7 +133,7 @@ def test_precomputed_reference_matches_frozen_copy(world, tmp_path):
 
 def test_reference_none_needs_an_explicit_flag(world, tmp_path):
     with pytest.raises(ValueError, match="reference_free=true"):
-        RECIPE.main(_cfg(world, tmp_path / "r", "dpo.reference._target_=dpo.reference.no_reference", "train.max_steps=1"))
+        RECIPE.run(_cfg(world, tmp_path / "r", "dpo.reference._target_=dpo.reference.no_reference", "train.max_steps=1"))
 
 
 def _objective(bundle, pairs, **extra):
@@ -159,7 +159,7 @@ def test_guided_gradient_differs_from_plain_dpo(world, variant):
     batch = collate_pairs(pairs, ids, [0, 1, 2, 3], 0)
     plain = _grads(bundle.model, _objective(bundle, pairs), batch)
     if variant == "online":
-        guidance = OnlineRewardGuidance(MeanChannelJudge(), coef=1.0, baseline=0.5, num_inference_steps=2)
+        guidance = OnlineRewardGuidance(MeanChannelJudge(), coef=1.0, baseline=0.5, sampling={"num_inference_steps": 2})
         guided_obj = _objective(bundle, pairs, guidance=guidance)
         guided = _grads(bundle.model, guided_obj, batch)
         # the difference is exactly the guidance term's own gradient, and that is not zero
@@ -177,8 +177,9 @@ def test_guided_gradient_differs_from_plain_dpo(world, variant):
 
 def test_guided_recipe_runs_with_a_scripted_judge(world, tmp_path):
     cfg = _cfg(world, tmp_path / "g", "dpo=parm_guided", "train.max_steps=1",
-               "~dpo.guidance.judge", "+dpo.guidance.judge={_target_: dpo.toy.MeanChannelJudge}", "dpo.guidance.num_inference_steps=2")
-    RECIPE.main(cfg)
+               "~dpo.guidance.judge", "+dpo.guidance.judge={_target_: dpo.toy.MeanChannelJudge}",
+               "model.sampling.num_inference_steps=2")
+    RECIPE.run(cfg)
     (m,) = _metrics(tmp_path / "g")
     assert "guidance/reward" in m and m["guidance/term"] != 0.0
 
@@ -199,12 +200,12 @@ def test_two_processes_split_the_global_batch(world, tmp_path):
     import sys
 
     sgd = ["~train.optimizer", "+train.optimizer={_target_: torch.optim.SGD, _partial_: true, lr: 0.1}", "train.max_steps=2"]
-    one = RECIPE.main(_cfg(world, tmp_path / "one", *sgd, "train.per_device_batch_size=4"))
+    one = RECIPE.run(_cfg(world, tmp_path / "one", *sgd))
     # torchrun: accelerate's launcher starts a single process for --cpu without an MPI setup
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO / "scripts" / "train_dpo.py"),
            "model=showo_bundle", f"model.bundle.directory={world / 'bundle'}", f"data.pairs={world / 'pairs.jsonl'}",
-           f"run_dir={tmp_path / 'two'}", "train.mixed_precision=no", "train.per_device_batch_size=2", *sgd]
+           f"run_dir={tmp_path / 'two'}", "train.mixed_precision=no", "train.global_batch_size=4", *sgd]
     done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     w1, w2 = _weights(one), _weights(tmp_path / "two" / "final")

@@ -67,16 +67,16 @@ def test_recipe_writes_one_run_dir(tmp_path, monkeypatch):
     images = tmp_path / "images"
     for index, raw in enumerate(META):
         write_prompt_folder(images, parse_metadata(raw, CLASSES, index), [Image.new("RGB", (6, 4))] * 4)
+    run_dir = tmp_path / "run"
     cfg = compose_cfg([f"image_dir={images}", f"eval.metadata={metadata}", "name=tiny", "seeds=[0,1,2,3]",
-                       "eval.color_classifier.checkpoint=unused", "detector.checkpoint=unused"])
+                       "eval.color_classifier.checkpoint=unused", "detector.checkpoint=unused", f"run_dir={run_dir}"])
     script = load_script()
     monkeypatch.setattr(script, "instantiate", lambda node: CatOnlyDetector() if "detector" in node._target_ else None)
-    run_dir = tmp_path / "run"
-    record = script.run(cfg, run_dir)
+    record = script.run(cfg)
     assert record["scores"]["overall"] == pytest.approx(0.5)  # single_object 1.0, two_object 0.0
     assert record["seeds"] == [0, 1, 2, 3] and record["config"]["image_dir"] == str(images)
     assert len((run_dir / "results.jsonl").read_text().splitlines()) == 8
     assert json.loads((run_dir / "summary.json").read_text())["name"] == "tiny"
     assert "| tiny | 1.000 | 0.000 |" in (run_dir / "summary.md").read_text()
     assert (run_dir / "summary.tex").exists() and (run_dir / "geneval_tasks.png").exists()
-    assert (run_dir / "config.yaml").read_text().startswith("detector:")
+    assert "detector:" in (run_dir / "config.yaml").read_text() and (run_dir / "run.json").is_file()

@@ -7,12 +7,12 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 
 from reward_models.base import OutcomeJudge
 from reward_models.orm import ORM
 from reward_models.tiny import ScriptedYesNoJudge, build_tiny_llava_onevision
+from tests.helpers import compose_option
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reward"
 # Typed from reference imagegen_cot.md §4.1.
@@ -54,7 +54,7 @@ def test_orm_question_is_overridable_and_inputs_are_checked():
 @pytest.mark.parametrize("name", ["orm_zeroshot", "orm_finetuned"])
 def test_yaml_instantiates_with_the_tiny_judge(name, tmp_path):
     tiny = build_tiny_llava_onevision(tmp_path / "tiny")
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = compose_option("reward", name)
     cfg.judge.model_dir, cfg.judge.device, cfg.judge.dtype = str(tiny), "cpu", "float32"
     orm = instantiate(cfg)
     assert isinstance(orm, ORM) and isinstance(orm, OutcomeJudge)
@@ -63,7 +63,7 @@ def test_yaml_instantiates_with_the_tiny_judge(name, tmp_path):
 
 
 def test_yaml_missing_checkpoint_is_a_clear_error(tmp_path):
-    cfg = OmegaConf.load(CONFIGS / "orm_finetuned.yaml")
+    cfg = compose_option("reward", "orm_finetuned")
     cfg.judge.model_dir = str(tmp_path / "ckpts" / "hf" / "orm_ft")
     with pytest.raises(InstantiationException, match="judge directory not found: .*orm_ft"):
         instantiate(cfg)

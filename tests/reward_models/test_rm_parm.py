@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 
 from reward_models.parm import Parm
 from reward_models.questions import POTENTIAL_PAPER
 from reward_models.tiny import ScriptedYesNoJudge, build_tiny_llava_onevision
+from tests.helpers import compose_option
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reward"
 FINAL = 255
@@ -195,7 +195,7 @@ def test_misuse_gives_clear_errors():
 
 
 def test_parm_yaml_on_the_tiny_judge(tmp_path):
-    cfg = OmegaConf.load(CONFIGS / "parm.yaml")
+    cfg = compose_option("reward", "parm")
     cfg.judge.model_dir = str(build_tiny_llava_onevision(tmp_path / "tiny"))
     cfg.judge.device, cfg.judge.dtype = "cpu", "float32"
     parm = instantiate(cfg)

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 
 from reward_models.base import JudgeCost
 from reward_models.parm import Parm
 from reward_models.parmpp import ParmPlusPlus, Reflection
 from reward_models.tiny import ScriptedYesNoJudge, build_tiny_llava_onevision
+from tests.helpers import compose_option
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reward"
 # Typed from reference imagegen_cot.md §4.1 (the reflection judgment defaults to the ORM question).
@@ -74,7 +74,7 @@ def test_parmpp_drives_parm_steps():
 
 
 def test_parmpp_yaml_on_the_tiny_judge_returns_text(tmp_path):
-    cfg = OmegaConf.load(CONFIGS / "parmpp.yaml")
+    cfg = compose_option("reward", "parmpp")
     cfg.parm.judge.model_dir = str(build_tiny_llava_onevision(tmp_path / "tiny"))
     cfg.parm.judge.device, cfg.parm.judge.dtype = "cpu", "float32"
     cfg.max_new_tokens = 6

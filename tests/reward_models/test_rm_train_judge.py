@@ -78,7 +78,7 @@ def test_collator_labels_only_assistant_text(setup):
 def _run(root, model_dir, data, run_dir, *extra):
     cmd = [
         sys.executable, str(REPO / "scripts" / "train_judge.py"),
-        f"model_dir={model_dir}", f"output_dir={run_dir}", f"judge_data.paths=[{data / 'orm.jsonl'}]",
+        f"model_dir={model_dir}", f"run_dir={run_dir}", f"judge_data.paths=[{data / 'orm.jsonl'}]",
         "per_device_batch_size=2", "optim.lr=2e-3", "optim.vision_lr=2e-3", "lr_scheduler.warmup_ratio=0",
         *extra,
     ]

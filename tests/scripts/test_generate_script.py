@@ -36,7 +36,7 @@ def prompt_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(prompt_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
-    run([f"prompts={prompt_file}", f"output_dir={out}", "images_per_prompt=2", "batch_size=4"])
+    run([f"prompts={prompt_file}", f"run_dir={out}", "images_per_prompt=2", "batch_size=4"])
     return tree(out / "images")
 
 
@@ -49,7 +49,7 @@ def test_layout(reference):
 
 def test_killed_run_resumes_to_the_same_files(prompt_file, reference, tmp_path):
     # batch size 1 here (4 in the reference): the images must not depend on it either
-    args = [f"prompts={prompt_file}", f"output_dir={tmp_path}", "images_per_prompt=2", "batch_size=1"]
+    args = [f"prompts={prompt_file}", f"run_dir={tmp_path}", "images_per_prompt=2", "batch_size=1"]
     run(args + ["debug_exit_after_prompts=2"], expect_rc=17)
     partial = tree(tmp_path / "images")
     assert sum(name.endswith("metadata.jsonl") for name in partial) == 2
@@ -59,5 +59,5 @@ def test_killed_run_resumes_to_the_same_files(prompt_file, reference, tmp_path):
 
 def test_two_processes_give_the_same_files(prompt_file, reference, tmp_path):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
-    run([f"prompts={prompt_file}", f"output_dir={tmp_path}", "images_per_prompt=2", "batch_size=2"], launcher=launcher)
+    run([f"prompts={prompt_file}", f"run_dir={tmp_path}", "images_per_prompt=2", "batch_size=2"], launcher=launcher)
     assert tree(tmp_path / "images") == reference

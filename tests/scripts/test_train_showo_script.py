@@ -32,7 +32,7 @@ def dataset_dir(tmp_path_factory):
 
 
 def common(dataset_dir, out):
-    return [f"dataset.directory={dataset_dir}", f"output_dir={out}", "max_steps=8", "per_device_batch_size=4",
+    return [f"dataset.directory={dataset_dir}", f"run_dir={out}", "max_steps=8", "per_device_batch_size=4",
             "gradient_accumulation_steps=2", "checkpoint_every=3", "lr_scheduler.warmup_steps=1", "optim.lr=2e-3",
             "dataset.cond_dropout_prob=0.0"]
 

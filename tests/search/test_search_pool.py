@@ -9,7 +9,7 @@ import torch
 from reward_models.orm import ORM
 from reward_models.parm import Parm
 from reward_models.tiny import ScriptedYesNoJudge
-from search.base import Sampling, Slot
+from search.base import Slot
 from search.best_of_n import BestOfN
 from search.parm import ParmSearch
 from search.pool import (FirstPolicy, OrmPolicy, ParmPolicy, PoolBuilder, PrmBeamPolicy, RandomPolicy, build_pool_entry,
@@ -19,7 +19,7 @@ from tests.search.search_doubles import (CandidateIndex, HashProcessJudge, ParmT
 
 S, N = 6, 6
 SLOT = Slot("a blue square", prompt_index=5, sample_index=0, seed=11)
-SAMPLING = Sampling(guidance_scale=1.75, num_inference_steps=S)
+SAMPLING = {"guidance_scale": 1.75, "num_inference_steps": S}
 SCORES = [0.2, 0.4, 0.95, 0.1, 0.6, 0.8]
 TABLES = {
     "mixed": dict(clear_at=[2, 1, 3, 0, None, 1], potential=[True, False, False, True, True, True]),

@@ -1,4 +1,4 @@
-"""scripts/search.py and scripts/pool_report.py end to end on the tiny Show-o (CPU), plus config composition."""
+"""scripts/run_search.py and scripts/pool_report.py end to end on the tiny Show-o (CPU), plus config composition."""
 from __future__ import annotations
 
 import json
@@ -12,20 +12,19 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 
+from common.seeding import image_seed
 from search.base import Slot
 from search.pool import ParmRecord, PoolEntry, save_entry
 from search.seeds import candidate_generators
-from showo.seeding import image_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def _run(*args):
-    proc = subprocess.run([sys.executable, "-P", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -34,30 +33,41 @@ def test_every_table_script_composes():
     scripts = sorted((ROOT / "scripts" / "geneval").glob("*.sh"))
     pairs = []
     for script in scripts:
-        m = re.search(r"scripts/search\.py\" (search=\w+(?: reward=\w+)?)", script.read_text())
+        m = re.search(r"\b(search=\w+ reward=\w+)", script.read_text())  # search_row NAME RUN search=X reward=Y
         if m:
             pairs.append((script.name, m.group(1).split()))
     assert {name for name, _ in pairs} >= {f"{n}.sh" for n in ("baseline", "orm_zeroshot", "orm_finetuned",
                                                                  "prm_zeroshot", "prm_finetuned", "parm", "parmpp")}
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for name, overrides in pairs:
-            cfg = compose("search", overrides=[*overrides, "prompts=p.txt"])
+            cfg = compose("run_search", overrides=[*overrides, "prompts=p.txt"])
             assert cfg.search.strategy._target_.startswith("search."), name
-        pool = compose("search", overrides=["search=pool", "prompts=p.txt"])
+        pool = compose("run_search", overrides=["search=pool", "prompts=p.txt"])
         assert pool.search.strategy.parm._target_ == "reward_models.parm.Parm"
+
+
+def test_a_strategy_with_the_wrong_kind_of_judge_fails_at_composition():
+    from hydra.errors import MissingConfigException
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        with pytest.raises(MissingConfigException, match="search_judge/parm/orm_zeroshot"):
+            compose("run_search", overrides=["search=parm", "reward=orm_zeroshot", "prompts=p.txt"])
+        cfg = compose("run_search", overrides=["search=parm", "reward=parm", "prompts=p.txt"])
+        assert cfg.search.strategy.parm._target_ == "reward_models.parm.Parm"  # the judge is bound into the strategy
 
 
 def test_search_recipe_writes_geneval_layout_and_resumes(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\na blue square\n")
     out = tmp_path / "run"
-    args = ["scripts/search.py", "model=showo_tiny", "search=baseline", f"prompts={prompts}", "images_per_prompt=2",
-            "device=cpu", "seed=3", f"output_dir={out}"]
+    args = ["scripts/run_search.py", "model=showo_tiny", "search=baseline", f"prompts={prompts}", "images_per_prompt=2",
+            "device=cpu", "seed=3", f"run_dir={out}"]
     _run(*args)
     first = {p: p.read_bytes() for p in sorted((out / "images").rglob("*.png"))}
     assert len(first) == 4
     # the baseline is plain generation with the generate.py seeds
-    model_cfg = OmegaConf.load(ROOT / "configs" / "model" / "showo_tiny.yaml")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        model_cfg = compose("generate", overrides=["model=showo_tiny", "prompts=x"]).model
     pipe = instantiate(model_cfg.bundle).pipeline()
     steps = model_cfg.sampling.num_inference_steps
     ref = pipe(["a blue square"] * 2, num_inference_steps=steps,
@@ -113,10 +123,10 @@ def test_parmpp_recipe_with_a_tiny_llava_judge(tmp_path):
     prompts.write_text("a red circle\n")
     out = tmp_path / "run"
     j = "reward.parm.judge"
-    _run("scripts/search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
+    _run("scripts/run_search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
          f"{j}.device=cpu", f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=3",
          "search.strategy.max_feedback_length=4", f"prompts={prompts}", "images_per_prompt=1", "device=cpu",
-         f"output_dir={out}")
+         "search.corrector=searched", f"run_dir={out}")
     record = json.loads((out / "slots" / "00000_00.json").read_text())
     actions = [e["action"] for e in record["trace"]]
     reflections = actions.count("reflect")
@@ -132,8 +142,8 @@ def test_parmpp_corrector_from_its_own_bundle_directory(tmp_path):
     from reward_models.tiny import build_tiny_llava_onevision
 
     judge = build_tiny_llava_onevision(tmp_path / "judge")
-    with initialize_config_dir(config_dir=str(ROOT / "configs" / "model"), version_base="1.3"):
-        bundle = instantiate(compose(config_name="showo_tiny").bundle)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        bundle = instantiate(compose("generate", overrides=["model=showo_tiny", "prompts=x"]).model.bundle)
     bundle.save_pretrained(tmp_path / "same")
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -145,11 +155,11 @@ def test_parmpp_corrector_from_its_own_bundle_directory(tmp_path):
     j = "reward.parm.judge"
     runs = {}
     for name in ("none", "same", "other"):
-        extra = [] if name == "none" else [f"search.corrector={tmp_path / name}"]
-        _run("scripts/search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
+        extra = [f"search.corrector={'searched' if name == 'none' else tmp_path / name}"]
+        _run("scripts/run_search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
              f"{j}.device=cpu", f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=2",
              "search.strategy.max_feedback_length=4", f"prompts={prompts}", "images_per_prompt=1", "device=cpu",
-             f"output_dir={tmp_path / name / 'run'}", *extra)
+             f"run_dir={tmp_path / name / 'run'}", *extra)
         runs[name] = [json.loads(p.read_text()) for p in sorted((tmp_path / name / "run" / "slots").glob("*.json"))]
     assert len(runs["none"]) == 3
     keys = ("candidates", "chosen", "trace")
@@ -167,7 +177,7 @@ def test_parmpp_corrector_from_its_own_bundle_directory(tmp_path):
 
 
 def test_pool_export_writes_every_candidate_in_geneval_layout(tmp_path):
-    from tests.helpers import require_shared
+    from tests.helpers import assert_same_image, require_shared
     from tests.search.search_doubles import tiny_bundle
 
     meta = require_shared("geneval", "evaluation_metadata.jsonl")
@@ -183,5 +193,35 @@ def test_pool_export_writes_every_candidate_in_geneval_layout(tmp_path):
     samples = sorted((folder / "samples").glob("*.png"))
     assert [p.name for p in samples] == [f"{k:04d}.png" for k in range(6)]  # sample k*3 + candidate c
     expected = bundle.pipeline().decode(tokens.roll(1, 0)[2:3], "pil")[0]
-    assert Image.open(samples[5]).convert("RGB").tobytes() == expected.tobytes()
+    assert_same_image(Image.open(samples[5]).convert("RGB"), expected, "exported sample")  # decoded in a batch of 3
     assert json.loads((folder / "metadata.jsonl").read_text()) == json.loads(meta.read_text().splitlines()[1])
+
+
+@pytest.mark.parametrize("search,reward,judge_key,judge", [
+    ("best_of_n", "orm_zeroshot", "search.strategy.judge", "{_target_: tests.search.search_doubles.RecordingOutcomeJudge}"),
+    ("parm", "parm", "search.strategy.parm", "{_target_: tests.search.search_doubles.recording_parm}"),
+])
+def test_the_png_written_is_the_image_the_judge_scored(tmp_path, search, reward, judge_key, judge):
+    """One decode path: every sample PNG is byte-for-byte (in pixels) an image the judge was shown for that slot."""
+    import importlib.util
+
+    from eval.geneval.layout import load_image
+    from tests.search import search_doubles
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("run_search", overrides=[
+            "model=showo_tiny", f"search={search}", f"reward={reward}", f"~{judge_key}", f"+{judge_key}={judge}",
+            "search.strategy.num_candidates=3", "search.strategy.batch_size=2", f"prompts={prompts}",
+            "images_per_prompt=2", "device=cpu", f"run_dir={tmp_path / 'run'}", "threads=1"])
+    spec = importlib.util.spec_from_file_location("run_search_recipe", ROOT / "scripts" / "run_search.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    search_doubles.RECORDED.clear()
+    run_dir = recipe.run(cfg)
+    seen = {im.tobytes() for im in search_doubles.RECORDED}
+    written = sorted((run_dir / "images").rglob("samples/*.png"))
+    assert len(written) == 4 and len(seen) >= 4
+    for png in written:
+        assert load_image(png).tobytes() in seen, png

@@ -1,0 +1,1 @@
+"""WISE evaluation harness: prompts, rubric, pluggable judge, WiScore."""

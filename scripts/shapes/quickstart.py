@@ -1,0 +1,292 @@
+"""Recipe: the paper's Table 1 in miniature, on a CPU (docs/shapes_world.md, "Quickstart").
+
+    python scripts/shapes/quickstart.py [run_dir=runs/shapes/quickstart]        # full run (committed checkpoints)
+    python scripts/shapes/quickstart.py +experiment=shapes/quick run_dir=RUN    # reduced CI setting
+    python scripts/shapes/quickstart.py train=true                              # retrain every model first
+
+Reads top to bottom, every step a fingerprinted stage of one run directory (:class:`common.stages.Stages`): a
+finished stage is skipped when the command is run again with the same settings, and a finished stage whose settings
+changed is an error naming them (``if_exists=overwrite`` redoes it).
+
+1. models: the committed tiny MAGVIT-v2 / Show-o / judges / self-correction Show-o (``models.*``), or, when one is
+   missing (or ``train=true``), trained here with the project's recipes (``RUN/train/<name>``);
+2. prompts: the held-out eval split as GenEval metadata, the training prompts for DPO (``RUN/prompts``);
+3. rows (``rows`` in the config, in table order): reference rows, plain generation (``scripts/generate.py``),
+   test-time search (``scripts/run_search.py``), DPO (``scripts/iterative_dpo.py``); every row's images are judged
+   with the GenEval judge + the exact shapes detector into ``RUN/rows/<key>/eval/summary.json``;
+4. the table (``table.md`` / ``table.json``), the scaling plot and the candidate grid, the GRPO rows' reward curves
+   (``grpo_reward_curves.png``; each training run's own in its run dir), then the wall time per stage.
+
+Recipes run in-process through their ``run(cfg)`` (configs composed with Hydra, as on the command line); only DPO
+training runs as a child process (an accelerate launcher can be configured there).
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from common.recipe import check, open_run
+from common.stages import Stages
+from common.validate import Bool, Int
+from eval.geneval.prompts import load_class_names, load_prompts
+from common.io import atomic_write_json
+from eval.geneval.report import load_summary
+from eval.geneval.score import read_results
+from eval.plots import scaling_curves
+from eval.shapes.figures import qualitative_grid
+from eval.shapes.report import Row, evaluate_shapes_folder, write_table
+from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
+from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
+from eval.shapes.suite import build_shapes_suite
+from grpo.plots import reward_curves
+from reward_models.tiny import build_tiny_llava_onevision
+from search.pool import load_pool
+from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict, write_policy_images
+from showo.magvit import MAGVITv2, decode_codes
+
+SCRIPTS = Path(__file__).resolve().parents[1]
+SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True), Int("steps", min=1),
+            Int("candidates", min=1), Int("pool_candidates", min=1), Bool("train"), Int("seed"),
+            Int("table.replicates", min=100))
+
+
+@cache
+def recipe(name: str):
+    """``scripts/<name>.py`` as a module (recipes are scripts, never imported by the library)."""
+    spec = importlib.util.spec_from_file_location(f"imagecot_recipe_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def recipe_config(name: str, overrides: list[str]) -> DictConfig:
+    """The recipe's entry config composed with ``overrides``, as ``python scripts/<name>.py <overrides>`` would."""
+    return compose(config_name=name, overrides=overrides)
+
+
+class Quickstart:
+    """The stages of one quickstart run (see the module docstring)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.run = open_run(cfg)
+        self.stages = Stages(self.run, cfg.if_exists)
+        self.root = self.run.path
+        self.models: dict[str, str] = {}
+        self.common = [f"threads={cfg.threads}"]  # recipes resume: an overwritten quickstart starts from an empty dir
+
+    def stage(self, name: str, config: Any, fn: Callable[[], Any], **kw) -> dict:
+        print(f"== {name}", flush=True)
+        return self.stages(name, config, fn, **kw)
+
+    def call(self, key: str, recipe_name: str, overrides: list[str]) -> Path:
+        """Run a recipe into ``RUN/<key>`` as a stage; returns its run directory."""
+        out = self.root / key
+        module = recipe(recipe_name)
+        cfg = recipe_config(getattr(module, "CONFIG_NAME", recipe_name), [*overrides, *self.common, f"run_dir={out}"])
+        self.stage(key, cfg, lambda: {"run_dir": str(module.run(cfg))})
+        return out
+
+    # ------------------------------------------------------------------------------------------------ 1. models
+    def model(self, name: str, present: str, train: Callable[[], str]) -> str:
+        """The committed checkpoint ``models.<name>`` when its marker file ``present`` exists, else ``train()``."""
+        path = Path(self.cfg.models[name])
+        self.models[name] = str(path) if not self.cfg.train and (path / present).is_file() else train()
+        return self.models[name]
+
+    def train_magvit(self) -> str:
+        out = self.call("train/magvit", "train_magvit", ["+experiment=shapes/magvit", *self.cfg.training.magvit])
+        return str(out / "final")
+
+    def train_showo(self) -> str:
+        magvit = self.model("magvit", "pytorch_model.safetensors", self.train_magvit)
+        tokens = Path(magvit).parent / "tokens"
+        out = self.call("train/showo", "train_showo", ["+experiment=shapes/showo", f"model.bundle.vq_directory={magvit}",
+                                                       f"dataset.directory={tokens}", *self.cfg.training.showo])
+        return str(out / "final")
+
+    def judge_data(self) -> Path:
+        out = self.root / "train" / "judge_data"
+        if not self.stages.done("train/judge_data"):
+            self.call("train/judge_data", "build_judge_data", ["+experiment=shapes/judge_data",
+                                                                f"showo={self.models['showo']}",
+                                                                *self.cfg.training.judge_data])
+        return out
+
+    def train_judge(self, name: str) -> str:
+        data = self.judge_data()
+        tiny = self.root / "train" / "tiny_llava"
+        self.stage("train/tiny_llava", dict(self.cfg.tiny_judge),
+                   lambda: {"path": str(build_tiny_llava_onevision(tiny, **self.cfg.tiny_judge))})
+        out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}", f"model_dir={tiny}",
+                                                        f"judge_data_dir={data}", *self.cfg.training.judge])
+        return str(out / "final")
+
+    def train_corrector(self) -> str:
+        data = self.judge_data()
+        out = self.call("train/corrector", "train_showo", [
+            "+experiment=shapes/self_correction", f"model.bundle.directory={self.models['showo']}",
+            f"dataset.directory={data / 'self_correction'}", *self.cfg.training.corrector])
+        return str(out / "final")
+
+    def load_models(self) -> None:
+        self.model("showo", "showo/config.json", self.train_showo)
+        for name in ("orm", "prm", "parm", "parmpp"):
+            self.model(name, "config.json", lambda n=name: self.train_judge(n))
+        self.model("corrector", "showo/config.json", self.train_corrector)
+        print("== models: " + ", ".join(f"{k} {v}" for k, v in self.models.items()), flush=True)
+
+    # ------------------------------------------------------------------------------------------------ 2-3. rows
+    def prompts(self) -> dict[str, Path]:
+        suite = build_shapes_suite(instantiate(self.cfg.data))
+        self.world = suite.config.world
+        paths = {"metadata": self.root / "prompts" / "evaluation_metadata.jsonl",
+                 "class_names": self.root / "prompts" / "object_names.txt",
+                 "train_prompts": self.root / "prompts" / "train_prompts.txt"}
+        self.stage("prompts", {"data": self.cfg.data, "prompts_per_task": self.cfg.prompts_per_task},
+                   lambda: {k: str(v) for k, v in write_prompt_sets(self.root / "prompts", suite,
+                                                                     self.cfg.prompts_per_task).items()})
+        self.paths = paths
+        self.specs = load_prompts(paths["metadata"], load_class_names(paths["class_names"]))
+        return paths
+
+    def evaluate(self, key: str, name: str, forward_passes: float | None = None) -> Path:
+        images, out = self.root / "rows" / key / "images", self.root / "rows" / key / "eval"
+        cost = images.parent / "cost.json"
+        if forward_passes is None and cost.is_file():  # scripts/run_search.py's cost summary: passes over all slots
+            import json
+
+            total = json.loads(cost.read_text())
+            forward_passes = total["generator_forward_passes"] / max(total["slots"], 1)
+        extra = {"forward_passes_per_image": forward_passes} if forward_passes is not None else {}
+        self.stage(f"rows/{key}/eval", {"name": name, "extra": extra}, lambda: {"overall": evaluate_shapes_folder(
+            images, out, self.paths["metadata"], self.paths["class_names"], self.world, name,
+            self.cfg.images_per_prompt, extra)["scores"]["overall"]}, inputs={"images": images})
+        return out / "summary.json"
+
+    def reference_rows(self) -> None:
+        n, seed = self.cfg.images_per_prompt, self.cfg.seed
+        self.stage("rows/ground_truth", {"images_per_prompt": n, "seed": seed}, lambda: {"images": str(
+            ground_truth_images(self.specs, self.world, self.root / "rows" / "ground_truth" / "images", n, seed))},
+            inputs={"metadata": self.paths["metadata"]})
+        vq_dir = Path(self.models["showo"]) / "vq"
+        self.stage("rows/chance", {"images_per_prompt": n, "seed": seed}, lambda: {"images": str(random_code_images(
+            self.specs, MAGVITv2.from_pretrained(vq_dir), self.root / "rows" / "chance" / "images", n, seed))},
+            inputs={"metadata": self.paths["metadata"], "vq": vq_dir})
+
+    def row_overrides(self, row: DictConfig) -> list[str]:
+        """A row's recipe overrides with the run's prompts, sampling, models and candidate count filled in."""
+        fill = {"metadata": self.paths["metadata"], "class_names": self.paths["class_names"],
+                "train_prompts": self.paths["train_prompts"], "steps": self.cfg.steps,
+                "candidates": self.cfg.candidates, "images_per_prompt": self.cfg.images_per_prompt,
+                "pool_candidates": self.cfg.pool_candidates,
+                **self.models, **{f"row_{k}": v for k, v in self.row_outputs.items()}}
+        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.get("recipe"), [])]]
+
+    def rows(self) -> list[tuple[str, str, Path]]:
+        """Every row of the table: ``(key, name, summary path)``, in table order."""
+        entries = [(k, n, self.evaluate(k, n)) for k, n in (("ground_truth", "rendered ground truth (reference)"),
+                                                            ("chance", "random codes (chance)"))]
+        self.row_outputs = {}
+        for key, row in self.cfg.rows.items():
+            name = row.name.format(candidates=self.cfg.candidates)
+            if row.get("policy") is not None:  # a selection policy replayed on a stored pool: no new generation
+                self.pool_row(key, row)
+            elif row.recipe is not None:
+                out = self.call(f"rows/{key}" if row.images else f"train/{key}", row.recipe, self.row_overrides(row))
+                self.row_outputs[key] = str(out)
+            if row.images:
+                plain = row.get("recipe") == "generate"  # one pass per image and step; the others report their cost
+                entries.append((key, name, self.evaluate(key, name, self.cfg.steps if plain else None)))
+        return entries
+
+    def pool_row(self, key: str, row: DictConfig) -> None:
+        """``RUN/rows/<key>``: the picks of ``row.policy`` among the candidates of the pool row ``row.pool`` (the live
+        strategy's images, same seeds; :func:`search.scaling.write_policy_images`)."""
+        pool = Path(self.row_outputs[row.pool]) / "pool"
+        vq = Path(self.models["showo"]) / "vq"
+
+        def replay() -> dict:
+            decoder = MAGVITv2.from_pretrained(vq)
+            side = int(decoder.config.num_codes ** 0.5)
+            return write_policy_images(load_pool(pool), instantiate(row.policy),
+                                       lambda tokens: decode_codes(decoder, tokens, (side, side)),
+                                       {spec.index: spec for spec in self.specs}, self.root / "rows" / key)
+
+        self.stage(f"rows/{key}", {"policy": row.policy, "pool": str(pool)}, replay, inputs={"pool": pool, "vq": vq})
+
+    def table_rows(self, entries: list[tuple[str, str, Path]]) -> list[Row]:
+        """Rows with their paired bootstrap interval against the baseline and, for search rows, the share of the
+        oracle's best-of-N gain they reach."""
+        verdicts = {key: slot_verdicts(read_results(path.parent / "results.jsonl")) for key, _, path in entries}
+        base, oracle = self.cfg.table.baseline, self.cfg.table.oracle
+        scores = {key: geneval_score(v) for key, v in verdicts.items()}
+        rows = []
+        for key, name, path in entries:
+            delta = share = None
+            mine = self.cfg.rows[key].get("baseline", base) if key in self.cfg.rows else base  # a row may name its own
+            if key not in (mine, "ground_truth", "chance") and mine in verdicts:
+                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
+            gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
+            if key in self.cfg.table.oracle_share and gain > 0:
+                share = (scores[key] - scores[base]) / gain
+            rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share))
+        return rows
+
+    def scaling(self) -> Path | None:
+        """Accuracy vs N / generator / judge forward passes of every policy, from the pool row's stored candidates."""
+        pool = Path(self.row_outputs.get(self.cfg.table.pool, "")) / "pool"
+        if not pool.is_dir():
+            return None
+        entries = load_pool(pool)
+        tasks = {spec.index: spec.tag for spec in self.specs}
+        ns = powers_of_two(min(e.size for e in entries))
+        rows = evaluate_policies(entries, default_policies(ns, oracle="oracle"), stored_verdict(tasks))
+        atomic_write_json(self.root / "scaling.json", rows)
+        return scaling_curves(rows, self.root / "scaling.png",
+                              title=f"shapes world: test-time scaling from one pool of {ns[-1]} paths per slot")
+
+
+def run(cfg: DictConfig) -> Path:
+    check(cfg, "quickstart", SETTINGS)
+    start = time.perf_counter()
+    q = Quickstart(cfg)
+    print(f"== shapes world quickstart: run dir {q.root} (threads {cfg.threads})", flush=True)
+    q.load_models()
+    q.prompts()
+    q.reference_rows()
+    entries = q.rows()
+
+    # ---- 4. table (intervals, oracle share), scaling curves, qualitative grid, where the time went
+    rows = q.table_rows(entries)
+    text = write_table(q.root, rows, environment=q.run.environment)
+    q.scaling()
+    columns = [(name, path.parent.parent / "images",
+                {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
+               for key, name, path in entries if key != "chance"]
+    qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
+    reward_curves([(row.name, q.root / "train" / key / "metrics.jsonl") for key, row in cfg.rows.items()
+                   if row.recipe == "train_grpo"], q.root / "grpo_reward_curves.png")  # each run's own: its run dir
+    print(text)
+    timings = q.stages.timings()
+    print("wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    print(f"== quickstart finished in {time.perf_counter() - start:.0f} s (this session); table -> {q.root / 'table.md'}, "
+          f"scaling curves -> {q.root / 'scaling.png'}, qualitative grid -> {q.root / 'grid.png'}")
+    return q.root
+
+
+@hydra.main(config_path="../../configs", config_name="quickstart", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

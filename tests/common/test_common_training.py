@@ -1,0 +1,32 @@
+"""common.training: divergence stops the run naming the step and the last good checkpoint."""
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from common.io import NonFiniteError
+from common.training import Divergence, check_step, save_checkpoint
+
+
+def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path):
+    acc = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 2)
+    acc.prepare(model)
+    save_checkpoint(acc, tmp_path, 3, keep=1, model=model)
+    check_step(acc, tmp_path, 4, loss=torch.tensor(1.0), grad_norm=2.0)
+    with pytest.raises(Divergence) as err:
+        check_step(acc, tmp_path, 5, loss=torch.tensor(float("nan")), grad_norm=float("inf"))
+    message = str(err.value)
+    assert "step 5" in message and "loss = nan" in message and "grad_norm = inf" in message
+    assert "step_000003" in message and "no final weights" in message
+
+
+def test_checkpoint_of_non_finite_weights_is_refused(tmp_path):
+    acc = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="weight"):
+        save_checkpoint(acc, tmp_path, 1, keep=1, model=model)
+    assert not (tmp_path / "checkpoints").exists()
