@@ -56,10 +56,5 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(config_path="../configs", config_name="build_judge_data", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="build_judge_data", version_base="1.3")(run)()

@@ -77,10 +77,5 @@ def run(cfg: DictConfig) -> dict | None:
     return record
 
 
-@hydra.main(config_path="../configs", config_name="eval_geneval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="eval_geneval", version_base="1.3")(run)()

@@ -153,10 +153,5 @@ def _round_summary(rd: RoundDir, r: int, pairs: int) -> dict:
     return {"round": r, "mean_judge_score": sum(scores) / len(scores), "pairs": pairs, "policy": str(rd.final)}
 
 
-@hydra.main(config_path="../configs", config_name="train_dpo", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="train_dpo", version_base="1.3")(run)()

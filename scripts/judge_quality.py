@@ -49,6 +49,7 @@ SETTINGS = (Dir("run"), Dir("showo"), Int("images_per_prompt", min=1), Int("judg
 QUESTIONS = {"orm": ORM_QUESTION, "prm": PRM_QUESTION}
 
 
+@torch.no_grad()
 def run(cfg: DictConfig) -> Path:
     check(cfg, "judge_quality", SETTINGS)
     missing = [str(p) for p in (Path(cfg.run) / "prompts" / "evaluation_metadata.jsonl",
@@ -76,12 +77,6 @@ def run(cfg: DictConfig) -> Path:
     print(text)
     print(f"-> {out / 'judge_quality.md'}, {out / 'judge_quality.json'}")
     return out
-
-
-@hydra.main(config_path="../configs", config_name="judge_quality", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    with torch.no_grad():
-        run(cfg)
 
 
 def final_records(cfg: DictConfig, run: Path, world) -> list[dict]:
@@ -215,4 +210,4 @@ def markdown(rows: list[dict], n_final: int, n_paths: int) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="judge_quality", version_base="1.3")(run)()

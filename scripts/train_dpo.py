@@ -155,10 +155,5 @@ def save_final(accelerator: Accelerator, model, bundle: ShowoBundle, directory: 
     return directory
 
 
-@hydra.main(config_path="../configs", config_name="train_dpo", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="train_dpo", version_base="1.3")(run)()

@@ -231,10 +231,5 @@ def drop_samples_after(path: Path, step: int) -> None:
         atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-@hydra.main(config_path="../configs", config_name="train_grpo", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="train_grpo", version_base="1.3")(run)()

@@ -128,11 +128,6 @@ def run(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../configs", config_name="train_judge", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 def build_judge(cfg: DictConfig, model_dir: str | Path):
     """The judge to train (full model, or wrapped with LoRA adapters) and its processor, from a local directory."""
     model_dir = check_judge_directory(model_dir)
@@ -157,4 +152,4 @@ def save_judge(model, processor, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="train_judge", version_base="1.3")(run)()

@@ -256,12 +256,15 @@ class ShowoModel(nn.Module):
         prefix_kv: Optional[list[KV]] = None,
         return_kv: bool = False,
         logits_rows: Optional[slice] = None,
+        logits_cols: Optional[slice] = None,
         output_hidden_states: bool = False,
     ) -> ShowoOutput:
         """Logits of ``input_ids`` [B, L] under ``attention_mask`` [B, 1, L, P + L].
 
         ``prefix_kv`` (per layer, [B, H, P, D]) holds the keys/values of P earlier positions; this call's tokens then
-        take positions ``P .. P+L-1``. ``logits_rows`` restricts the LM head to some positions (e.g. the image tokens).
+        take positions ``P .. P+L-1``. ``logits_rows`` restricts the LM head to some positions (e.g. the image tokens)
+        and ``logits_cols`` to some vocabulary entries (e.g. the image codes): only those rows of ``lm_head`` are read,
+        and the logits have ``len(range(vocab)[logits_cols])`` columns. The default is the full vocabulary (training).
         """
         past = 0 if prefix_kv is None else prefix_kv[0][0].shape[2]
         if attention_mask.shape[-2:] != (input_ids.shape[1], past + input_ids.shape[1]):
@@ -289,7 +292,21 @@ class ShowoModel(nn.Module):
             hidden.append(x)
         if logits_rows is not None:
             x = x[:, logits_rows]
-        return ShowoOutput(logits=self.showo.lm_head(x), kv=new_kv if return_kv else None, hidden_states=hidden)
+        return ShowoOutput(logits=self._lm_head(x, logits_cols), kv=new_kv if return_kv else None, hidden_states=hidden)
+
+    def _lm_head(self, x: torch.Tensor, cols: Optional[slice]) -> torch.Tensor:
+        """x [B, L', hidden] -> logits [B, L', V'] over the vocabulary entries ``cols`` (all when ``None``).
+
+        A slice of rows of the head's weight is a view: the restricted head reads and multiplies only those rows (1/7
+        of the work for the 8,192 image codes of the 58,498-token vocabulary). A head that is not a plain
+        ``nn.Linear`` (e.g. wrapped by an adapter) is evaluated in full and then sliced, so it stays correct.
+        """
+        head = self.showo.lm_head
+        if cols is None:
+            return head(x)
+        if not isinstance(head, nn.Linear):
+            return head(x)[..., cols]
+        return F.linear(x, head.weight[cols], None if head.bias is None else head.bias[cols])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

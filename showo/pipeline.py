@@ -12,10 +12,17 @@
 values are identical at every step. With ``use_prefix_cache=True`` they are computed once per call, and each step runs
 the model on the ``N + 2`` image positions only (attending to the cached prefix). The keys are visited in the same order
 as in the full-sequence forward, so the tokens match the plain path (``use_prefix_cache=False``), which recomputes the
-whole sequence like the official code. Conditional and unconditional rows run in one batch.
+whole sequence like the official code. Conditional and unconditional rows run in one batch. The unconditional prefix
+(the ``''`` prompt, the same for every image) is computed once per pipeline and kept while the weights are unchanged
+(keyed by its token ids, the model's dtype/device and every parameter's identity and in-place version counter, so an
+optimizer step or ``load_state_dict`` invalidates it; :meth:`ShowoPipeline.clear_prefix_cache` drops it by hand).
+
+**Codebook-only LM head.** Sampling reads the logits of the ``N`` image positions over the ``K`` image codes only
+(showo.md §9.2 step 2), so the LM head computes exactly those ``N x K`` logits instead of ``L x V``.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -147,6 +154,8 @@ class ShowoPipeline:
         self.prompting = T2IPrompting(tokenizer, layout) if tokenizer is not None else None
         self.vq_model = vq_model
         self.scheduler = scheduler or MaskGITScheduler()
+        # unconditional text ids, dtype, device -> (weights version, per-layer KV [1, H, T, D]); see _uncond_kv
+        self._uncond_kv_cache: dict[tuple, tuple[tuple, list[KV]]] = {}
 
     # ---------------------------------------------------------------------------------------------- setup
     def prepare(
@@ -197,25 +206,77 @@ class ShowoPipeline:
             temperatures=self.scheduler.temperatures(num_inference_steps), trajectory=[] if return_trajectory else None,
         )
         if use_prefix_cache:
-            t = lay.text_len
-            state.prefix_kv = self.model(rows[:, :t], mask[:, :, :t, :t], return_kv=True, logits_rows=slice(0, 0)).kv
+            state.prefix_kv = self._prefix_kv(cond, mask, uncond_prefix)
         return state
+
+    # ---------------------------------------------------------------------------------------------- prefix KV
+    @torch.no_grad()
+    def _prefix_kv(self, cond: torch.Tensor, mask: torch.Tensor, uncond_prefix: Optional[torch.Tensor]) -> list[KV]:
+        """Per layer keys/values [R, H, T, D] of the text parts (R = 2B ``[cond; uncond]`` with CFG, else B).
+
+        ``cond`` [B, L] ids, ``mask`` [R, 1, L, L], ``uncond_prefix`` [B, T] or None. The conditional prefixes depend on
+        the prompts and are computed here; each distinct unconditional prefix comes from :meth:`_uncond_kv`. Every row
+        is computed on its own tokens and mask, so the values are those of the batched full-sequence forward.
+        """
+        t, b = self.layout.text_len, cond.shape[0]
+        kv = self.model(cond[:, :t], mask[:b, :, :t, :t], return_kv=True, logits_rows=slice(0, 0)).kv
+        if uncond_prefix is None:
+            return kv
+        distinct, inverse = torch.unique(uncond_prefix, dim=0, return_inverse=True)
+        parts = []
+        for i in range(distinct.shape[0]):
+            row = b + int((inverse == i).nonzero()[0, 0])  # a row of the batch mask with this unconditional text
+            parts.append(self._uncond_kv(distinct[i], mask[row, :, :t, :t]))
+        index = inverse.to(kv[0][0].device)
+        return [(torch.cat([k, torch.cat([p[layer][0] for p in parts])[index]]),
+                 torch.cat([v, torch.cat([p[layer][1] for p in parts])[index]]))
+                for layer, (k, v) in enumerate(kv)]
+
+    def _uncond_kv(self, text: torch.Tensor, mask: torch.Tensor) -> list[KV]:
+        """Per layer keys/values [1, H, T, D] of one unconditional text part ``text`` [T] under ``mask`` [1, T, T].
+
+        The text mask is a function of the text ids, so ids + weights determine the result: it is computed once and
+        reused while the key and the weights version match (nothing is cached for inference-mode weights).
+        """
+        version = _weights_version(self.model)
+        key = (tuple(text.tolist()), self.model.dtype, str(self.model.device))
+        hit = self._uncond_kv_cache.get(key)
+        if version is not None and hit is not None and hit[0] == version:
+            return hit[1]
+        kv = self.model(text[None], mask[None], return_kv=True, logits_rows=slice(0, 0)).kv
+        if version is not None:
+            stale = [k for k, (v, _) in self._uncond_kv_cache.items() if v != version]
+            for k in stale:
+                del self._uncond_kv_cache[k]
+            self._uncond_kv_cache[key] = (version, kv)
+        return kv
+
+    def clear_prefix_cache(self) -> None:
+        """Forget the cached unconditional prefix (needed only after changing weights without an in-place op)."""
+        self._uncond_kv_cache.clear()
 
     # ---------------------------------------------------------------------------------------------- one step
     def guided_logits(self, state: SamplingState) -> torch.Tensor:
-        """[B, N, K] float32 logits of the image codes after classifier-free guidance ``(1+w)·cond − w·uncond``."""
+        """[B, N, K] float32 logits of the image codes after classifier-free guidance ``(1+w)·cond − w·uncond``.
+
+        The LM head computes only the N image rows and the K code columns (the official code computes all L x V logits,
+        guides them and slices the same N x K block out: the values are those of that block).
+        """
         lay = self.layout
-        rows = state.cond_ids
-        if state.uncond_prefix is not None:
-            rows = torch.cat([rows, torch.cat([state.uncond_prefix, state.cond_ids[:, lay.text_len:]], dim=1)])
+        codes = slice(lay.image_offset, lay.mask_id)  # [MASK] excluded, as in the official slice
         if state.prefix_kv is None:
-            logits = self.model(rows, state.mask, logits_rows=lay.image_slice).logits
+            rows = state.cond_ids
+            if state.uncond_prefix is not None:
+                rows = torch.cat([rows, torch.cat([state.uncond_prefix, state.cond_ids[:, lay.text_len:]], dim=1)])
+            logits = self.model(rows, state.mask, logits_rows=lay.image_slice, logits_cols=codes).logits
         else:
             t = lay.text_len
-            logits = self.model(rows[:, t:], state.mask[:, :, t:, :], prefix_kv=state.prefix_kv,
-                                logits_rows=slice(1, 1 + lay.num_image_tokens)).logits
+            image = state.cond_ids[:, t:]  # <|soi|>, image tokens, <|eoi|>: shared by both branches
+            rows = image if state.uncond_prefix is None else torch.cat([image, image])
+            logits = self.model(rows, state.mask[:, :, t:, :], prefix_kv=state.prefix_kv,
+                                logits_rows=slice(1, 1 + lay.num_image_tokens), logits_cols=codes).logits
         # the official forward returns float32 logits; guidance and sampling run in float32
-        logits = logits[..., lay.image_offset: lay.mask_id].float()
+        logits = logits.float()
         if state.uncond_prefix is not None:
             cond, uncond = logits.chunk(2)
             w = state.guidance_scale
@@ -292,3 +353,14 @@ def _uncond_text(batch: int, layout: TokenLayout, device) -> torch.Tensor:
     from .prompting import text_part
 
     return torch.tensor([text_part([], layout)] * batch, dtype=torch.long, device=device)
+
+
+def _weights_version(model: torch.nn.Module) -> Optional[tuple]:
+    """Identity and in-place version counter of every parameter and buffer (changes when the weights may have).
+
+    ``None`` for inference-mode tensors, which have no version counter.
+    """
+    try:
+        return tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+    except RuntimeError:
+        return None

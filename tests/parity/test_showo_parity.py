@@ -120,3 +120,60 @@ def test_sampling_parity(file, use_prefix_cache, fixture_dir, model_f64):
     left = torch.stack([r.masking.sum(-1) for r in out.trajectory])
     assert torch.equal(left, ref["num_masked_after_step"])
     assert left.tolist() == case["num_masked_after_step"]
+
+
+# ---------------------------------------------------------------------------------------------------- exact mode
+# The sampler's LM head computes only the 8,192 image-code columns (and the pipeline caches the unconditional prefix):
+# the values must be the official ones on those columns, and sampling must keep the official tokens and states.
+def codebook(layout) -> slice:
+    return slice(layout.image_offset, layout.mask_id)
+
+
+@pytest.mark.parametrize("name", FORWARD)
+def test_codebook_head_parity(name, fixture_dir, model_f64):
+    model, layout = model_f64
+    case = CASES[name]
+    t = load_file(str(fixture_dir / case["file"]))
+    lay = layout.with_image_tokens(case["num_vq_tokens"])
+    ids, cols = t["input_ids"], codebook(lay)
+    with torch.no_grad():
+        codes = model(ids, t2i_attention_mask(ids, lay), logits_cols=cols).logits
+        full = model(ids, t2i_attention_mask(ids, lay)).logits[..., cols]
+    assert codes.shape[-1] == lay.codebook_size
+    assert rel_err(codes.logsumexp(-1), t["logits_f64_codes_logsumexp"]) <= REL_TOL
+    assert torch.equal(codes.argmax(-1), t["logits_f64_codes_argmax"])
+    index = t["logit_col_index"]
+    inside = (index >= cols.start) & (index < cols.stop)
+    assert inside.any(), "the fixture checks no codebook column"
+    assert rel_err(codes[:, :, index[inside] - cols.start], t["logits_f64_cols"][..., inside]) <= REL_TOL
+    if "logits_f64_rows" in t:
+        assert rel_err(codes[:, t["logit_row_index"]], t["logits_f64_rows"][..., cols]) <= REL_TOL
+    # Against our own full head: MKL's dgemm may block the reduction differently for 8,192 and 58,498 output columns
+    # (observed: <= 2 ulp apart in float64), so this is a tolerance far below REL_TOL, not bit equality.
+    assert rel_err(codes, full) <= 1e-14
+
+
+def test_sampling_parity_with_reused_uncond_prefix(fixture_dir, model_f64):
+    """Two calls on one pipeline: the second reuses the cached unconditional prefix and still gives the official run."""
+    model, layout = model_f64
+    case = next(c for c in CASES["sampling"] if c["uses_uncond"])
+    inputs = load_file(str(fixture_dir / CASES["sampling_inputs_256"]["file"]))
+    ref = load_file(str(fixture_dir / case["file"]))
+    expected = ref["step_input_image_ids"]
+    expected = torch.where(expected == layout.mask_id, layout.mask_id, expected - layout.image_offset)
+    pipe = ShowoPipeline(model, layout)
+    calls = []
+    hook = model.register_forward_hook(lambda module, args, kwargs, out: calls.append(args[0].shape), with_kwargs=True)
+    try:
+        for _ in range(2):
+            calls.clear()
+            out = pipe(input_ids=inputs["cond_input_ids"], uncond_input_ids=inputs["uncond_input_ids"],
+                       guidance_scale=case["guidance_scale"], num_inference_steps=case["timesteps"],
+                       generator=torch.Generator().manual_seed(case["seed"]), return_trajectory=True,
+                       output_type="tokens")
+            assert torch.equal(out.tokens, ref["gen_token_ids"])
+            assert torch.equal(torch.stack([r.input_tokens for r in out.trajectory]), expected)
+    finally:
+        hook.remove()
+    # second call: the conditional prefix and one forward per step, no unconditional prefix
+    assert len(calls) == 1 + case["timesteps"]

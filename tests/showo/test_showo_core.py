@@ -1,6 +1,7 @@
 """Unit tests of the Show-o pieces on tiny models (no shared data needed)."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -10,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from showo.checkpoint import from_pretrained, save_pretrained
 from showo.factory import build_tiny_showo, load_bundle
+from showo.pipeline import ShowoPipeline
 from showo.loss import IGNORE_INDEX, build_t2i_batch, mask_image_tokens, t2i_loss
 from showo.prompting import T2IPrompting, t2i_attention_mask
 from showo.scheduler import MaskGITScheduler
@@ -188,6 +190,45 @@ def test_prefix_cache_gives_the_same_tokens(bundle):
     assert torch.equal(fast.tokens, plain.tokens)
     for a, b in zip(fast.trajectory, plain.trajectory):
         assert torch.equal(a.predicted_tokens, b.predicted_tokens)
+
+
+def test_codebook_head_matches_full_head(bundle):
+    model, lay = bundle.model, bundle.layout
+    ids = T2IPrompting(bundle.tokenizer, lay).sequences(PROMPTS)
+    mask = t2i_attention_mask(ids, lay)
+    cols = slice(lay.image_offset, lay.mask_id)
+    with torch.no_grad():
+        full = model(ids, mask).logits
+        codes = model(ids, mask, logits_rows=lay.image_slice, logits_cols=cols).logits
+    assert full.shape[-1] == lay.vocab_size, "the full-vocabulary forward (training, DPO) must stay the default"
+    assert codes.shape == (len(PROMPTS), lay.num_image_tokens, lay.codebook_size)
+    # float32: the BLAS may block a 64-column and a full-vocabulary product differently (a few ulp); what sampling
+    # reads downstream, the best code at every position, must be the same
+    ref = full[:, lay.image_slice, cols]
+    assert torch.allclose(codes, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    assert torch.equal(codes.argmax(-1), ref.argmax(-1))
+
+
+def test_uncond_prefix_is_cached_and_invalidated_by_weight_updates(bundle):
+    model = copy.deepcopy(bundle.model)
+    pipe = ShowoPipeline(model, bundle.layout, tokenizer=bundle.tokenizer)
+    kw = dict(num_inference_steps=4, output_type="tokens")
+    calls = []
+    hook = model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    first = pipe(PROMPTS, generator=gens(range(4)), **kw).tokens
+    assert calls == [4, 1, 8, 8, 8, 8]  # cond prefix, uncond prefix (one row for all images), 4 guided steps
+    calls.clear()
+    assert torch.equal(pipe(PROMPTS, generator=gens(range(4)), **kw).tokens, first)
+    assert calls == [4, 8, 8, 8, 8]  # the unconditional prefix is reused
+    with torch.no_grad():
+        model.showo.model.layers[0].self_attn.v_proj.weight.mul_(3.0)  # an optimizer-like in-place update
+    calls.clear()
+    updated = pipe(PROMPTS, generator=gens(range(4)), **kw).tokens
+    hook.remove()
+    assert calls == [4, 1, 8, 8, 8, 8]  # recomputed for the new weights
+    fresh = ShowoPipeline(model, bundle.layout, tokenizer=bundle.tokenizer)
+    assert torch.equal(updated, fresh(PROMPTS, generator=gens(range(4)), **kw).tokens)
+    assert not torch.equal(updated, first)
 
 
 def test_per_image_generators_do_not_depend_on_batch(bundle):
