@@ -24,12 +24,14 @@ from PIL import Image
 __all__ = [
     "JudgeCost",
     "Conversation",
+    "Generators",
     "JudgeOutput",
     "OutcomeJudge",
     "ProcessJudge",
     "TextOutput",
     "YesNoJudge",
     "concat_outputs",
+    "per_image_generators",
     "validate_images",
     "validate_judge_inputs",
     "validate_step",
@@ -163,6 +165,26 @@ class ProcessJudge(Protocol):
 # questions; exactly one of them carries the image placeholder (``YesNoJudge.image_token``).
 Conversation = list[dict[str, str]]
 
+# What a sampling judge draws with: one generator for the whole batch, one per image, or ``None`` (the judge's own
+# seeded generator).
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def per_image_generators(
+    generator: Generators, count: int, default: torch.Generator, *, what: str = "images"
+) -> list[torch.Generator]:
+    """``count`` generators, one per row: ``generator`` (or ``default`` when ``None``) repeated, or the given list.
+
+    A list must hold exactly one generator per row (``what`` names the rows in the error).
+    """
+    if generator is None:
+        return [default] * count
+    if isinstance(generator, torch.Generator):
+        return [generator] * count
+    if len(generator) != count:
+        raise ValueError(f"got {len(generator)} generators for {count} {what}")
+    return list(generator)
+
 
 @dataclass
 class TextOutput:
@@ -184,11 +206,7 @@ class YesNoJudge(Protocol):
     image_token: str
 
     def ask(
-        self,
-        conversations: Sequence[Conversation],
-        images: Sequence[Image.Image],
-        *,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        self, conversations: Sequence[Conversation], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> JudgeOutput:
         ...
 

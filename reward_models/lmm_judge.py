@@ -36,10 +36,12 @@ from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionP
 
 from reward_models.base import (
     Conversation,
+    Generators,
     JudgeCost,
     JudgeOutput,
     TextOutput,
     concat_outputs,
+    per_image_generators,
     validate_images,
     validate_judge_inputs,
     validate_step,
@@ -47,13 +49,12 @@ from reward_models.base import (
 from reward_models.questions import ORM_QUESTION, render_question
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 
-__all__ = ["IMAGE_VIEWS", "JUDGE_INFO", "LMMYesNoJudge", "check_judge_directory", "pad_to_square", "recorded_view",
-           "user_turn"]
+__all__ = ["IMAGE_VIEWS", "JUDGE_INFO", "LMMYesNoJudge", "check_judge_directory", "pad_to_square", "question_turns",
+           "recorded_view", "user_turn"]
 
 _MODES = ("prob", "sample")
 IMAGE_VIEWS = ("anyres", "pad")
 JUDGE_INFO = "imagecot_judge.json"  # written next to a converted judge: its origin and the view it was used with
-Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def check_judge_directory(model_dir: str | Path) -> Path:
@@ -99,6 +100,11 @@ def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image
 def user_turn(template: str, prompt: str, image_token: str | None) -> dict[str, str]:
     """A user message from a question template; ``image_token=None`` makes it text-only."""
     return {"role": "user", "content": render_question(template, prompt, image_token)}
+
+
+def question_turns(template: str, prompts: Sequence[str], image_token: str | None) -> list[Conversation]:
+    """One single-turn conversation per prompt: the question ``template`` asked about that prompt."""
+    return [[user_turn(template, p, image_token)] for p in prompts]
 
 
 class LMMYesNoJudge:
@@ -196,8 +202,7 @@ class LMMYesNoJudge:
         """P("yes") of ``question_template`` (default: this judge's) for each ``(prompt, image)``; scores ``[B]``."""
         validate_judge_inputs(prompts, images)
         template = self.question_template if question_template is None else question_template
-        conversations = [[user_turn(template, p, self.image_token)] for p in prompts]
-        return self.ask(conversations, images, generator=generator)
+        return self.ask(question_turns(template, prompts, self.image_token), images, generator=generator)
 
     def score_steps(
         self, prompts: Sequence[str], step_images: Sequence[Image.Image], step: int, num_steps: int
@@ -279,11 +284,7 @@ class LMMYesNoJudge:
         return out.logits[:, -1, :].float().cpu()
 
     def ask(
-        self,
-        conversations: Sequence[Conversation],
-        images: Sequence[Image.Image],
-        *,
-        generator: Generators = None,
+        self, conversations: Sequence[Conversation], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> JudgeOutput:
         """Yes/no judgment of each conversation about its image; ``scores`` = ``p_yes`` ``[B]``.
 
@@ -337,13 +338,7 @@ class LMMYesNoJudge:
     def _generators(self, generator: Generators, count: int) -> list[torch.Generator] | None:
         if self.mode == "prob":
             return None
-        if generator is None:
-            return [self._generator] * count
-        if isinstance(generator, torch.Generator):
-            return [generator] * count
-        if len(generator) != count:
-            raise ValueError(f"got {len(generator)} generators for {count} conversations")
-        return list(generator)
+        return per_image_generators(generator, count, self._generator, what="conversations")
 
     @torch.inference_mode()
     def generate_text(

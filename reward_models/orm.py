@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from PIL import Image
 
-from reward_models.base import JudgeOutput, YesNoJudge, validate_judge_inputs
-from reward_models.lmm_judge import user_turn
+from reward_models.base import Generators, JudgeOutput, YesNoJudge, validate_judge_inputs
+from reward_models.lmm_judge import question_turns
 from reward_models.questions import ORM_QUESTION
 
 __all__ = ["ORM"]
@@ -31,13 +30,9 @@ class ORM:
         self.question_template = ORM_QUESTION if question_template is None else question_template
 
     def score(
-        self,
-        prompts: Sequence[str],
-        images: Sequence[Image.Image],
-        *,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> JudgeOutput:
         """Scores ``[B]`` = P("yes"); components ``p_yes``, ``p_no``, ``p_yes_norm``, ``answer_yes``, ``answer_no``."""
         validate_judge_inputs(prompts, images)
-        conversations = [[user_turn(self.question_template, p, self.judge.image_token)] for p in prompts]
+        conversations = question_turns(self.question_template, prompts, self.judge.image_token)
         return self.judge.ask(conversations, images, generator=generator)

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from reward_models.base import JudgeCost, JudgeOutput, validate_judge_inputs
-from reward_models.lmm_judge import LMMYesNoJudge, user_turn
+from reward_models.base import Generators, JudgeCost, JudgeOutput, per_image_generators, validate_judge_inputs
+from reward_models.lmm_judge import LMMYesNoJudge, question_turns
 from reward_models.questions import ORM_QUESTION
 
 __all__ = ["T2IR1ORM"]
@@ -81,15 +81,11 @@ class T2IR1ORM:
         return int(token_id)
 
     def score(
-        self,
-        prompts: Sequence[str],
-        images: Sequence[Image.Image],
-        *,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> JudgeOutput:
         """Scores ``[B]``; components ``p_yes``, ``p_no`` (at temperature T), ``p_yes_norm`` and ``gate_pass``."""
         validate_judge_inputs(prompts, images)
-        conversations = [[user_turn(self.question_template, p, self.judge.image_token)] for p in prompts]
+        conversations = question_turns(self.question_template, prompts, self.judge.image_token)
         size = self.judge.batch_size
         logits = torch.cat([
             self.judge.first_token_logits(conversations[s : s + size], images[s : s + size])
@@ -112,7 +108,7 @@ class T2IR1ORM:
             cost=JudgeCost(forward_passes=len(prompts), images_scored=len(prompts)),
         )
 
-    def _gate(self, logits: torch.Tensor, probs: torch.Tensor, generator) -> torch.Tensor:
+    def _gate(self, logits: torch.Tensor, probs: torch.Tensor, generator: Generators) -> torch.Tensor:
         """``[B]`` 0/1: whether the (most likely or sampled) first answer token reads yes or no."""
         answers = torch.tensor(self.answer_ids, dtype=torch.long)
         if self.gate == "none":
@@ -120,15 +116,6 @@ class T2IR1ORM:
         if self.gate == "argmax":
             tokens = logits.argmax(dim=-1)
         else:
-            generators = self._generators(generator, logits.shape[0])
+            generators = per_image_generators(generator, logits.shape[0], self._generator)
             tokens = torch.tensor([int(torch.multinomial(p, 1, generator=g)) for p, g in zip(probs, generators)])
         return torch.isin(tokens, answers).float()
-
-    def _generators(self, generator, count: int) -> list[torch.Generator]:
-        if generator is None:
-            return [self._generator] * count
-        if isinstance(generator, torch.Generator):
-            return [generator] * count
-        if len(generator) != count:
-            raise ValueError(f"got {len(generator)} generators for {count} images")
-        return list(generator)

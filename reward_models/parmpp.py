@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from PIL import Image
 
-from reward_models.base import JudgeCost, JudgeOutput, validate_judge_inputs
-from reward_models.lmm_judge import user_turn
+from reward_models.base import Generators, JudgeCost, JudgeOutput, validate_judge_inputs
+from reward_models.lmm_judge import question_turns, user_turn
 from reward_models.parm import Parm, ParmDecision, ParmResult, ParmSelection, ParmState
 from reward_models.questions import ORM_QUESTION, REFLECTION_EXPLAIN
 
@@ -100,15 +99,11 @@ class ParmPlusPlus:
         return self.parm.run_on_pool(prompts, step_images, final_images)
 
     def reflect(
-        self,
-        prompts: Sequence[str],
-        images: Sequence[Image.Image],
-        *,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> Reflection:
         """Judge each chosen image; explain the mismatch of every rejected one (one generation per rejection)."""
         validate_judge_inputs(prompts, images)
-        conversations = [[user_turn(self.reflection_question, p, self.judge.image_token)] for p in prompts]
+        conversations = question_turns(self.reflection_question, prompts, self.judge.image_token)
         out = self.judge.ask(conversations, images, generator=generator)
         accept = [bool(a == 1) for a in out.components["answer_yes"]]
         to_explain = [i for i, ok in enumerate(accept) if self.explain_accepted or not ok]

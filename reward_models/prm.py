@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from reward_models.base import JudgeOutput, YesNoJudge, validate_judge_inputs, validate_step
-from reward_models.lmm_judge import user_turn
+from reward_models.base import Generators, JudgeOutput, YesNoJudge, validate_judge_inputs, validate_step
+from reward_models.lmm_judge import question_turns
 from reward_models.questions import PRM_QUESTION
 
 __all__ = ["PRM"]
@@ -37,7 +37,7 @@ class PRM:
         step: int,
         num_steps: int,
         *,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        generator: Generators = None,
     ) -> JudgeOutput:
         """Scores ``[B]`` = P("yes") for the predicted images of step ``step`` (0-based) of ``num_steps``.
 
@@ -46,7 +46,7 @@ class PRM:
         """
         validate_step(step, num_steps)
         validate_judge_inputs(prompts, step_images, images_name="step_images")
-        conversations = [[user_turn(self.question_template, p, self.judge.image_token)] for p in prompts]
+        conversations = question_turns(self.question_template, prompts, self.judge.image_token)
         out = self.judge.ask(conversations, step_images, generator=generator)
         out.components["step"] = torch.full((len(prompts),), float(step))
         return out
