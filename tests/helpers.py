@@ -5,6 +5,7 @@ Shared data (fixtures of the official code, GenEval metadata and judge cases) is
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMAGECOT_SHARED", REPO_ROOT.parent / "shared")).resolve()
+# A MAGVIT-v2 small enough for CPU tests: ``build_tiny_showo(words, vq=TINY_VQ)`` (resolution 16, 2**6 codes).
+TINY_VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
+               decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
 
 
 def require_shared(*parts: str) -> Path:
@@ -27,6 +31,31 @@ def load_manifest(*parts: str) -> dict:
     """A fixture manifest at collection time ({} when the shared folder is absent: the tests then skip)."""
     path = SHARED.joinpath(*parts)
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_recipe(script: str | Path):
+    """``scripts/<script>.py`` (or the script at a given ``Path``) as a module, so a test can call its ``run(cfg)``
+    in-process: recipes are scripts, never imported by the library."""
+    path = script if isinstance(script, Path) else REPO_ROOT / "scripts" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compose_entry(config: str, overrides=()):
+    """``configs/<config>.yaml`` with ``overrides``, as ``python scripts/<recipe>.py <overrides>`` composes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+        return compose(config_name=config, overrides=list(overrides))
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """The records of ``<run_dir>/metrics.jsonl``, one per logged step."""
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
 def compose_option(group: str, option: str, overrides=()):

@@ -11,7 +11,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from common.rundir import flatten
-from tests.catalogue.world import REPO, compose
+from tests.catalogue.world import REPO
+from tests.helpers import compose_entry
 
 EXPERIMENTS = sorted((REPO / "configs" / "experiment" / "shapes").glob("*.yaml"))
 ENTRY_CONFIG = {"iterative_dpo": "train_dpo"}  # recipes that share another recipe's entry config
@@ -35,7 +36,8 @@ def entry(path: Path) -> str:
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_committed_checkpoints_an_experiment_names_exist(path, no_shapes_env):
     recipe = entry(path)
-    cfg = compose(ENTRY_CONFIG.get(recipe, recipe), [f"+experiment=shapes/{path.stem}", *REQUIRED.get(recipe, [])])
+    overrides = [f"+experiment=shapes/{path.stem}", *REQUIRED.get(recipe, [])]
+    cfg = compose_entry(ENTRY_CONFIG.get(recipe, recipe), overrides)
     values = flatten(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     named = {k: v for k, v in values.items() if isinstance(v, str) and v.startswith("checkpoints/")}
     for key, value in named.items():
@@ -43,11 +45,11 @@ def test_committed_checkpoints_an_experiment_names_exist(path, no_shapes_env):
 
 
 def test_the_shapes_show_o_trains_on_the_magvit_runs_tokens_with_the_committed_tokenizer(no_shapes_env):
-    showo = compose("train_showo", ["+experiment=shapes/showo"])
+    showo = compose_entry("train_showo", ["+experiment=shapes/showo"])
     assert (REPO / showo.model.bundle.vq_directory / "pytorch_model.safetensors").is_file()
-    magvit = compose("train_magvit", ["+experiment=shapes/magvit"])
+    magvit = compose_entry("train_magvit", ["+experiment=shapes/magvit"])
     assert Path(showo.dataset.directory) == Path(magvit.run_dir) / "tokens"  # scripts/train_magvit.py writes RUN/tokens
-    quick = compose("quickstart", [])
+    quick = compose_entry("quickstart", [])
     for name, directory in quick.models.items():
         assert (REPO / directory).is_dir(), f"quickstart models.{name} = {directory} does not exist"
 

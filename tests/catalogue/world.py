@@ -6,7 +6,6 @@ Recipes are scripts (never imported by the library); :func:`recipe` loads ``scri
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
+from tests.helpers import TINY_VQ, compose_entry, load_recipe
+
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["a red circle", "a blue square", "a red square", "a blue circle", "two red circle", "a blue triangle"]
-TINY_VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-               decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
 SCRIPTS = {"quickstart": REPO / "scripts" / "shapes" / "quickstart.py"}
 # a resumed or repeated run rewrites these: sessions / creation time and environment, never the results
 VOLATILE = ("run.json",)
@@ -64,20 +63,7 @@ def build_world(root: Path) -> World:
 @cache
 def recipe(name: str):
     """``scripts/<name>.py`` (or the quickstart) as a module."""
-    path = SCRIPTS.get(name, REPO / "scripts" / f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"catalogue_recipe_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def compose(config: str, overrides) -> DictConfig:
-    """``configs/<config>.yaml`` with ``overrides``, as ``python scripts/<recipe>.py <overrides>`` composes it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return hydra_compose(config_name=config, overrides=list(overrides))
+    return load_recipe(SCRIPTS.get(name, name))
 
 
 # the entry config of each recipe, and overrides that make it run in a second or two on the tiny world
@@ -113,7 +99,7 @@ def base_overrides(name: str, w: World) -> list[str]:
 def config(name: str, w: World, run_dir: Path, overrides=()) -> DictConfig:
     """The recipe's config on the tiny world; eval_geneval gets the shapes world's exact detector and colour
     classifier (no weights), as the quickstart evaluates its rows."""
-    cfg = compose(CONFIG.get(name, name), [*base_overrides(name, w), f"run_dir={run_dir}", *overrides])
+    cfg = compose_entry(CONFIG.get(name, name), [*base_overrides(name, w), f"run_dir={run_dir}", *overrides])
     if name == "eval_geneval":
         with open_dict(cfg):
             cfg.detector = {"_target_": "eval.shapes.detector.ShapesDetector"}

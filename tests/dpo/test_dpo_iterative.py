@@ -1,12 +1,9 @@
 """scripts/iterative_dpo.py: two rounds of generate -> judge -> pairs -> train on a tiny Show-o, killed and resumed."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from common.rundir import RunDir, RunMismatch
@@ -14,37 +11,27 @@ from dpo.data import load_pairs
 from dpo.iterative import RoundDir, read_prompts
 from search.pool import entry_path, load_entry
 from showo.factory import build_tiny_showo, load_bundle
+from tests.helpers import TINY_VQ, compose_entry, load_recipe
 
-REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["a red circle", "a blue square", "two green triangle"]
-VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-          decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_recipe", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ITERATIVE = _load("iterative_dpo")
+ITERATIVE = load_recipe("iterative_dpo")
 
 
 def _cfg(tmp_path, *overrides):
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        return compose("train_dpo", overrides=[
-            "model=showo_bundle", f"model.bundle.directory={tmp_path / 'bundle'}", "model.sampling.num_inference_steps=3",
-            f"run_dir={tmp_path / 'run'}", f"iterative.prompts={tmp_path / 'prompts.txt'}", "iterative.rounds=2",
-            "iterative.candidates_per_prompt=4", "iterative.generation_batch_size=5",
-            "+iterative.judge={_target_: dpo.toy.MeanChannelJudge, channel: 0}",
-            "dpo/pairing@iterative.pairing=best_worst",
-            "train.mixed_precision=no", "train.global_batch_size=3", "train.epochs=2",
-            "train.optimizer.lr=1e-3", "iterative.reference=initial", *overrides])
+    return compose_entry("train_dpo", [
+        "model=showo_bundle", f"model.bundle.directory={tmp_path / 'bundle'}", "model.sampling.num_inference_steps=3",
+        f"run_dir={tmp_path / 'run'}", f"iterative.prompts={tmp_path / 'prompts.txt'}", "iterative.rounds=2",
+        "iterative.candidates_per_prompt=4", "iterative.generation_batch_size=5",
+        "+iterative.judge={_target_: dpo.toy.MeanChannelJudge, channel: 0}",
+        "dpo/pairing@iterative.pairing=best_worst",
+        "train.mixed_precision=no", "train.global_batch_size=3", "train.epochs=2",
+        "train.optimizer.lr=1e-3", "iterative.reference=initial", *overrides])
 
 
 def test_two_rounds_killed_at_each_stage_and_resumed(tmp_path):
-    build_tiny_showo(sorted({w for p in PROMPTS for w in p.split()}), vq=VQ).save_pretrained(tmp_path / "bundle")
+    build_tiny_showo(sorted({w for p in PROMPTS for w in p.split()}), vq=TINY_VQ).save_pretrained(tmp_path / "bundle")
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n\n")
     assert read_prompts(tmp_path / "prompts.txt") == PROMPTS
     run = tmp_path / "run"
@@ -88,7 +75,6 @@ def test_two_rounds_killed_at_each_stage_and_resumed(tmp_path):
 
 
 def test_missing_judge_is_a_clear_error(tmp_path):
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train_dpo", overrides=["model=showo_tiny", f"run_dir={tmp_path}", "iterative.prompts=x.txt"])
+    cfg = compose_entry("train_dpo", ["model=showo_tiny", f"run_dir={tmp_path}", "iterative.prompts=x.txt"])
     with pytest.raises(ValueError, match="reward@iterative.judge"):
         ITERATIVE.run(cfg)

@@ -1,11 +1,8 @@
 """scripts/train_dpo.py on a tiny Show-o (CPU): learning, accumulation, resume, precomputed reference, guidance."""
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
@@ -19,46 +16,33 @@ from dpo.trainer import DPOObjective
 from showo.factory import build_tiny_showo, load_bundle
 from showo.logprob import MaskingConfig
 from showo.prompting import T2IPrompting
+from tests.helpers import TINY_VQ, compose_entry, load_recipe, read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["a red circle", "a blue square", "two green triangle", "a yellow circle"]
-VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-          decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
 
 
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location("train_dpo_recipe", REPO / "scripts" / "train_dpo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RECIPE = _load_recipe()
+RECIPE = load_recipe("train_dpo")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("dpo_world")
-    bundle = build_tiny_showo(sorted({w for p in PROMPTS for w in p.split()}), vq=VQ, seed=0)
+    bundle = build_tiny_showo(sorted({w for p in PROMPTS for w in p.split()}), vq=TINY_VQ, seed=0)
     bundle.save_pretrained(root / "bundle")
     save_pairs(root / "pairs.jsonl", toy_pairs(bundle.layout, PROMPTS, 8, seed=0))
     return root
 
 
 def _cfg(world, run_dir, *overrides):
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        return compose("train_dpo", overrides=[
-            "model=showo_bundle", f"model.bundle.directory={world / 'bundle'}", f"data.pairs={world / 'pairs.jsonl'}",
-            f"run_dir={run_dir}", "train.mixed_precision=no", "train.optimizer.lr=1e-3", "train.warmup_ratio=0.25",
-            "train.global_batch_size=4", *overrides])
+    return compose_entry("train_dpo", [
+        "model=showo_bundle", f"model.bundle.directory={world / 'bundle'}", f"data.pairs={world / 'pairs.jsonl'}",
+        f"run_dir={run_dir}", "train.mixed_precision=no", "train.optimizer.lr=1e-3", "train.warmup_ratio=0.25",
+        "train.global_batch_size=4", *overrides])
 
 
 def _weights(final_dir):
     return load_file(str(Path(final_dir) / "showo" / "pytorch_model.safetensors"))
-
-
-def _metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
 
 
 def _eval_rewards(model_dir, world):
@@ -76,7 +60,7 @@ def _eval_rewards(model_dir, world):
 
 def test_twenty_steps_raise_margin_and_accuracy(world, tmp_path):
     final = RECIPE.run(_cfg(world, tmp_path / "run", "train.epochs=10", "train.checkpoint_every=100"))
-    metrics = _metrics(tmp_path / "run")
+    metrics = read_metrics(tmp_path / "run")
     assert [m["step"] for m in metrics] == list(range(1, 21))
     before = _eval_rewards(world / "bundle", world)
     assert before.margins.abs().max().item() == 0.0 and before.accuracy.mean().item() == 0.0
@@ -99,7 +83,7 @@ def test_accumulation_matches_a_bigger_batch(world, tmp_path):
     assert any(not torch.equal(wa[k], init[k]) for k in wa)
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
-    for ma, mb in zip(_metrics(tmp_path / "a"), _metrics(tmp_path / "b")):
+    for ma, mb in zip(read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")):
         assert ma["train/loss"] == pytest.approx(mb["train/loss"], abs=1e-5)
 
 
@@ -112,15 +96,15 @@ def test_kill_and_resume_gives_the_same_weights(world, tmp_path):
     resumed = RECIPE.run(_cfg(world, killed, *common))
     wf, wr = _weights(full), _weights(resumed)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
-    assert [m["step"] for m in _metrics(killed)] == list(range(1, 13))
-    assert _metrics(killed) == _metrics(tmp_path / "full")
+    assert [m["step"] for m in read_metrics(killed)] == list(range(1, 13))
+    assert read_metrics(killed) == read_metrics(tmp_path / "full")
 
 
 def test_precomputed_reference_matches_frozen_copy(world, tmp_path):
     common = ("train.max_steps=3", "train.global_batch_size=2")
     frozen = RECIPE.run(_cfg(world, tmp_path / "frozen", *common))
     pre = RECIPE.run(_cfg(world, tmp_path / "pre", "dpo=precomputed", *common))
-    for mf, mp in zip(_metrics(tmp_path / "frozen"), _metrics(tmp_path / "pre")):
+    for mf, mp in zip(read_metrics(tmp_path / "frozen"), read_metrics(tmp_path / "pre")):
         for key in ("train/loss", "rewards/chosen", "rewards/margin"):
             assert mf[key] == pytest.approx(mp[key], abs=1e-5)
     wf, wp = _weights(frozen), _weights(pre)
@@ -180,7 +164,7 @@ def test_guided_recipe_runs_with_a_scripted_judge(world, tmp_path):
                "~dpo.guidance.judge", "+dpo.guidance.judge={_target_: dpo.toy.MeanChannelJudge}",
                "model.sampling.num_inference_steps=2")
     RECIPE.run(cfg)
-    (m,) = _metrics(tmp_path / "g")
+    (m,) = read_metrics(tmp_path / "g")
     assert "guidance/reward" in m and m["guidance/term"] != 0.0
 
 
@@ -211,5 +195,5 @@ def test_two_processes_split_the_global_batch(world, tmp_path):
     w1, w2 = _weights(one), _weights(tmp_path / "two" / "final")
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], atol=1e-6, rtol=1e-5)
-    m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    m1, m2 = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [m["train/loss"] for m in m1] == pytest.approx([m["train/loss"] for m in m2], abs=1e-5)

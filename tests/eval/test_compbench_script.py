@@ -3,34 +3,24 @@ validation file) × 2 synthetic images, the official layout, summary.json, offic
 run killed by its hard-exit hook then restarted giving the same results."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from PIL import Image
 
 from eval.t2i_compbench.layout import write_image
 from eval.t2i_compbench.prompts import CATEGORIES, load_prompts
 from tests.eval.tiny_models import TINY_CLIP_ARCH, build_tiny_blip, build_tiny_clip, build_tiny_owl
-from tests.helpers import REPO_ROOT, require_shared
+from tests.helpers import compose_entry, load_recipe, require_shared
 
 ALL = list(CATEGORIES)
 
 
 def compose_cfg(overrides):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="eval_compbench", overrides=overrides)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_compbench_recipe", REPO_ROOT / "scripts" / "eval_compbench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compose_entry("eval_compbench", overrides)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,7 @@ class Killed(BaseException):
 
 
 def test_run_writes_official_layout_and_resumes_after_a_kill(bench, tmp_path, monkeypatch):
-    script = load_script()
+    script = load_recipe("eval_compbench")
     ref = script.run(compose_cfg(bench + ["name=tiny"] + [f"run_dir={tmp_path / 'ref'}"]))
     scores = ref["scores"]
     assert set(scores["categories"]) == set(ALL)

@@ -1,21 +1,18 @@
 """The GenEval recipe: its config composes, and a run writes results, summary, tables and plot into its run dir."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from PIL import Image
 
 from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import parse_metadata
 from eval.geneval.types import ClassDetections, ImageDetections
+from tests.helpers import compose_entry, load_recipe
 
-REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["cat", "dog"]
 META = [
     {"tag": "single_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat"},
@@ -39,15 +36,7 @@ class CatOnlyDetector:
 
 
 def compose_cfg(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="eval_geneval", overrides=overrides)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_geneval_recipe", REPO / "scripts" / "eval_geneval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compose_entry("eval_geneval", overrides)
 
 
 def test_config_composes_with_official_defaults():
@@ -70,7 +59,7 @@ def test_recipe_writes_one_run_dir(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     cfg = compose_cfg([f"image_dir={images}", f"eval.metadata={metadata}", "name=tiny", "seeds=[0,1,2,3]",
                        "eval.color_classifier.checkpoint=unused", "detector.checkpoint=unused", f"run_dir={run_dir}"])
-    script = load_script()
+    script = load_recipe("eval_geneval")
     monkeypatch.setattr(script, "instantiate", lambda node: CatOnlyDetector() if "detector" in node._target_ else None)
     record = script.run(cfg)
     assert record["scores"]["overall"] == pytest.approx(0.5)  # single_object 1.0, two_object 0.0

@@ -3,31 +3,21 @@ synthetic images, summary.json and tables, and a run killed by its hard-exit hoo
 results."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from PIL import Image
 
 from eval.wise.prompts import CATEGORIES, load_prompts, write_image
 from reward_models.tiny import build_tiny_llava_onevision
-from tests.helpers import REPO_ROOT, require_shared
+from tests.helpers import compose_entry, load_recipe, require_shared
 
 
 def compose_cfg(overrides):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="eval_wise", overrides=overrides)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_wise_recipe", REPO_ROOT / "scripts" / "eval_wise.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compose_entry("eval_wise", overrides)
 
 
 def test_config_composes_with_the_local_judge_by_default():
@@ -56,7 +46,7 @@ def test_run_writes_summary_and_resumes_after_a_kill(tmp_path, monkeypatch):
             f"prompt_ids=[{','.join(str(p.prompt_id) for p in chosen)}]", f"wise_judge.judge.path={vlm}",
             "wise_judge.judge.device=cpu", "wise_judge.judge.dtype=float32", "wise_judge.judge.max_new_tokens=6",
             "batch_size=5", "name=tiny", "seeds=[0]"]
-    script = load_script()
+    script = load_recipe("eval_wise")
     ref = script.run(compose_cfg(base + [f"run_dir={tmp_path / 'ref'}"]))
     scores = ref["scores"]
     assert all(scores["categories"][c]["images"] == 2 and scores["categories"][c]["missing"] == 0

@@ -14,6 +14,7 @@ from grpo.showo_policy import ShowoGRPOPolicy
 from grpo.trainer import micro_batch_logps
 from janus.tiny import build_tiny_janus
 from showo.factory import build_tiny_showo
+from tests.helpers import TINY_VQ
 
 PROMPTS = ["a red cat", "two blue dogs on the bench"]
 WORDS = sorted({w for p in PROMPTS for w in p.split()})
@@ -167,9 +168,7 @@ def test_ablations_train_one_modality(variant):
 
 
 def test_showo_policy_scores_masked_positions_and_learns():
-    vq = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-              decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
-    bundle = build_tiny_showo(WORDS, vq=vq, seed=0)
+    bundle = build_tiny_showo(WORDS, vq=TINY_VQ, seed=0)
     policy = ShowoGRPOPolicy(bundle, sampling={"guidance_scale": 1.0, "num_inference_steps": 2})
     samples = _scored(policy)
     mask = policy.masks(samples.rollout)["image"]

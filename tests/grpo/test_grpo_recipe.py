@@ -1,18 +1,17 @@
 """scripts/train_grpo.py on tiny random generators (CPU): outputs and metrics, kill + resume, reused rollouts,
 Show-o, and 1 vs 2 processes."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from common.validate import ConfigError
 from janus.checkpoint import load_janus
 from janus.tiny import build_tiny_janus, write_hf_layout
 from showo.factory import build_tiny_showo
+from tests.helpers import TINY_VQ, compose_entry, load_recipe, read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = ["a red cat", "two blue dogs", "a green cup on the bench", "a small dog"]
@@ -20,14 +19,7 @@ WORDS = sorted({w for p in PROMPTS for w in p.split()})
 SGD = ["~train.optimizer", "+train.optimizer={_target_: torch.optim.SGD, _partial_: true, lr: 0.05}"]
 
 
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location("train_grpo_recipe", REPO / "scripts" / "train_grpo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RECIPE = _load_recipe()
+RECIPE = load_recipe("train_grpo")
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +38,7 @@ def _overrides(world, run_dir, *extra):
 
 
 def _cfg(world, run_dir, *extra):
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        return compose("train_grpo", overrides=_overrides(world, run_dir, *extra))
-
-
-def _metrics(run_dir):
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return compose_entry("train_grpo", _overrides(world, run_dir, *extra))
 
 
 def _untimed(records):
@@ -64,7 +51,7 @@ def _weights(final):
 
 def test_run_writes_metrics_final_weights_and_reward_curve(world, tmp_path):
     final = RECIPE.run(_cfg(world, tmp_path / "run", "train.max_steps=2"))
-    metrics = _metrics(tmp_path / "run")
+    metrics = read_metrics(tmp_path / "run")
     assert [m["step"] for m in metrics] == [1, 2]
     for key in ("loss", "kl", "kl/text", "kl/image", "cot_length", "advantage/zero_std_groups", "grad_norm", "lr",
                 "rewards/reward/mean", "rewards/reward/std", "reward/group_std", "time/rollout", "time/update"):
@@ -95,7 +82,7 @@ def test_kill_and_resume_gives_identical_weights(world, tmp_path):
     resumed = RECIPE.run(_cfg(world, killed, *common))
     wf, wr = _weights(full), _weights(resumed)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
-    assert _untimed(_metrics(killed)) == _untimed(_metrics(tmp_path / "full"))
+    assert _untimed(read_metrics(killed)) == _untimed(read_metrics(tmp_path / "full"))
     lines = (killed / "samples.jsonl").read_text().splitlines()
     assert lines == (tmp_path / "full" / "samples.jsonl").read_text().splitlines()
 
@@ -106,28 +93,25 @@ def test_a_reused_rollout_is_clipped_and_must_not_straddle_checkpoints(world, tm
     assert not (tmp_path / "bad").exists()
     RECIPE.run(_cfg(world, tmp_path / "reuse", "grpo.num_iterations=2", "train.max_steps=2", "grpo.loss.clip_eps=0.01",
                     "train.optimizer.lr=0.05"))
-    first, second = _metrics(tmp_path / "reuse")
+    first, second = read_metrics(tmp_path / "reuse")
     assert first["reward/mean"] == second["reward/mean"]  # the same rollout
     assert first["clip_fraction"] == 0.0 and second["clip_fraction"] > 0.0  # ratios moved off 1 after one step
 
 
 def test_showo_policy_through_the_recipe(tmp_path):
-    vq = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-              decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
-    build_tiny_showo(WORDS, vq=vq, seed=0).save_pretrained(tmp_path / "showo")
+    build_tiny_showo(WORDS, vq=TINY_VQ, seed=0).save_pretrained(tmp_path / "showo")
     (tmp_path / "prompts.txt").write_text("".join(p + "\n" for p in PROMPTS))
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train_grpo", overrides=[
-            "model=showo_bundle", "policy=showo", f"model.bundle.directory={tmp_path / 'showo'}",
-            "model.sampling.num_inference_steps=2", f"data.prompts={tmp_path / 'prompts.txt'}",
-            f"run_dir={tmp_path / 'run'}", "threads=1", "~reward", "+reward={_target_: dpo.toy.MeanChannelJudge}",
-            "grpo.group_size=3", "grpo.prompts_per_step=2", "train.mixed_precision=no", "train.max_steps=2",
-            "train.optimizer.lr=1e-3"])
+    cfg = compose_entry("train_grpo", [
+        "model=showo_bundle", "policy=showo", f"model.bundle.directory={tmp_path / 'showo'}",
+        "model.sampling.num_inference_steps=2", f"data.prompts={tmp_path / 'prompts.txt'}",
+        f"run_dir={tmp_path / 'run'}", "threads=1", "~reward", "+reward={_target_: dpo.toy.MeanChannelJudge}",
+        "grpo.group_size=3", "grpo.prompts_per_step=2", "train.mixed_precision=no", "train.max_steps=2",
+        "train.optimizer.lr=1e-3"])
     final = RECIPE.run(cfg)
     before = load_file(str(tmp_path / "showo" / "showo" / "pytorch_model.safetensors"))
     after = load_file(str(final / "showo" / "pytorch_model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    first = _metrics(tmp_path / "run")[0]
+    first = read_metrics(tmp_path / "run")[0]
     assert first["kl"] < 1e-9 and first["cot_length"] == 0.0
 
 
@@ -151,7 +135,7 @@ def test_two_processes_give_the_weights_of_one(world, tmp_path):
     assert any(not torch.equal(w1[k], _weights(world / "janus")[k]) for k in w1)
     for k in w1:  # float32: a sum of two rank means (all-reduce) vs two halves accumulated in one process
         torch.testing.assert_close(w1[k], w2[k], atol=1e-6, rtol=1e-5)
-    m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    m1, m2 = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     for a, b in zip(m1, m2):  # the same samples: rewards equal exactly, losses to float rounding
         assert a["reward/mean"] == b["reward/mean"] and a["cot_length"] == b["cot_length"]
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) and a["kl"] == pytest.approx(b["kl"], abs=1e-7)

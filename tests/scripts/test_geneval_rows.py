@@ -2,7 +2,6 @@
 make a wrong row (issue 14): metadata, sampler, DPO batch, PARM++ corrector, unset checkpoint variables, ``-P``."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -10,29 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from common.validate import ConfigError
 from dpo.data import accumulation
 from dpo.iterative import launcher_processes
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, compose_entry, load_recipe
 
 ROWS = sorted(p.stem for p in (REPO_ROOT / "scripts" / "geneval").glob("*.sh") if p.stem != "evaluate")
 OFFICIAL_SAMPLING = {"guidance_scale": 1.75, "num_inference_steps": 18}  # showo.md §9, imagegen_cot.md §2
-
-
-def compose_cfg(entry: str, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        return compose(config_name=entry, overrides=overrides)
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------------- dry runs
@@ -89,7 +73,8 @@ def test_rows_sample_show_o_with_its_official_settings(dry_runs, row):
         if _script(argv) in ("run_search.py", "iterative_dpo.py"):
             model = _value(argv, "model") or "showo_256"
             assert model in ("showo_256", "showo_bundle"), argv
-            assert dict(compose_cfg("run_search", ["prompts=p", f"model={model}"]).model.sampling) == OFFICIAL_SAMPLING
+            sampling = compose_entry("run_search", ["prompts=p", f"model={model}"]).model.sampling
+            assert dict(sampling) == OFFICIAL_SAMPLING
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.startswith("dpo") or r == "integrated"])
@@ -114,7 +99,7 @@ def test_paper_batch_over_eight_processes_is_refused_before_generating(tmp_path)
         accumulation(10, None, 8)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\n")
-    cfg = compose_cfg("train_dpo", ["model=showo_tiny", "reward@iterative.judge=orm_finetuned",
+    cfg = compose_entry("train_dpo", ["model=showo_tiny", "reward@iterative.judge=orm_finetuned",
                                     f"iterative.prompts={prompts}", f"iterative.launcher=[accelerate,launch,"
                                     f"--config_file,{ddp}]", f"run_dir={tmp_path / 'run'}"])
     assert cfg.train.global_batch_size == 10 and cfg.train.per_device_batch_size is None  # the paper's batch
@@ -129,7 +114,7 @@ def test_unset_checkpoint_variable_is_named_before_anything_runs(tmp_path, monke
         monkeypatch.delenv(name, raising=False)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\n")
-    cfg = compose_cfg("run_search", [f"prompts={prompts}", f"run_dir={tmp_path / 'run'}", "device=cpu"])
+    cfg = compose_entry("run_search", [f"prompts={prompts}", f"run_dir={tmp_path / 'run'}", "device=cpu"])
     with pytest.raises(ConfigError) as err:
         load_recipe("run_search").run(cfg)
     message = str(err.value)
@@ -144,11 +129,11 @@ def test_parmpp_refuses_the_base_model_as_corrector_unless_asked(tmp_path):
             f"run_dir={tmp_path / 'run'}"]
     recipe = load_recipe("run_search")
     with pytest.raises(ConfigError, match="search.corrector is not set"):
-        recipe.run(compose_cfg("run_search", base))
+        recipe.run(compose_entry("run_search", base))
     with pytest.raises(ConfigError, match="directory not found"):
-        recipe.run(compose_cfg("run_search", [*base, f"search.corrector={tmp_path / 'nowhere'}"]))
+        recipe.run(compose_entry("run_search", [*base, f"search.corrector={tmp_path / 'nowhere'}"]))
     assert not (tmp_path / "run").exists()
-    recipe.check_corrector(compose_cfg("run_search", [*base, "search.corrector=searched"]))  # asked explicitly
+    recipe.check_corrector(compose_entry("run_search", [*base, "search.corrector=searched"]))  # asked explicitly
 
 
 def test_parmpp_row_searches_with_a_self_correction_fine_tuned_show_o(dry_runs):

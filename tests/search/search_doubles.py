@@ -17,12 +17,11 @@ from reward_models.tiny import ScriptedYesNoJudge
 from search.base import Slot
 from search.seeds import candidate_generators
 from showo.factory import build_tiny_showo
+from tests.helpers import TINY_VQ
 
 REFLECT_MARK = "Reflect:"  # start of the reflection question used with ParmTable
 REFLECTION_QUESTION = REFLECT_MARK + " {image} does this image match the prompt {prompt}? yes or no"
 WORDS = ["a", "photo", "of", "red", "blue", "circle", "square", "the", "image", "is", "wrong", "color", "missing"]
-TINY_VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-               decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
 
 
 def tiny_bundle():

@@ -16,10 +16,9 @@ from showo.loss import IGNORE_INDEX, build_t2i_batch, mask_image_tokens, t2i_los
 from showo.prompting import T2IPrompting, t2i_attention_mask
 from showo.scheduler import MaskGITScheduler
 from showo.tokens import TokenLayout
+from tests.helpers import TINY_VQ
 
 WORDS = "a photo of red blue green circle square triangle left right above below two three".split()
-TINY_VQ = dict(ch=16, encoder_ch_mult=[1, 2, 2], encoder_num_res_blocks=[1, 1, 1], decoder_ch_mult=[1, 2, 2],
-               decoder_num_res_blocks=[1, 1, 1], z_channels=6, codebook_dim=6, num_groups=8, resolution=16)
 PROMPTS = ["a photo of a red circle", "a blue square", "", "two green triangle left of a red square"]
 
 
