@@ -20,20 +20,10 @@ from transformers import BatchEncoding, GroundingDinoForObjectDetection, Groundi
 
 from reward_models.base import JudgeCost, JudgeOutput, validate_judge_inputs
 from reward_models.detector_rules import Detection, DetectorRules, detection_caption, detector_score
+from reward_models.local_model import check_model_directory, load_local, torch_dtype
 from reward_models.requirements import Requirements, RequirementsResolver
 
-__all__ = ["GroundingDinoReward", "check_model_directory", "positive_map"]
-
-
-def check_model_directory(model_dir: str | Path, what: str) -> Path:
-    """A local transformers directory with a config and safetensors weights, or ``FileNotFoundError`` naming it."""
-    path = Path(model_dir).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{what} directory not found: {path} (local directories only; nothing is downloaded)")
-    for required in (["config.json"], ["model.safetensors", "model.safetensors.index.json"]):
-        if not any((path / name).is_file() for name in required):
-            raise FileNotFoundError(f"{what} directory {path} has no {' or '.join(required)}")
-    return path
+__all__ = ["GroundingDinoReward", "positive_map"]
 
 
 def _char_to_token(encoding: BatchEncoding, row: int, chars: Sequence[int]) -> int | None:
@@ -82,14 +72,11 @@ class GroundingDinoReward:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"GroundingDinoReward.batch_size must be >= 1, got {batch_size}")
-        torch_dtype = getattr(torch, str(dtype), None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise ValueError(f"GroundingDinoReward.dtype {dtype!r} is not a torch dtype name")
+        weights_dtype = torch_dtype(dtype, "GroundingDinoReward.dtype")
         path = check_model_directory(model_dir, "GroundingDINO")
-        self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(
-            path, dtype=torch_dtype, local_files_only=True, use_safetensors=True
-        ).to(device).eval()
+        self.processor, self.model = load_local(
+            GroundingDinoForObjectDetection, GroundingDinoProcessor, path, dtype=weights_dtype, device=device
+        )
         self.device = torch.device(device)
         self.requirements = requirements if requirements is not None else RequirementsResolver()
         self.rules = rules if rules is not None else DetectorRules()

@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import GitForCausalLM, GitProcessor
 
 from reward_models.base import JudgeCost, JudgeOutput, validate_images, validate_judge_inputs
-from reward_models.gdino import check_model_directory
+from reward_models.local_model import check_model_directory, load_local, torch_dtype
 from reward_models.requirements import Requirements, RequirementsResolver
 
 __all__ = ["GitVQAReward", "vqa_questions"]
@@ -58,14 +58,9 @@ class GitVQAReward:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"GitVQAReward.batch_size must be >= 1, got {batch_size}")
-        torch_dtype = getattr(torch, str(dtype), None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise ValueError(f"GitVQAReward.dtype {dtype!r} is not a torch dtype name")
+        weights_dtype = torch_dtype(dtype, "GitVQAReward.dtype")
         path = check_model_directory(model_dir, "GIT")
-        self.processor = GitProcessor.from_pretrained(path, local_files_only=True)
-        self.model = GitForCausalLM.from_pretrained(
-            path, dtype=torch_dtype, local_files_only=True, use_safetensors=True
-        ).to(device).eval()
+        self.processor, self.model = load_local(GitForCausalLM, GitProcessor, path, dtype=weights_dtype, device=device)
         self.device = torch.device(device)
         self.tokenizer = self.processor.tokenizer
         self.yes_id = self._single_token("yes")

@@ -46,6 +46,7 @@ from reward_models.base import (
     validate_judge_inputs,
     validate_step,
 )
+from reward_models.local_model import load_local, torch_dtype
 from reward_models.questions import ORM_QUESTION, render_question
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 
@@ -150,16 +151,13 @@ class LMMYesNoJudge:
             raise ValueError(f"LMMYesNoJudge.mode must be one of {_MODES}, got {mode!r}")
         if batch_size < 1:
             raise ValueError(f"LMMYesNoJudge.batch_size must be >= 1, got {batch_size}")
-        torch_dtype = getattr(torch, str(dtype), None)
-        if not isinstance(torch_dtype, torch.dtype):
-            raise ValueError(f"LMMYesNoJudge.dtype {dtype!r} is not a torch dtype name")
+        weights_dtype = torch_dtype(dtype, "LMMYesNoJudge.dtype")
         self.model_dir = check_judge_directory(model_dir)
         self.image_view = image_view or recorded_view(self.model_dir)
-        self.processor = LlavaOnevisionProcessor.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-            self.model_dir, dtype=torch_dtype, local_files_only=True, use_safetensors=True
-        ).to(device)
-        self.model.eval()
+        self.processor, self.model = load_local(
+            LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor, self.model_dir, dtype=weights_dtype,
+            device=device,
+        )
         self.device = torch.device(device)
         self.question_template = ORM_QUESTION if question_template is None else question_template
         self.batch_size = batch_size
