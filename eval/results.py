@@ -273,3 +273,26 @@ def latex_lines(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def fmt_score(value: float | None, digits: int, scale: float = 1.0) -> str:
     """A table cell: ``–`` for a missing score, else ``scale * value`` with ``digits`` decimals."""
     return "–" if value is None else f"{scale * value:.{digits}f}"
+
+
+def table_cli(argv: Sequence[str] | None, *, benchmark: str, script: str, digits: int, load: Callable,
+              markdown_table: Callable, latex_table: Callable, bar_chart: Callable) -> None:
+    """A benchmark's table command: ``SUMMARY ... [--latex] [--digits N] [--no-published] [--plot out.png]``.
+
+    ``load(path)`` reads a summary written by ``script``; the table functions take ``(records, digits, published)``
+    and ``bar_chart`` takes ``(records, path, published)``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"{benchmark} table: the paper's rows, then one row per summary.")
+    parser.add_argument("summaries", nargs="*", help=f"summary.json files written by {script}")
+    parser.add_argument("--latex", action="store_true")
+    parser.add_argument("--digits", type=int, default=digits)
+    parser.add_argument("--no-published", action="store_true", help="leave out the paper's rows")
+    parser.add_argument("--plot", help="also write a per-category bar chart PNG here")
+    args = parser.parse_args(argv)
+    records = [load(p) for p in args.summaries]
+    render = latex_table if args.latex else markdown_table
+    print(render(records, args.digits, not args.no_published), end="")
+    if args.plot:
+        bar_chart(records, args.plot, not args.no_published)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
-from eval.results import fmt_score, latex_lines, load_summary, markdown_lines, summary_document
+from eval.results import fmt_score, latex_lines, load_summary, markdown_lines, summary_document, table_cli
 from eval.wise.prompts import CATEGORIES, WEIGHTS
 
 __all__ = ["PUBLISHED", "SCHEMA", "VERSION", "load", "main", "markdown_table", "summarize", "summary_record"]
@@ -103,19 +103,9 @@ def bar_chart(records: Sequence[Mapping[str, Any]], path, published: bool = True
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="WISE table: the paper's rows, then one row per summary.")
-    parser.add_argument("summaries", nargs="*", help="summary.json files written by scripts/eval_wise.py")
-    parser.add_argument("--latex", action="store_true")
-    parser.add_argument("--digits", type=int, default=2)
-    parser.add_argument("--no-published", action="store_true", help="leave out the paper's rows")
-    parser.add_argument("--plot", help="also write a per-category bar chart PNG here")
-    args = parser.parse_args(argv)
-    records = [load(p) for p in args.summaries]
-    print((latex_table if args.latex else markdown_table)(records, args.digits, not args.no_published), end="")
-    if args.plot:
-        bar_chart(records, args.plot, not args.no_published)
+    """``python -m eval.wise.report SUMMARY ... [--latex] [--digits 2] [--no-published] [--plot out.png]``."""
+    table_cli(argv, benchmark="WISE", script="scripts/eval_wise.py", digits=2, load=load,
+              markdown_table=markdown_table, latex_table=latex_table, bar_chart=bar_chart)
 
 
 if __name__ == "__main__":
