@@ -82,19 +82,27 @@ def build_tiny_owl(directory: str | Path, seed: int = 0) -> Path:
     return directory
 
 
-def build_tiny_clip(directory: str | Path, seed: int = 0) -> tuple[Path, Path]:
-    """(model config JSON, weights) of a tiny QuickGELU ViT open_clip model (registered under TINY_CLIP_ARCH)."""
+def tiny_open_clip(directory: str | Path, arch: str = TINY_CLIP_ARCH, seed: int = 0, quick_gelu: bool = True):
+    """A tiny random ViT open_clip model, its config registered under ``arch`` (the JSON written to ``directory``).
+
+    Every ``arch`` name must keep one config for the whole test session: open_clip's registry is global.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = directory / f"{TINY_CLIP_ARCH}.json"
-    config.write_text(json.dumps(TINY_CLIP_CONFIG))
+    config = directory / f"{arch}.json"
+    config.write_text(json.dumps({**TINY_CLIP_CONFIG, "quick_gelu": quick_gelu}))
     open_clip.add_model_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = open_clip.create_model(TINY_CLIP_ARCH, pretrained=None)
-    weights = directory / "tiny_clip.pt"
+        return open_clip.create_model(arch, pretrained=None)
+
+
+def build_tiny_clip(directory: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """(model config JSON, weights) of a tiny QuickGELU ViT open_clip model (registered under TINY_CLIP_ARCH)."""
+    model = tiny_open_clip(directory, seed=seed)
+    weights = Path(directory) / "tiny_clip.pt"
     torch.save(model.state_dict(), weights)
-    return config, weights
+    return Path(directory) / f"{TINY_CLIP_ARCH}.json", weights
 
 
 QWEN_CHAT_TEMPLATE = (

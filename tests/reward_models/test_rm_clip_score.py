@@ -1,9 +1,6 @@
 """ClipScore with a tiny random open_clip model built from a config (no weights downloaded)."""
 from __future__ import annotations
 
-import json
-
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,23 +8,15 @@ from PIL import Image
 
 from reward_models.base import OutcomeJudge
 from reward_models.clip_score import ClipScore, load_open_clip
+from tests.eval.tiny_models import tiny_open_clip
 
 TINY_ARCH = "imagecot-test-tiny-clip"
-TINY_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     root = tmp_path_factory.mktemp("clip")
-    config_path = root / f"{TINY_ARCH}.json"
-    config_path.write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(config_path)
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_ARCH, pretrained=None)
+    model = tiny_open_clip(root, TINY_ARCH, seed=0, quick_gelu=False)
     weights = root / "tiny.pt"
     torch.save(model.state_dict(), weights)
     return weights

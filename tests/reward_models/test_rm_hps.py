@@ -1,32 +1,21 @@
 """HPSv2Scorer: unscaled cosine, HPS checkpoint layout (state_dict + module. prefixes), tiny open_clip model."""
 from __future__ import annotations
 
-import json
-
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from reward_models.hps import HPS_ARCH, HPSv2Scorer
+from tests.eval.tiny_models import tiny_open_clip
 
 TINY_ARCH = "imagecot-test-tiny-hps"
-TINY_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 
 
 @pytest.fixture(scope="module")
 def hps_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("hps")
-    config_path = root / f"{TINY_ARCH}.json"
-    config_path.write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(config_path)
-    torch.manual_seed(1)
-    model = open_clip.create_model(TINY_ARCH, pretrained=None).eval()
+    model = tiny_open_clip(root, TINY_ARCH, seed=1, quick_gelu=False).eval()
     path = root / "HPS_tiny.pt"
     # The released HPS files wrap the weights as {"state_dict": ...}; DDP training leaves "module." prefixes.
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
