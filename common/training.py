@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,8 +19,9 @@ import torch
 from .io import NonFiniteError, atomic_write_json, atomic_write_text, check_finite_tensors
 from .seeding import hash_seed
 
-__all__ = ["Divergence", "MetricsLogger", "check_step", "decay_groups", "latest_checkpoint", "resume",
-           "save_checkpoint", "shard_indices", "total_grad_norm"]
+__all__ = ["Divergence", "MetricsLogger", "after_step", "check_step", "decay_groups", "latest_checkpoint",
+           "optimizer_step", "prepare_resumable", "recipe_logger", "resume", "save_checkpoint", "shard_indices",
+           "total_grad_norm"]
 
 PROGRESS = "progress.json"
 
@@ -112,6 +114,23 @@ def resume(accelerator, run_dir: Path) -> int:
     return found[1]
 
 
+def prepare_resumable(accelerator, run_dir: Path, model, optimizer, lr_scheduler) -> tuple:
+    """``accelerator.prepare`` the model and optimizer, checkpoint the learning-rate schedule with them, and resume
+    from the newest complete checkpoint: ``(model, optimizer, the step to continue from)``."""
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(lr_scheduler)
+    return model, optimizer, resume(accelerator, run_dir)
+
+
+def recipe_logger(accelerator, run_dir: Path, start: int, cfg) -> MetricsLogger:
+    """The metrics logger of a recipe whose config has a ``wandb`` group: main process only, W&B (when enabled) gets
+    the resolved config."""
+    from omegaconf import OmegaConf
+
+    return MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
+                         OmegaConf.to_container(cfg, resolve=True))
+
+
 def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, model=None,
                     extra: Optional[dict] = None) -> Path:
     """accelerate state (model, optimizer, registered objects, RNG) + progress file; keeps the last ``keep``.
@@ -149,3 +168,22 @@ def check_step(accelerator, run_dir: Path, step: int, **values) -> None:
         raise Divergence(f"{run_dir}: training diverged at step {step}: {', '.join(names)} (non-finite on at least "
                          f"one process); stopped before applying it, {kept}, no final weights written. "
                          "Lower the learning rate or enable gradient clipping.")
+
+
+def optimizer_step(accelerator, run_dir: Path, step: int, optimizer, lr_scheduler, **values) -> None:
+    """Optimizer step ``step`` (1-based): :func:`check_step` on ``values`` (loss, gradient norm, ...), then the update,
+    the learning-rate schedule, and the gradients set to ``None``."""
+    check_step(accelerator, run_dir, step, **values)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def after_step(accelerator, run_dir: Path, step: int, *, every: int, last: int, keep: int, model,
+               exit_after: Optional[int] = None) -> None:
+    """After optimizer step ``step`` (1-based): a checkpoint every ``every`` steps and at ``last`` (keeping ``keep``);
+    then, at ``exit_after``, exit like a killed process (code 17, no cleanup), a testing aid for resume."""
+    if step % every == 0 or step == last:
+        save_checkpoint(accelerator, run_dir, step, keep, model=model)
+    if exit_after is not None and step == exit_after:
+        os._exit(17)

@@ -23,13 +23,14 @@ import hydra
 import torch
 from accelerate import Accelerator, DistributedType, PartialState
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from common.io import atomic_write_json, check_finite_tensors
 from common.recipe import check, open_run
-from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
+from common.training import (after_step, check_step, decay_groups, prepare_resumable, recipe_logger,
+                             total_grad_norm)
 from dpo.batch import collate_pairs
 from dpo.data import accumulation, epoch_order, load_pairs, shard_batches
 from dpo.reference import ReferenceContext
@@ -95,13 +96,9 @@ def run(cfg: DictConfig) -> Path:
     if bundle.vq_model is not None:
         bundle.vq_model.to(accelerator.device)
     model.train()
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-
     # 5. resume from the newest complete checkpoint
-    start = resume(accelerator, run_dir)
-    logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
-                           OmegaConf.to_container(cfg, resolve=True))
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, scheduler)
+    logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # 6. the loop: one iteration = one optimizer step over `accumulation` micro-batches
     stop = total_steps if tc.stop_after_steps is None else min(total_steps, start + tc.stop_after_steps)
@@ -129,8 +126,8 @@ def run(cfg: DictConfig) -> Path:
         logged["train/grad_norm"] = float(grad_norm)
         logged["train/lr"] = scheduler.get_last_lr()[0]
         logger.log(step + 1, logged)
-        if (step + 1) % tc.checkpoint_every == 0 or step + 1 == total_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, tc.keep_checkpoints, model=model)
+        after_step(accelerator, run_dir, step + 1, every=tc.checkpoint_every, last=total_steps,
+                   keep=tc.keep_checkpoints, model=model)
     logger.close()
     if stop < total_steps:
         return run_dir

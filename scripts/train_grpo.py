@@ -35,12 +35,12 @@ import hydra
 import torch
 from accelerate import Accelerator, PartialState
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from common.io import atomic_write_json, atomic_write_text
 from common.recipe import check, open_run
-from common.training import MetricsLogger, check_step, resume, save_checkpoint, total_grad_norm
+from common.training import after_step, check_step, prepare_resumable, recipe_logger, total_grad_norm
 from common.validate import Bool, Choice, ConfigError, File, Float, Int
 from grpo.data import load_prompts
 from grpo.grouping import GroupSchedule, sample_generators
@@ -113,14 +113,11 @@ def run(cfg: DictConfig) -> Path:
     optimizer = instantiate(tc.optimizer)([p for p in policy.model.parameters() if p.requires_grad])
     lr_schedule = instantiate(tc.lr_scheduler)(optimizer, num_training_steps=tc.max_steps)
     module = LogProbModule(policy.model, policy).train()
-    module, optimizer = accelerator.prepare(module, optimizer)
-    accelerator.register_for_checkpointing(lr_schedule)
-    start = resume(accelerator, run_dir)
+    module, optimizer, start = prepare_resumable(accelerator, run_dir, module, optimizer, lr_schedule)
     if accelerator.is_main_process:
         drop_samples_after(run_dir / "samples.jsonl", start)
     accelerator.wait_for_everyone()
-    logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
-                           OmegaConf.to_container(cfg, resolve=True))
+    logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # 3. the loop: a rollout every num_iterations optimizer steps, one update per optimizer step
     stop = tc.max_steps if tc.stop_after_steps is None else min(tc.max_steps, start + tc.stop_after_steps)
@@ -134,8 +131,8 @@ def run(cfg: DictConfig) -> Path:
         lr_schedule.step()
         logger.log(step + 1, {**batch["metrics"], **metrics, "lr": lr_schedule.get_last_lr()[0]})
         log_samples(cfg, accelerator, run_dir, step, batch)
-        if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.max_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, tc.keep_checkpoints, model=module)
+        after_step(accelerator, run_dir, step + 1, every=tc.checkpoint_every, last=tc.max_steps,
+                   keep=tc.keep_checkpoints, model=module)
     logger.close()
     if accelerator.is_main_process:
         reward_curve(run_dir / "metrics.jsonl", run_dir / "reward_curve.png", title=f"GRPO reward ({run_dir.name})")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import hydra
 import torch
 from accelerate import Accelerator
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from peft import get_peft_model
 from tqdm import tqdm
 from transformers import (LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor,
@@ -32,7 +31,8 @@ from transformers import (LlavaOnevisionForConditionalGeneration, LlavaOnevision
 
 from common.io import atomic_write_dir, check_finite_tensors
 from common.recipe import check, open_run
-from common.training import MetricsLogger, check_step, resume, save_checkpoint, shard_indices, total_grad_norm
+from common.training import (after_step, optimizer_step, prepare_resumable, recipe_logger, shard_indices,
+                             total_grad_norm)
 from common.validate import Choice, Float, Int
 from reward_models.lmm_judge import check_judge_directory
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
@@ -77,12 +77,8 @@ def run(cfg: DictConfig) -> Path:
         ds_config["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
     run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
     accelerator.wait_for_everyone()
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(lr_scheduler)
-
-    start = resume(accelerator, run_dir)
-    logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
-                           OmegaConf.to_container(cfg, resolve=True))
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler)
+    logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # ---- loop
     for step in tqdm(range(start, max_steps), desc="train_judge", initial=start, total=max_steps,
@@ -103,18 +99,13 @@ def run(cfg: DictConfig) -> Path:
             tokens += int(count)
         grad_norm = total_grad_norm(accelerator, model, cfg.optim.max_grad_norm)
         loss_value = accelerator.reduce(total, reduction="mean")
-        check_step(accelerator, run_dir, step + 1, loss=loss_value, grad_norm=grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, run_dir, step + 1, optimizer, lr_scheduler, loss=loss_value, grad_norm=grad_norm)
 
         if (step + 1) % cfg.log_every == 0:
             logger.log(step + 1, {"train/loss": loss_value.item(), "train/lr": lr_scheduler.get_last_lr()[0],
                                   "train/answer_tokens": tokens, "train/grad_norm": float(grad_norm)})
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == max_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints, model=model)
-        if cfg.debug_exit_after_step is not None and step + 1 == cfg.debug_exit_after_step:
-            os._exit(17)  # testing aid: die like a killed process, no cleanup
+        after_step(accelerator, run_dir, step + 1, every=cfg.checkpoint_every, last=max_steps,
+                   keep=cfg.keep_checkpoints, model=model, exit_after=cfg.debug_exit_after_step)
 
     # ---- save: a plain transformers judge directory (LoRA merged), loadable by LMMYesNoJudge
     accelerator.wait_for_everyone()

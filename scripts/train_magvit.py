@@ -11,7 +11,6 @@ run resumes; a non-finite loss stops it before the update.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import hydra
@@ -24,7 +23,8 @@ from transformers import get_cosine_schedule_with_warmup
 
 from common.io import atomic_write_json, check_finite_tensors
 from common.recipe import check, open_run
-from common.training import MetricsLogger, check_step, resume, save_checkpoint, shard_indices, total_grad_norm
+from common.training import (MetricsLogger, after_step, optimizer_step, prepare_resumable, shard_indices,
+                             total_grad_norm)
 from common.validate import Choice, Float, Int
 from eval.shapes.data import render_pixels
 from eval.shapes.suite import ShapesSuite, build_shapes_suite, images_per_line, training_lines
@@ -73,9 +73,7 @@ def run(cfg: DictConfig) -> Path:
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.lr_scheduler.warmup_steps, cfg.max_steps)
     run_dir = open_run(cfg, ignore=IGNORE, device=accelerator.device).path
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(lr_scheduler)
-    start = resume(accelerator, run_dir)
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler)
     logger = MetricsLogger(run_dir, True, start)
 
     # ---- loop
@@ -86,17 +84,12 @@ def run(cfg: DictConfig) -> Path:
         losses = magvit_loss(model(batch), batch, cfg.loss.l1_weight, cfg.loss.l2_weight, cfg.loss.foreground_weight,
                              cfg.loss.foreground_dilation)
         accelerator.backward(losses["loss"])
-        check_step(accelerator, run_dir, step + 1, loss=losses["loss"],
-                   grad_norm=total_grad_norm(accelerator, model, None))
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, run_dir, step + 1, optimizer, lr_scheduler, loss=losses["loss"],
+                       grad_norm=total_grad_norm(accelerator, model, None))
         if (step + 1) % cfg.log_every == 0:
             logger.log(step + 1, {f"train/{k}": v.item() for k, v in losses.items()})
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints, model=model)
-        if cfg.debug_exit_after_step is not None and step + 1 == cfg.debug_exit_after_step:
-            os._exit(17)  # testing aid: die like a killed process, no cleanup
+        after_step(accelerator, run_dir, step + 1, every=cfg.checkpoint_every, last=cfg.max_steps,
+                   keep=cfg.keep_checkpoints, model=model, exit_after=cfg.debug_exit_after_step)
 
     # ---- save, check, tokenize
     vq = accelerator.unwrap_model(model).eval()

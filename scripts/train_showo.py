@@ -14,22 +14,21 @@ checkpoint stays the last good one and no ``final/`` is written. The dataset bui
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import hydra
 import torch
 from accelerate import Accelerator
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from common.io import check_finite_tensors
 from common.recipe import check, open_run
 from common.seeding import hash_seed
-from common.training import (MetricsLogger, check_step, decay_groups, resume, save_checkpoint, shard_indices,
-                             total_grad_norm)
+from common.training import (after_step, decay_groups, optimizer_step, prepare_resumable, recipe_logger,
+                             shard_indices, total_grad_norm)
 from common.validate import Choice, Float, Int
 from showo.factory import ShowoBundle
 from showo.loss import t2i_loss
@@ -58,12 +57,8 @@ def run(cfg: DictConfig) -> Path:
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.lr_scheduler.warmup_steps, cfg.max_steps)
     run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
     accelerator.wait_for_everyone()
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(lr_scheduler)
-
-    start = resume(accelerator, run_dir)
-    logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
-                           OmegaConf.to_container(cfg, resolve=True))
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler)
+    logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # ---- loop
     accum, world, rank = cfg.gradient_accumulation_steps, accelerator.num_processes, accelerator.process_index
@@ -84,18 +79,13 @@ def run(cfg: DictConfig) -> Path:
             total += loss.detach()
         grad_norm = total_grad_norm(accelerator, model, cfg.optim.max_grad_norm)
         loss_value = accelerator.reduce(total, reduction="mean")
-        check_step(accelerator, run_dir, step + 1, loss=loss_value, grad_norm=grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, run_dir, step + 1, optimizer, lr_scheduler, loss=loss_value, grad_norm=grad_norm)
 
         if (step + 1) % cfg.log_every == 0:
             logger.log(step + 1, {"train/loss": loss_value.item(), "train/lr": lr_scheduler.get_last_lr()[0],
                                   "train/grad_norm": float(grad_norm)})
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
-            save_checkpoint(accelerator, run_dir, step + 1, cfg.keep_checkpoints, model=model)
-        if cfg.debug_exit_after_step is not None and step + 1 == cfg.debug_exit_after_step:
-            os._exit(17)  # testing aid: die like a killed process, no cleanup
+        after_step(accelerator, run_dir, step + 1, every=cfg.checkpoint_every, last=cfg.max_steps,
+                   keep=cfg.keep_checkpoints, model=model, exit_after=cfg.debug_exit_after_step)
 
     # ---- save
     accelerator.wait_for_everyone()
