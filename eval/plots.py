@@ -11,6 +11,16 @@ from common.io import atomic_write
 from eval.geneval.prompts import TASK_HEADERS
 
 
+def new_figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1):
+    """``(figure, axes)`` on an Agg canvas: no display and no pyplot state, so safe in headless jobs and tests."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols)
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """``fig`` (tight layout) as PNG at ``path``, written atomically (temp file in the same folder, then rename)."""
     fig.tight_layout()
@@ -27,13 +37,8 @@ def score_bars(
 ) -> Path:
     """Grouped bar chart written atomically to PNG: one group per label, one bar per ``(name, values)`` series
     (a ``None`` value plots as 0). Shared by every benchmark's report."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     width = 0.8 / max(len(series), 1)
-    fig = Figure(figsize=(max(8, 1.1 * len(labels)), 3.5))
-    FigureCanvasAgg(fig)  # Agg canvas, no pyplot state: safe in headless jobs and tests
-    ax = fig.subplots()
+    fig, ax = new_figure((max(8, 1.1 * len(labels)), 3.5))
     for i, (name, values) in enumerate(series):
         if len(values) != len(labels):
             raise ValueError(f"series {name!r} has {len(values)} values for {len(labels)} labels")
@@ -66,9 +71,6 @@ def scaling_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
     """GenEval score of each policy family (``orm@N``, ``parm@N``, ``oracle@N``, ...) against N, generator forward
     passes per image and judge forward passes per image: three panels of one figure, PNG, atomic. ``rows``:
     :func:`search.scaling.evaluate_policies` output. None when no row has a score."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     families: dict[str, list] = {}
     for row in rows:
         name, _, n = row["policy"].partition("@")
@@ -76,9 +78,7 @@ def scaling_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
             families.setdefault(name, []).append((int(n), row["forward_passes"], row["judge_passes"], row["geneval"]))
     if not families:
         return None
-    fig = Figure(figsize=(13, 4))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    fig, axes = new_figure((13, 4), 1, 3)
     for name, pts in sorted(families.items()):
         pts.sort()
         for ax, x in zip(axes, (0, 1, 2)):

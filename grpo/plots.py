@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from eval.plots import save_figure
+from eval.plots import new_figure, save_figure
 
 __all__ = ["read_metrics", "reward_curve", "reward_curves"]
 
@@ -19,16 +19,11 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 def reward_curve(metrics_path: str | os.PathLike, out: str | os.PathLike, title: str = "GRPO reward") -> Path | None:
     """``reward/mean`` (with its within-group std as a band) and every ``rewards/<name>/mean`` vs step; None when
     the file has no reward record."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     records = [r for r in read_metrics(metrics_path) if "reward/mean" in r]
     if not records:
         return None
     steps = [r["step"] for r in records]
-    fig = Figure(figsize=(6, 3.8))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    fig, ax = new_figure((6, 3.8))
     mean = [r["reward/mean"] for r in records]
     band = [r.get("reward/group_std", 0.0) for r in records]
     ax.plot(steps, mean, color="black", linewidth=2, label="reward (sum)")
@@ -49,9 +44,6 @@ def reward_curves(runs: list[tuple[str, str | os.PathLike]], out: str | os.PathL
                   title: str = "GRPO: mean reward per step") -> Path | None:
     """Several runs' ``reward/mean`` against the step on one axis (``runs``: (label, metrics.jsonl) pairs; a missing
     file is left out); None when no run has a reward record."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     series = []
     for label, path in runs:
         records = [r for r in read_metrics(path) if "reward/mean" in r] if Path(path).is_file() else []
@@ -59,9 +51,7 @@ def reward_curves(runs: list[tuple[str, str | os.PathLike]], out: str | os.PathL
             series.append((label, [r["step"] for r in records], [r["reward/mean"] for r in records]))
     if not series:
         return None
-    fig = Figure(figsize=(6, 3.8))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    fig, ax = new_figure((6, 3.8))
     for label, steps, values in series:
         ax.plot(steps, values, marker="o", markersize=3, label=label)
     ax.set_xlabel("optimizer step")

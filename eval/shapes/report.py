@@ -20,7 +20,7 @@ from eval.geneval.evaluate import evaluate_folder
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.geneval.report import load_summary, markdown_lines, summary_record, table_header, table_row, write_summary
 from eval.geneval.score import expected_counts, summarize
-from eval.plots import save_figure
+from eval.plots import new_figure, save_figure
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
 from eval.shapes.render import ShapesWorld
 from eval.stats import Interval
@@ -98,17 +98,12 @@ def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "sha
 
     Rows without a ``forward_passes_per_image`` entry are left out; returns None when no row has one.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     points = [(r.name, r.summary["config"].get("forward_passes_per_image"), r.summary["scores"]["overall"])
               for r in rows if r.summary is not None and r.summary.get("config")]
     points = [(n, x, y) for n, x, y in points if x is not None and y is not None]
     if not points:
         return None
-    fig = Figure(figsize=(5.5, 3.8))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    fig, ax = new_figure((5.5, 3.8))
     for name, x, y in points:
         ax.scatter([x], [100 * y], label=name)
     ax.set_xscale("log")
