@@ -17,7 +17,7 @@ from PIL import Image
 from grpo.advantages import GroupZScore
 from grpo.rollout import Rollout
 from reward_models.base import JudgeCost, OutcomeJudge
-from reward_models.ensemble import JudgeEnsemble
+from reward_models.ensemble import JudgeEnsemble, expert_weights
 
 __all__ = ["RewardBatch", "assign_rewards", "score_samples", "sum_rewards"]
 
@@ -52,11 +52,8 @@ def sum_rewards(per_expert: Mapping[str, torch.Tensor], weights: Mapping[str, fl
     """``[B]`` weighted sum of raw expert rewards (no weights = the official plain sum)."""
     if not per_expert:
         raise ValueError("no rewards to sum")
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(per_expert))
-    if unknown:
-        raise ValueError(f"weights given for unknown rewards {unknown}; rewards are {sorted(per_expert)}")
-    return torch.stack([float(weights.get(k, 1.0)) * v.float() for k, v in per_expert.items()]).sum(dim=0)
+    weights = expert_weights(weights, per_expert, "rewards")
+    return torch.stack([weights[k] * v.float() for k, v in per_expert.items()]).sum(dim=0)
 
 
 def assign_rewards(rollout: Rollout, rewards: RewardBatch, advantage_fn=GroupZScore()) -> Rollout:

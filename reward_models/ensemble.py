@@ -14,7 +14,7 @@ make a sample's score depend on the rest of the batch by design: call the ensemb
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -22,7 +22,7 @@ from PIL import Image
 
 from reward_models.base import JudgeCost, JudgeOutput, OutcomeJudge, validate_judge_inputs
 
-__all__ = ["Identity", "JudgeEnsemble", "MinMax", "Normalizer", "Rank", "ZScore"]
+__all__ = ["Identity", "JudgeEnsemble", "MinMax", "Normalizer", "Rank", "ZScore", "expert_weights"]
 
 
 class Normalizer(Protocol):
@@ -73,6 +73,18 @@ class Rank:
         return (less + (equal - 1) / 2) / (n - 1)
 
 
+def expert_weights(weights: Mapping[str, float] | None, names: Collection[str], what: str) -> dict[str, float]:
+    """One weight per name of ``names`` (in their order): ``weights[name]``, or 1.0 where it has none.
+
+    A weight for a name that is not among ``names`` is an error (``what`` names them: "judges", "rewards").
+    """
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"weights given for unknown {what} {unknown}; {what} are {sorted(names)}")
+    return {name: float(weights.get(name, 1.0)) for name in names}
+
+
 class JudgeEnsemble:
     """An :class:`OutcomeJudge` that combines named judges.
 
@@ -93,15 +105,12 @@ class JudgeEnsemble:
     ) -> None:
         if not judges:
             raise ValueError("JudgeEnsemble needs at least one judge")
-        weights = dict(weights or {})
-        unknown = sorted(set(weights) - set(judges))
-        if unknown:
-            raise ValueError(f"weights given for unknown judges {unknown}; judges are {sorted(judges)}")
+        weights = expert_weights(weights, judges, "judges")
         for name, judge in judges.items():
             if not isinstance(judge, OutcomeJudge):
                 raise TypeError(f"judges[{name!r}] ({type(judge).__name__}) has no score(prompts, images) method")
         self.judges = dict(judges)
-        self.weights = {name: float(weights.get(name, 1.0)) for name in self.judges}
+        self.weights = weights
         self.normalizer = normalizer if normalizer is not None else ZScore()
 
     def score(
