@@ -33,6 +33,20 @@ def load_manifest(*parts: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+class Killed(BaseException):
+    """Raised where a recipe would die: a ``BaseException``, so no ``except Exception`` on the way can swallow it."""
+
+
+def raise_on_hard_exit(monkeypatch) -> None:
+    """Make a recipe's kill switch (``os._exit(17)`` of its ``debug_exit_after_*`` setting) raise :class:`Killed`,
+    so a test can resume the run it killed."""
+
+    def hard_exit(code):
+        raise Killed(code)
+
+    monkeypatch.setattr(os, "_exit", hard_exit)
+
+
 def load_recipe(script: str | Path):
     """``scripts/<script>.py`` (or the script at a given ``Path``) as a module, so a test can call its ``run(cfg)``
     in-process: recipes are scripts, never imported by the library."""
@@ -71,6 +85,19 @@ def compose_option(group: str, option: str, overrides=()):
     for part in group.split("/"):
         cfg = cfg[part]
     return cfg
+
+
+def reward_on_tiny_judge(option: str, directory: Path):
+    """``configs/reward/<option>.yaml`` instantiated on a tiny random LLaVA-OneVision judge saved in ``directory``
+    (CPU, float32): the YAML's own wiring, without its checkpoint."""
+    from hydra.utils import instantiate
+
+    from reward_models.tiny import build_tiny_llava_onevision
+
+    tiny = build_tiny_llava_onevision(directory)
+    cfg = compose_option("reward", option)
+    cfg.judge.model_dir, cfg.judge.device, cfg.judge.dtype = str(tiny), "cpu", "float32"
+    return instantiate(cfg)
 
 
 def assert_same_image(a, b, what: str = "image") -> None:

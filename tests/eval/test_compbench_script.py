@@ -4,7 +4,6 @@ run killed by its hard-exit hook then restarted giving the same results."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from PIL import Image
 from eval.t2i_compbench.layout import write_image
 from eval.t2i_compbench.prompts import CATEGORIES, load_prompts
 from tests.eval.tiny_models import TINY_CLIP_ARCH, build_tiny_blip, build_tiny_clip, build_tiny_owl
-from tests.helpers import compose_entry, load_recipe, require_shared
+from tests.helpers import Killed, compose_entry, load_recipe, raise_on_hard_exit, require_shared
 
 ALL = list(CATEGORIES)
 
@@ -63,10 +62,6 @@ def test_config_composes_with_official_defaults():
         compose_cfg(["image_dir=/x", "compbench=defualt"])
 
 
-class Killed(BaseException):
-    pass
-
-
 def test_run_writes_official_layout_and_resumes_after_a_kill(bench, tmp_path, monkeypatch):
     script = load_recipe("eval_compbench")
     ref = script.run(compose_cfg(bench + ["name=tiny"] + [f"run_dir={tmp_path / 'ref'}"]))
@@ -91,10 +86,7 @@ def test_run_writes_official_layout_and_resumes_after_a_kill(bench, tmp_path, mo
     assert "| T2I-R1 (paper) | 0.8130 |" in (tmp_path / "ref" / "summary.md").read_text()
     assert (tmp_path / "ref" / "compbench_categories.png").is_file()
 
-    def hard_exit(code):
-        raise Killed(code)
-
-    monkeypatch.setattr(os, "_exit", hard_exit)  # the recipe's kill switch calls os._exit(17)
+    raise_on_hard_exit(monkeypatch)
     with pytest.raises(Killed):
         script.run(compose_cfg(bench + ["name=tiny", "debug_exit_after_batches=2"] + [f"run_dir={tmp_path / 'resumed'}"]))
     part = (tmp_path / "resumed" / "results.part000.jsonl").read_text().splitlines()

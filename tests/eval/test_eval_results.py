@@ -8,6 +8,7 @@ from PIL import Image
 
 from eval.results import (DIGESTS, RESULTS, Item, ResultStore, file_digest, latex_lines, load_summary,
                           markdown_lines, run_items, summary_document, write_summary)
+from tests.helpers import Killed
 
 
 class Rank:
@@ -55,10 +56,6 @@ def test_replaced_image_is_scored_again(tmp_path):
     assert [r["red"] for r in records] == [0, 10, 20, 99, 40]
     assert json.loads((out / DIGESTS).read_text())["digests"]["3.png"] == file_digest(items[3].path)
     assert not list(out.glob("results.part*"))
-
-
-class Killed(BaseException):
-    pass
 
 
 def test_interrupted_sharded_run_merges_to_the_single_process_result(tmp_path):

@@ -4,7 +4,6 @@ results."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from PIL import Image
 
 from eval.wise.prompts import CATEGORIES, load_prompts, write_image
 from reward_models.tiny import build_tiny_llava_onevision
-from tests.helpers import compose_entry, load_recipe, require_shared
+from tests.helpers import Killed, compose_entry, load_recipe, raise_on_hard_exit, require_shared
 
 
 def compose_cfg(overrides):
@@ -28,10 +27,6 @@ def test_config_composes_with_the_local_judge_by_default():
     assert official.wise_judge.judge.model == "gpt-4o-2024-05-13" and official.wise_judge.unparsable == "skip"
     with pytest.raises(MissingConfigException):
         compose_cfg(["image_dir=/x", "wise_judge=gpt4"])
-
-
-class Killed(BaseException):
-    pass
 
 
 def test_run_writes_summary_and_resumes_after_a_kill(tmp_path, monkeypatch):
@@ -61,10 +56,7 @@ def test_run_writes_summary_and_resumes_after_a_kill(tmp_path, monkeypatch):
     assert "| T2I-R1 (paper) |" in (tmp_path / "ref" / "summary.md").read_text()
     assert (tmp_path / "ref" / "wise_categories.png").is_file()
 
-    def hard_exit(code):
-        raise Killed(code)
-
-    monkeypatch.setattr(os, "_exit", hard_exit)  # the recipe's kill switch calls os._exit(17)
+    raise_on_hard_exit(monkeypatch)
     with pytest.raises(Killed):
         script.run(compose_cfg(base + ["debug_exit_after_batches=1"] + [f"run_dir={tmp_path / 'resumed'}"]))
     assert len((tmp_path / "resumed" / "results.part000.jsonl").read_text().splitlines()) == 5

@@ -11,8 +11,8 @@ from PIL import Image
 
 from reward_models.base import OutcomeJudge
 from reward_models.orm import ORM
-from reward_models.tiny import ScriptedYesNoJudge, build_tiny_llava_onevision
-from tests.helpers import compose_option
+from reward_models.tiny import ScriptedYesNoJudge
+from tests.helpers import compose_option, reward_on_tiny_judge
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reward"
 # Typed from reference imagegen_cot.md §4.1.
@@ -53,10 +53,7 @@ def test_orm_question_is_overridable_and_inputs_are_checked():
 
 @pytest.mark.parametrize("name", ["orm_zeroshot", "orm_finetuned"])
 def test_yaml_instantiates_with_the_tiny_judge(name, tmp_path):
-    tiny = build_tiny_llava_onevision(tmp_path / "tiny")
-    cfg = compose_option("reward", name)
-    cfg.judge.model_dir, cfg.judge.device, cfg.judge.dtype = str(tiny), "cpu", "float32"
-    orm = instantiate(cfg)
+    orm = reward_on_tiny_judge(name, tmp_path / "tiny")
     assert isinstance(orm, ORM) and isinstance(orm, OutcomeJudge)
     out = orm.score(["a red car", "two dogs"], [_image((200, 0, 0)), _image((0, 90, 0))])
     assert out.scores.shape == (2,) and torch.all((out.scores >= 0) & (out.scores <= 1))

@@ -5,13 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from PIL import Image
 
 from reward_models.base import ProcessJudge
 from reward_models.prm import PRM
-from reward_models.tiny import ScriptedYesNoJudge, build_tiny_llava_onevision
-from tests.helpers import compose_option
+from reward_models.tiny import ScriptedYesNoJudge
+from tests.helpers import reward_on_tiny_judge
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reward"
 # Typed from reference imagegen_cot.md §5.
@@ -47,10 +46,7 @@ def test_prm_checks_step_and_inputs():
 
 @pytest.mark.parametrize("name", ["prm_zeroshot", "prm_finetuned"])
 def test_yaml_instantiates_with_the_tiny_judge(name, tmp_path):
-    tiny = build_tiny_llava_onevision(tmp_path / "tiny")
-    cfg = compose_option("reward", name)
-    cfg.judge.model_dir, cfg.judge.device, cfg.judge.dtype = str(tiny), "cpu", "float32"
-    prm = instantiate(cfg)
+    prm = reward_on_tiny_judge(name, tmp_path / "tiny")
     assert isinstance(prm, PRM)
     out = prm.score_steps(["a red car"], [_image(120)], step=0, num_steps=18)
     assert out.scores.shape == (1,) and 0 <= float(out.scores[0]) <= 1
