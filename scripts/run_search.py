@@ -12,7 +12,9 @@ Reads top to bottom: check settings -> prompts -> model and strategy (with its j
 (:mod:`common.rundir`) -> for every (prompt, sample) slot: search, store the result JSON
 (``<run>/slots/<prompt:05d>_<sample:02d>.json``: chosen tokens, every candidate with its seed and scores, the trace
 and the cost) -> once a prompt's samples are done, write its GenEval folder with the very images the judge scored
-(a resumed slot is decoded from its stored tokens by the same decode path, giving the same bytes). Pools
+(a resumed slot is decoded from its stored tokens by the same decode path, giving the same bytes; a Janus-Pro's
+semantic CoT of the chosen candidate goes beside its image as ``samples/<k:04d>.cot.txt``). Any generator of the
+generator protocol (:mod:`common.generator`), e.g. ``model=janus_pro_7b`` (+ ``+cot@model.cot=t2i_r1``). Pools
 (``search=pool``) go to ``<run>/pool/`` (:class:`search.pool.PoolEntry`); ``cost.json`` sums every slot's cost.
 """
 from __future__ import annotations
@@ -41,12 +43,13 @@ SETTINGS = (File("prompts"), File("class_names", optional=True), Int("images_per
             Dir("search.corrector", optional=True))
 
 
-def build_strategy(cfg: DictConfig, scheduler=None):
+def build_strategy(cfg: DictConfig, pipe=None):
     """The ``search=`` strategy with its judge (bound by configs/search_judge/), and (PARM++) a separately fine-tuned
-    self-correction model when ``search.corrector`` names a bundle directory."""
+    self-correction Show-o when ``search.corrector`` names a bundle directory (sampled with ``pipe``'s scheduler)."""
     kwargs = {}
     if cfg.search.get("corrector"):
-        kwargs["corrector"] = load_bundle(cfg.search.corrector, device=cfg.device).pipeline(scheduler)
+        kwargs["corrector"] = load_bundle(cfg.search.corrector, device=cfg.device).pipeline(getattr(pipe, "scheduler",
+                                                                                                    None))
     return instantiate(cfg.search.strategy, **kwargs)
 
 
@@ -61,17 +64,18 @@ def run(cfg: DictConfig) -> Path:
     slots_dir, images_dir = run_dir / "slots", run_dir / "images"
     mine = [s for s in specs if s.index % state.num_processes == state.process_index]
     todo = [s for s in mine if not (images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file()]
-    strategy = build_strategy(cfg, pipe.scheduler) if todo else None
+    strategy = build_strategy(cfg, pipe) if todo else None
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)
     for spec in todo:
-        images = []
+        images, cots = [], []
         for k in range(cfg.images_per_prompt):
             path = slots_dir / f"{spec.index:05d}_{k:02d}.json"
             if path.is_file():  # resumed slot: the stored tokens through the same decode path
                 record = json.loads(path.read_text())
-                tokens = torch.tensor([record["candidates"][record["chosen"]]["tokens"]])
-                images.append(pipe.decode(tokens, "pil")[0])
+                chosen = record["candidates"][record["chosen"]]
+                images.append(pipe.decode(torch.tensor([chosen["tokens"]]), "pil")[0])
+                cots.append(chosen["info"].get("cot"))
             else:
                 with torch.no_grad():
                     result = strategy.search(pipe, Slot(spec.prompt, spec.index, k, cfg.seed), sampling)
@@ -79,8 +83,9 @@ def run(cfg: DictConfig) -> Path:
                     save_entry(run_dir / "pool", result.extras["pool_entry"])
                 atomic_write_text(path, json.dumps(result.to_json()))
                 images.append(result.image if result.image is not None else pipe.decode(result.tokens[None])[0])
+                cots.append(result.candidates[result.chosen].info.get("cot"))
             bar.update(1)
-        write_prompt_folder(images_dir, spec, images)
+        write_prompt_folder(images_dir, spec, images, cots=cots if any(c is not None for c in cots) else None)
     bar.close()
     state.wait_for_everyone()
     if state.is_main_process:
