@@ -59,3 +59,44 @@ def geneval_task_bars(records: Sequence[Mapping[str, Any]], path: str | os.PathL
         values = [scores["tasks"].get(t, {}).get("accuracy") for t in TASK_HEADERS] + [scores["overall"]]
         series.append((str(record["name"]), values))
     return score_bars(series, [*TASK_HEADERS.values(), "Overall"], path, title, ylabel="accuracy")
+
+
+def scaling_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                   title: str = "test-time scaling from one candidate pool") -> Path | None:
+    """GenEval score of each policy family (``orm@N``, ``parm@N``, ``oracle@N``, ...) against N, generator forward
+    passes per image and judge forward passes per image: three panels of one figure, PNG, atomic. ``rows``:
+    :func:`search.scaling.evaluate_policies` output. None when no row has a score."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    families: dict[str, list] = {}
+    for row in rows:
+        name, _, n = row["policy"].partition("@")
+        if n and row.get("geneval") is not None:
+            families.setdefault(name, []).append((int(n), row["forward_passes"], row["judge_passes"], row["geneval"]))
+    if not families:
+        return None
+    fig = Figure(figsize=(13, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    for name, pts in sorted(families.items()):
+        pts.sort()
+        for ax, x in zip(axes, (0, 1, 2)):
+            xs = [p[x] for p in pts]
+            if None not in xs and (x == 0 or len(set(xs)) > 1):  # a policy whose cost does not grow with N: N only
+                ax.plot(xs, [100 * p[3] for p in pts], marker="o", label=name)
+    first = next((r for r in rows if r["policy"] == "first" and r.get("geneval") is not None), None)
+    for ax, label in zip(axes, ("N (candidates per slot)", "generator forward passes per image",
+                                "judge forward passes per image")):
+        if first is not None:
+            ax.axhline(100 * first["geneval"], color="gray", linestyle="--", linewidth=1, label="baseline")
+        ax.set_xlabel(label)
+        ax.set_ylabel("GenEval overall (%)")
+        ax.grid(alpha=0.3)
+    ns = sorted({p[0] for pts in families.values() for p in pts})
+    axes[0].set_xscale("log", base=2)
+    axes[0].set_xticks(ns, [str(n) for n in ns])
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    return save_figure(fig, path)

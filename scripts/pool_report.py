@@ -15,19 +15,20 @@ scores, the orm pick marked ``*``, the parm pick ``P``).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from common.io import atomic_write_text
+from common.io import atomic_write_json
 from eval.geneval.evaluate import record_key
 from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompts
-from eval.geneval.score import read_results, summarize
+from eval.geneval.score import read_results
 from eval.shapes.render import image_grid
-from search.pool import FirstPolicy, OrmPolicy, ParmPolicy, PoolEntry, RandomPolicy, load_pool
+from eval.plots import scaling_curves
+from search.pool import OrmPolicy, ParmPolicy, PoolEntry, load_pool
+from search.scaling import default_policies, evaluate_policies
 from showo.magvit import MAGVITv2, decode_codes
 
 
@@ -51,56 +52,6 @@ def export(args: argparse.Namespace) -> None:
     print(f"exported {len(entries)} slots of {len(by_prompt)} prompts to {args.images}")
 
 
-def policies(max_n: int) -> list:
-    sweep = [FirstPolicy()]
-    for n in range(1, max_n + 1):
-        sweep += [OrmPolicy(n), ParmPolicy(n), RandomPolicy(n)]
-    return sweep
-
-
-def evaluate_policy(policy, entries: list[PoolEntry], results: dict | None) -> dict:
-    picks, records = [], []
-    for e in entries:
-        pick = policy.select(e)
-        picks.append(pick)
-        if results is not None:
-            key = f"{e.slot.prompt_index:05d}/samples/{e.slot.sample_index * e.size + pick.index:04d}.png"
-            if key not in results:
-                raise KeyError(f"no GenEval record for {key} (export the pool and evaluate it first)")
-            records.append(results[key])
-    out = {"policy": policy.name, "forward_passes": sum(p.forward_passes for p in picks) / len(picks),
-           "picks": [p.index for p in picks]}
-    if records:
-        summary = summarize(records)
-        out.update(geneval=summary.overall, tasks=summary.task_accuracies())
-    return out
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for family in ("orm", "parm", "random"):
-        pts = [(int(r["policy"].split("@")[1]), r["forward_passes"], r.get("geneval")) for r in rows
-               if r["policy"].startswith(family + "@")]
-        if not pts or pts[0][2] is None:
-            continue
-        axes[0].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=family)
-        axes[1].plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label=family)
-    axes[0].set_xlabel("N (candidates per slot)")
-    axes[1].set_xlabel("generator forward passes per slot")
-    for ax in axes:
-        ax.set_ylabel("GenEval overall")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def grid(entry: PoolEntry, vq: MAGVITv2) -> "object":
     orm = OrmPolicy().select(entry).index if entry.outcome_scores is not None else None
     parm = ParmPolicy().select(entry).index if entry.parm is not None else None
@@ -120,16 +71,17 @@ def report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     results = {record_key(r): r for r in read_results(args.results)} if args.results else None
     max_n = min(e.size for e in entries) if args.max_n is None else args.max_n
-    rows = []
-    for policy in policies(max_n):
-        try:
-            rows.append(evaluate_policy(policy, entries, results))
-        except ValueError as err:  # e.g. a pool built without a PARM judge: that policy is skipped, and said so
-            print(f"skipping {policy.name}: {err}")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "policies.json", json.dumps(rows, indent=1))
+    verdict = None
     if results is not None:
-        plot(rows, out / "scaling.png")
+        def verdict(e: PoolEntry, index: int) -> tuple[str, bool]:
+            key = f"{e.slot.prompt_index:05d}/samples/{e.slot.sample_index * e.size + index:04d}.png"
+            if key not in results:
+                raise KeyError(f"no GenEval record for {key} (export the pool and evaluate it first)")
+            return results[key]["tag"], bool(results[key]["correct"])
+    rows = evaluate_policies(entries, default_policies(range(1, max_n + 1)), verdict)
+    atomic_write_json(out / "policies.json", rows)
+    if results is not None:
+        scaling_curves(rows, out / "scaling.png")
     if args.vq:
         vq = MAGVITv2.from_pretrained(args.vq).eval()
         for e in entries[: args.grids]:

@@ -42,7 +42,7 @@ from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResu
                          decode_images, record_cots)
 from search.step_level import keep_schedule, rank_paths
 
-POOL_VERSION = 1
+POOL_VERSION = 2  # 2: named_scores, ParmRecord.clarity_checks (version 1 entries still read)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class ParmRecord:
     p_no: float
     pruned_step: Optional[int]  # where a truncating PARM stops the path (None: decoded to the end)
     score: Optional[float]  # best-of-N' score (None: not a survivor)
+    clarity_checks: Optional[int] = None  # clarity questions asked about this path (None: not recorded, version 1)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class PoolEntry:
     outcome_scores: Optional[list[float]] = None
     process_scores: Optional[list[dict[int, float]]] = None
     parm: Optional[list[ParmRecord]] = None
+    named_scores: dict[str, list[float]] = field(default_factory=dict)  # more outcome judges, e.g. {"oracle": [...]}
     cost: dict[str, int] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. GenEval correctness per candidate
     step_passes: Optional[list[int]] = None  # passes per image after steps 1..num_steps; None: one per step (Show-o)
@@ -86,14 +88,14 @@ class PoolEntry:
             "process_scores": None if self.process_scores is None else
             [{str(k): v for k, v in d.items()} for d in self.process_scores],
             "parm": None if self.parm is None else [asdict(r) for r in self.parm],
-            "cost": self.cost, "extras": self.extras,
+            "named_scores": self.named_scores, "cost": self.cost, "extras": self.extras,
             **({"step_passes": self.step_passes} if self.step_passes is not None else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "<dict>") -> "PoolEntry":
-        if data.get("version") != POOL_VERSION:
-            raise ValueError(f"{source}: pool version {data.get('version')!r}, this code reads {POOL_VERSION}")
+        if data.get("version") not in (1, POOL_VERSION):
+            raise ValueError(f"{source}: pool version {data.get('version')!r}, this code reads 1 and {POOL_VERSION}")
         missing = [k for k in ("slot", "num_steps", "seeds", "tokens") if k not in data]
         if missing:
             raise ValueError(f"{source}: missing fields {missing}")
@@ -103,6 +105,7 @@ class PoolEntry:
             tokens=torch.tensor(data["tokens"], dtype=torch.long), outcome_scores=data.get("outcome_scores"),
             process_scores=None if process is None else [{int(k): float(v) for k, v in d.items()} for d in process],
             parm=None if data.get("parm") is None else [ParmRecord(**r) for r in data["parm"]],
+            named_scores={k: [float(x) for x in v] for k, v in data.get("named_scores", {}).items()},
             cost=data.get("cost", {}), extras=data.get("extras", {}), step_passes=data.get("step_passes"),
         )
 
@@ -143,8 +146,10 @@ def load_pool(pool_dir: str | os.PathLike) -> list[PoolEntry]:
 def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_candidates: int,
                      outcome_judge: Optional[OutcomeJudge] = None, process_judge: Optional[ProcessJudge] = None,
                      parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
-                     batch_size: int = 20) -> PoolEntry:
-    """Decode ``num_candidates`` paths to the end and score them with every judge given (see the module doc)."""
+                     batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None) -> PoolEntry:
+    """Decode ``num_candidates`` paths to the end and score them with every judge given (see the module doc);
+    ``judges`` are further outcome judges stored by name (``entry.named_scores``), e.g. the shapes world's oracle."""
+    judges = dict(judges or {})
     num_steps = pipe.num_steps(sampling)
     ids = list(range(num_candidates))
     seeds = [slot.candidate_seed(i) for i in ids]
@@ -173,7 +178,7 @@ def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_c
     cost.generator_forward_passes = group.forward_passes
     final = group.final_tokens()
     tokens = torch.stack([final[i].cpu() for i in ids])
-    images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None) else None
+    images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None or judges) else None
     step_passes = [pipe.image_forward_passes(sampling, k) for k in range(1, num_steps + 1)]
     entry = PoolEntry(slot=slot, num_steps=num_steps, seeds=seeds, tokens=tokens,
                       process_scores=process if process_judge is not None else None,
@@ -184,12 +189,15 @@ def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_c
         out = outcome_judge.score(prompts, images)
         cost.add_judge(out.cost)
         entry.outcome_scores = [float(s) for s in out.scores.tolist()]
+    for name, judge in judges.items():  # not counted in the cost: what the stored pool spent on its own selection
+        entry.named_scores[name] = [float(s) for s in judge.score(prompts, images).scores.tolist()]
     if state is not None:
         selection = parm.select(state, prompts, images)
         if selection.candidates:
             cost.add_judge(selection.cost)
         entry.parm = [ParmRecord(r.clear_step, bool(r.potential), float(r.p_no), r.pruned_step,
-                                 None if i not in selection.candidates else float(selection.scores[i]))
+                                 None if i not in selection.candidates else float(selection.scores[i]),
+                                 r.clarity_checks)
                       for i, r in enumerate(state.paths)]
     entry.cost = cost.as_dict()
     return entry
@@ -203,16 +211,18 @@ class PoolBuilder:
 
     def __init__(self, num_candidates: int = 20, outcome_judge: Optional[OutcomeJudge] = None,
                  process_judge: Optional[ProcessJudge] = None, parm: Optional[Parm] = None,
-                 process_steps: Optional[Sequence[int]] = None, policy=None, batch_size: int = 20) -> None:
+                 process_steps: Optional[Sequence[int]] = None, policy=None, batch_size: int = 20,
+                 judges: Optional[dict[str, OutcomeJudge]] = None) -> None:
         self.num_candidates = num_candidates
         self.outcome_judge, self.process_judge, self.parm = outcome_judge, process_judge, parm
+        self.judges = dict(judges or {})
         self.process_steps = None if process_steps is None else list(process_steps)
         self.policy = policy or (OrmPolicy(num_candidates) if outcome_judge is not None else FirstPolicy())
         self.batch_size = batch_size
 
     def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
         entry = build_pool_entry(pipe, slot, sampling, self.num_candidates, self.outcome_judge, self.process_judge,
-                                 self.parm, self.process_steps, self.batch_size)
+                                 self.parm, self.process_steps, self.batch_size, self.judges)
         pick = self.policy.select(entry)
         candidates = [Candidate(index=i, seed=seed, tokens=entry.tokens[i],
                                 score=None if entry.outcome_scores is None else entry.outcome_scores[i],
@@ -231,6 +241,7 @@ class PoolBuilder:
 class Pick:
     index: int
     forward_passes: int  # generator forward passes the live strategy would spend
+    judge_passes: Optional[int] = 0  # judge (LMM) forward passes it would spend, per candidate image / question
 
 
 def _check_n(entry: PoolEntry, n: Optional[int]) -> int:
@@ -284,7 +295,28 @@ class OrmPolicy:
         n = _check_n(entry, self.n)
         if entry.outcome_scores is None:
             raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no outcome scores")
-        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.passes(entry.num_steps))
+        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.passes(entry.num_steps), n)
+
+
+@dataclass(frozen=True)
+class ScorePolicy:
+    """Best-of-N by the stored scores of a named judge (``entry.named_scores[judge]``; ties: the lowest index)."""
+
+    judge: str
+    n: Optional[int] = None
+    judge_passes_per_candidate: int = 1  # 0 for a judge that is no model (the shapes world's exact oracle)
+
+    @property
+    def name(self) -> str:
+        return f"{self.judge}@{self.n}"
+
+    def select(self, entry: PoolEntry) -> Pick:
+        n = _check_n(entry, self.n)
+        if self.judge not in entry.named_scores:
+            raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no {self.judge!r} "
+                             f"scores (has {sorted(entry.named_scores)})")
+        return Pick(argmax_first(entry.named_scores[self.judge][:n]), n * entry.passes(entry.num_steps),
+                    n * self.judge_passes_per_candidate)
 
 
 @dataclass(frozen=True)
@@ -315,7 +347,11 @@ class ParmPolicy:
         pruned = records[index].pruned_step
         if pruned is not None and pruned < s - 1:
             passes += entry.passes(s)  # the fallback winner is regenerated to its last step
-        return Pick(index, passes)
+        # judge: every clarity question, one potential question per clear path, one selection question per survivor
+        checks = [r.clarity_checks for r in records]
+        judge = None if None in checks else (sum(checks) + sum(r.clear_step is not None for r in records)
+                                              + len(survivors))
+        return Pick(index, passes, judge)
 
 
 @dataclass(frozen=True)
@@ -345,7 +381,9 @@ class PrmBeamPolicy:
             live = kept
         final = [self._score(entry, i, s - 1) for i in live]
         passes = sum(entry.passes(stopped[i] + 1 if i in stopped else s) for i in range(n))
-        return Pick(live[argmax_first(final)], passes)
+        judged = sum(len([t for t in keep_schedule(list(self.schedule), keep) if t <= stopped.get(i, s)])
+                     for i in range(n)) + len(live)
+        return Pick(live[argmax_first(final)], passes, judged)
 
     @staticmethod
     def _score(entry: PoolEntry, i: int, step: int) -> float:

@@ -42,3 +42,18 @@ def compose_option(group: str, option: str, overrides=()):
     for part in group.split("/"):
         cfg = cfg[part]
     return cfg
+
+
+def assert_same_image(a, b, what: str = "image") -> None:
+    """Two decodings of the same image tokens (PIL images or uint8 arrays): same size, pixels within one 8-bit level.
+
+    The MAGVIT decoder computes in float32, and its last bits depend on the batch the tokens were decoded in and on
+    the CPU's kernels; rounding to uint8 turns that into one level at pixels that sit within rounding of a .5
+    boundary, never more. Another image differs by far more. The tokens themselves are compared exactly by the callers.
+    """
+    import numpy as np  # local: helpers.py is imported by every test module
+
+    a, b = np.asarray(a, dtype=np.int16), np.asarray(b, dtype=np.int16)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} vs {b.shape}"
+    worst = int(np.abs(a - b).max()) if a.size else 0
+    assert worst <= 1, f"{what}: pixels differ by up to {worst} levels"

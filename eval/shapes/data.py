@@ -42,6 +42,11 @@ def load_data_config(name: str = "shapes32", config_dir: str | os.PathLike = CON
     return instantiate(cfg)
 
 
+def load_world(name: str = "shapes32") -> ShapesWorld:
+    """The world of ``configs/data/<name>.yaml`` (what the oracle judge and the detector need)."""
+    return load_data_config(name).world
+
+
 def build_suite(name: str = "shapes32") -> ShapesSuite:
     return build_shapes_suite(load_data_config(name))
 

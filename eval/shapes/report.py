@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from common.io import atomic_write_bytes, atomic_write_text, png_bytes
+from common.io import atomic_write_text
 from eval.geneval.evaluate import evaluate_folder
-from eval.geneval.layout import load_image
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.geneval.report import load_summary, markdown_lines, summary_record, table_header, table_row, write_summary
 from eval.geneval.score import expected_counts, summarize
 from eval.plots import save_figure
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
-from eval.shapes.render import ShapesWorld, image_grid
+from eval.shapes.render import ShapesWorld
+from eval.stats import Interval
 
 SUMMARY = "summary.json"
 
@@ -48,11 +48,15 @@ def evaluate_shapes_folder(image_dir: str | os.PathLike, out_dir: str | os.PathL
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a saved summary, or a method that was not run (``reason``)."""
+    """One table row: a saved summary, or a method that was not run (``reason``); ``delta``: its difference to the
+    baseline with a paired bootstrap interval (:func:`eval.stats.paired_bootstrap`), ``oracle_share``: the share of the
+    oracle's gain over the baseline it reaches (search rows)."""
 
     name: str
     summary: dict[str, Any] | None = None
     reason: str | None = None
+    delta: Interval | None = None
+    oracle_share: float | None = None
 
 
 def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
@@ -66,12 +70,26 @@ def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
     return rows
 
 
+def _delta_cell(row: Row, digits: int) -> str:
+    if row.delta is None:
+        return ""
+    d = row.delta
+    return f"{100 * d.estimate:+.{digits}f} [{100 * d.low:+.{digits}f}, {100 * d.high:+.{digits}f}]"
+
+
 def markdown_table(rows: Sequence[Row], digits: int = 1) -> str:
-    """GenEval-style table in percent: per task, overall (macro-average over tasks) and the number of images
-    (:func:`eval.geneval.report.table_row`; ``*`` on overall: images missing); a not-run row says why."""
-    header = table_header(images=True)
-    lines = [table_row({**row.summary, "name": row.name}, digits, scale=100, images=True) if row.summary is not None
-             else [row.name, f"not run ({row.reason})", *[""] * (len(header) - 2)] for row in rows]
+    """GenEval-style table in percent: per task, overall (macro-average over tasks), the difference to the baseline
+    with its paired bootstrap 95% interval, the share of the oracle's gain (search rows), the number of images
+    (``*`` on overall: images missing); a not-run row says why."""
+    header = [*table_header(images=False), "Δ vs baseline [95% CI]", "% of oracle gain", "Images"]
+    lines = []
+    for row in rows:
+        if row.summary is None:
+            lines.append([row.name, f"not run ({row.reason})", *[""] * (len(header) - 2)])
+            continue
+        base = table_row({**row.summary, "name": row.name}, digits, scale=100, images=False)
+        share = "" if row.oracle_share is None else f"{100 * row.oracle_share:.0f}"
+        lines.append([*base, _delta_cell(row, digits), share, str(row.summary["scores"]["total_images"])])
     return markdown_lines(header, lines)
 
 
@@ -112,6 +130,8 @@ def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: 
             scores = row.summary["scores"]
             data.append({"name": row.name, "overall": scores["overall"], "images": scores["total_images"],
                          "tasks": {t: v["accuracy"] for t, v in scores["tasks"].items()},
+                         "delta": None if row.delta is None else row.delta.to_json(),
+                         "oracle_share": row.oracle_share,
                          "forward_passes_per_image": (row.summary.get("config") or {}).get("forward_passes_per_image")})
     atomic_write_text(path, json.dumps({"rows": data, "environment": environment}, indent=1) + "\n")
 
@@ -121,32 +141,13 @@ def read_table_json(path: str | os.PathLike) -> list[dict[str, Any]]:
     return json.loads(Path(path).read_text())["rows"]
 
 
-def candidate_grid(image_dirs: Sequence[tuple[str, str | os.PathLike]], path: str | os.PathLike, prompts: int = 6,
-                   size: int = 64) -> Path | None:
-    """Rows = (method, prompt), columns = its samples, for the first ``prompts`` prompt folders of every method;
-    images upscaled (nearest) to ``size`` px. Returns None when there is no image."""
-    images, labels, nrow = [], [], 1
-    for name, folder in image_dirs:
-        for prompt_dir in sorted(p for p in Path(folder).iterdir() if p.name.isdigit())[:prompts]:
-            samples = sorted((prompt_dir / "samples").glob("*.png"))
-            nrow = max(nrow, len(samples))
-            for k, sample in enumerate(samples):
-                images.append(load_image(sample).resize((size, size), resample=0))
-                labels.append(f"{name[:10]} p{int(prompt_dir.name)}" if k == 0 else "")
-    if not images:
-        return None
-    return atomic_write_bytes(path, png_bytes(image_grid(images, nrow=nrow, labels=labels)))
-
-
-def write_table(run_dir: str | os.PathLike, rows: Sequence[Row], grid_rows: Sequence[tuple[str, str | os.PathLike]] = (),
-                environment: dict[str, Any] | None = None, title: str = "shapes world: accuracy vs generator compute"
-                ) -> str:
-    """``table.md`` / ``table.json`` (with the environment), ``scaling.png`` and ``candidates.png`` in ``run_dir``;
-    returns the Markdown table."""
+def write_table(run_dir: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None,
+                title: str = "shapes world: accuracy vs generator compute") -> str:
+    """``table.md`` / ``table.json`` (with the environment) and ``compute.png`` (each row's accuracy against its
+    generator forward passes per image) in ``run_dir``; returns the Markdown table."""
     run_dir = Path(run_dir)
     text = markdown_table(rows)
     atomic_write_text(run_dir / "table.md", text)
     write_table_json(run_dir / "table.json", rows, environment)
-    scaling_plot(rows, run_dir / "scaling.png", title=title)
-    candidate_grid([(n, d) for n, d in grid_rows if Path(d).is_dir()], run_dir / "candidates.png")
+    scaling_plot(rows, run_dir / "compute.png", title=title)
     return text

@@ -36,15 +36,24 @@ from common.recipe import check, open_run
 from common.stages import Stages
 from common.validate import Bool, Int
 from eval.geneval.prompts import load_class_names, load_prompts
-from eval.shapes.report import evaluate_shapes_folder, table_rows, write_table
+from common.io import atomic_write_json
+from eval.geneval.report import load_summary
+from eval.geneval.score import read_results
+from eval.plots import scaling_curves
+from eval.shapes.figures import qualitative_grid
+from eval.shapes.report import Row, evaluate_shapes_folder, write_table
+from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
 from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
 from reward_models.tiny import build_tiny_llava_onevision
+from search.pool import load_pool
+from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict
 from showo.magvit import MAGVITv2
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True), Int("steps", min=1),
-            Int("candidates", min=1), Bool("train"), Int("seed"))
+            Int("candidates", min=1), Int("pool_candidates", min=1), Bool("train"), Int("seed"),
+            Int("table.replicates", min=100))
 
 
 @cache
@@ -176,19 +185,53 @@ class Quickstart:
         fill = {"metadata": self.paths["metadata"], "class_names": self.paths["class_names"],
                 "train_prompts": self.paths["train_prompts"], "steps": self.cfg.steps,
                 "candidates": self.cfg.candidates, "images_per_prompt": self.cfg.images_per_prompt,
+                "pool_candidates": self.cfg.pool_candidates,
                 **self.models, **{f"row_{k}": v for k, v in self.row_outputs.items()}}
         return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.recipe, [])]]
 
-    def rows(self) -> list[tuple[str, str]]:
-        entries, self.row_outputs = [], {}
+    def rows(self) -> list[tuple[str, str, Path]]:
+        """Every row of the table: ``(key, name, summary path)``, in table order."""
+        entries = [(k, n, self.evaluate(k, n)) for k, n in (("ground_truth", "rendered ground truth (reference)"),
+                                                            ("chance", "random codes (chance)"))]
+        self.row_outputs = {}
         for key, row in self.cfg.rows.items():
             name = row.name.format(candidates=self.cfg.candidates)
             if row.recipe is not None:
                 out = self.call(f"rows/{key}" if row.images else f"train/{key}", row.recipe, self.row_overrides(row))
                 self.row_outputs[key] = str(out)
             if row.images:
-                entries.append((name, str(self.evaluate(key, name, self.cfg.steps if row.recipe == "generate" else None))))
+                entries.append((key, name, self.evaluate(key, name, self.cfg.steps if row.recipe == "generate" else None)))
         return entries
+
+    def table_rows(self, entries: list[tuple[str, str, Path]]) -> list[Row]:
+        """Rows with their paired bootstrap interval against the baseline and, for search rows, the share of the
+        oracle's best-of-N gain they reach."""
+        verdicts = {key: slot_verdicts(read_results(path.parent / "results.jsonl")) for key, _, path in entries}
+        base, oracle = self.cfg.table.baseline, self.cfg.table.oracle
+        scores = {key: geneval_score(v) for key, v in verdicts.items()}
+        rows = []
+        for key, name, path in entries:
+            delta = share = None
+            if key not in (base, "ground_truth", "chance") and base in verdicts:
+                delta = paired_bootstrap(verdicts[base], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
+            gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
+            if key in self.cfg.table.oracle_share and gain > 0:
+                share = (scores[key] - scores[base]) / gain
+            rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share))
+        return rows
+
+    def scaling(self) -> Path | None:
+        """Accuracy vs N / generator / judge forward passes of every policy, from the pool row's stored candidates."""
+        pool = Path(self.row_outputs.get(self.cfg.table.pool, "")) / "pool"
+        if not pool.is_dir():
+            return None
+        entries = load_pool(pool)
+        tasks = {spec.index: spec.tag for spec in self.specs}
+        ns = powers_of_two(min(e.size for e in entries))
+        rows = evaluate_policies(entries, default_policies(ns, oracle="oracle"), stored_verdict(tasks))
+        atomic_write_json(self.root / "scaling.json", rows)
+        return scaling_curves(rows, self.root / "scaling.png",
+                              title=f"shapes world: test-time scaling from one pool of {ns[-1]} paths per slot")
 
 
 def run(cfg: DictConfig) -> Path:
@@ -199,17 +242,21 @@ def run(cfg: DictConfig) -> Path:
     q.load_models()
     q.prompts()
     q.reference_rows()
-    entries = [("rendered ground truth (reference)", str(q.evaluate("ground_truth", "rendered ground truth (reference)"))),
-               ("random codes (chance)", str(q.evaluate("chance", "random codes (chance)")))]
-    entries += q.rows()
+    entries = q.rows()
 
-    # ---- 4. table, plots, where the time went
-    text = write_table(q.root, table_rows(entries), grid_rows=[(n, Path(p).parent.parent / "images") for n, p in entries],
-                       environment=q.run.environment)
+    # ---- 4. table (intervals, oracle share), scaling curves, qualitative grid, where the time went
+    rows = q.table_rows(entries)
+    text = write_table(q.root, rows, environment=q.run.environment)
+    q.scaling()
+    columns = [(name, path.parent.parent / "images",
+                {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
+               for key, name, path in entries if key != "chance"]
+    qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
     print(text)
     timings = q.stages.timings()
     print("wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    print(f"== quickstart finished in {time.perf_counter() - start:.0f} s (this session); table -> {q.root / 'table.md'}")
+    print(f"== quickstart finished in {time.perf_counter() - start:.0f} s (this session); table -> {q.root / 'table.md'}, "
+          f"scaling curves -> {q.root / 'scaling.png'}, qualitative grid -> {q.root / 'grid.png'}")
     return q.root
 
 

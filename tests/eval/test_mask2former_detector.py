@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import zlib
 
 import numpy as np
@@ -42,29 +41,58 @@ def test_protocol_and_bad_arguments(detector):
         Mask2FormerDetector(weights, config, class_names=["a", "b", "c"])
 
 
-def test_detect_equals_fixture(detector):
-    """One image at a time (the default) → exactly mmdetection's float32 GenEval-path detections (1 thread)."""
+# float32 bound on detection scores against the fixture's float32 run (README §6): the decoder's attention mask
+# ``sigmoid(logit) < 0.5`` flips on logits within rounding of 0, so another CPU (other MKL / oneDNN / ATen kernels) or
+# thread count moves class logits by up to ~1e-3; a softmax probability p then moves by at most
+# 2 p (1 - p) 1e-3 <= 5e-4, the mean mask sigmoid (the other factor of a score) by less. Measured with AVX2 /
+# MKL-compatible kernels instead of this machine's AVX-512 ones: <= 1.2e-4.
+SCORE_ATOL = 1e-3
+GENEVAL_THRESHOLDS = (0.3, 0.9)  # GenEval keeps scores above 0.3, above 0.9 on counting prompts
+
+
+def _fixture_instances(case):
+    tensors = load_file(case / "tensors.safetensors")
+    p = "geneval.f32.result."
+    n, h, w = tensors[p + "masks_shape"].tolist()
+    buf = tensors[p + "masks_packbits_zlib"].numpy().tobytes()
+    masks = np.unpackbits(np.frombuffer(zlib.decompress(buf), np.uint8), count=n * h * w).astype(bool).reshape(n, h, w)
+    keys = [(int(q), int(lab)) for q, lab in zip(tensors[p + "query_index"], tensors[p + "labels"])]
+    return keys, tensors[p + "scores"].numpy(), tensors[p + "bboxes"].numpy(), masks
+
+
+def test_detect_matches_fixture(detector):
+    """One image at a time (the default) → mmdetection's float32 GenEval-path detections (1 thread).
+
+    Scores within SCORE_ATOL, at most 0.1% of mask pixels flipped (README §6); exact: the 100 (query, label) pairs,
+    every box whose mask is unchanged (a box is the tight box of its mask), and what GenEval's verdicts count: per
+    class the number of detections above 0.3 and above 0.9 (the fixture's scores are farther than SCORE_ATOL from
+    both, checked first, so float32 noise cannot move one across).
+    """
     case = require_shared(*FIXTURE, "cases", "a_256x256")
     image = Image.open(case / "image.png")
-    ref = json.loads((case / "geneval_detections_geneval_f32.json").read_text())["detector_output"]
-    tensors = load_file(case / "tensors.safetensors")
-    n, h, w = tensors["geneval.f32.result.masks_shape"].tolist()
-    buf = tensors["geneval.f32.result.masks_packbits_zlib"].numpy().tobytes()
-    masks = np.unpackbits(np.frombuffer(zlib.decompress(buf), np.uint8), count=n * h * w).astype(bool).reshape(n, h, w)
+    keys, scores, boxes, masks = _fixture_instances(case)
+    margin = min(float(np.abs(scores.astype(np.float64) - t).min()) for t in GENEVAL_THRESHOLDS)
+    assert margin > SCORE_ATOL, f"fixture score {margin:.2g} from a threshold: kept counts not comparable exactly"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the fixture's float32 numbers are bit-reproducible with one thread (README §6)
+    torch.set_num_threads(1)  # the fixture's float32 numbers were computed with one thread (README §6)
     try:
-        results = detector.detect([image])
+        inst = detector.instances([image])[0]
+        dets = detector.detect([image])[0]  # the per-class layout GenEval reads
     finally:
         torch.set_num_threads(threads)
-    assert len(results) == 1
-    for dets in results:
-        assert dets.image_size == image.size
-        assert sorted(dets.by_label) == sorted(int(k) for k in ref)
-        for label, entry in ref.items():
-            got = dets.by_label[int(label)]
-            np.testing.assert_array_equal(got.bboxes, np.asarray(entry["bboxes"], np.float32))
-            np.testing.assert_array_equal(got.masks, masks[[m["index"] for m in entry["masks"]]])
+    ours = {(int(q), int(lab)): i for i, (q, lab) in enumerate(zip(inst.query_index, inst.labels))}
+    assert sorted(ours) == sorted(keys)
+    a = [ours[k] for k in keys]  # our instance for each fixture instance
+    np.testing.assert_allclose(inst.scores.numpy()[a], scores, atol=SCORE_ATOL, rtol=0)
+    flipped = (inst.masks.numpy()[a] != masks).reshape(len(keys), -1).sum(1)
+    assert flipped.sum() <= 1e-3 * masks.size, f"{flipped.sum()} mask pixels differ"
+    np.testing.assert_array_equal(inst.bboxes.numpy()[a][flipped == 0], boxes[flipped == 0])
+    assert dets.image_size == image.size
+    labels = np.array([lab for _, lab in keys])
+    for t in GENEVAL_THRESHOLDS:
+        expected = {int(lab): int((scores[labels == lab] > t).sum()) for lab in np.unique(labels)}
+        got = {lab: int((d.bboxes[:, 4] > t).sum()) for lab, d in dets.by_label.items()}
+        assert got == expected, f"detections above {t} per class differ"
 
 
 def test_model_outputs_do_not_depend_on_batch_size(detector):

@@ -118,3 +118,32 @@ class HashProcessJudge:
         self.calls.append((step, len(step_images)))
         scores = torch.tensor([image_hash_score(im) for im in step_images], dtype=torch.float32)
         return JudgeOutput(scores=scores, cost=JudgeCost(forward_passes=len(prompts), images_scored=len(prompts)))
+
+
+# ---- recording judges (tests of "the PNG written is the image the judge scored"), built by Hydra in-process
+RECORDED: list = []  # every image a recording judge looked at, in order
+
+
+class RecordingOutcomeJudge:
+    """OutcomeJudge double: score = image_hash_score; keeps every image it scored in ``RECORDED``."""
+
+    def score(self, prompts, images):
+        RECORDED.extend(images)
+        scores = torch.tensor([image_hash_score(im) for im in images], dtype=torch.float32)
+        return JudgeOutput(scores=scores, cost=JudgeCost(forward_passes=len(images), images_scored=len(images)))
+
+
+def recording_parm():
+    """A PARM whose judge is clear and hopeful about every path and keeps the images of its selection question
+    (the final images it ranks) in ``RECORDED``."""
+    from reward_models.parm import Parm
+
+    def answer(conversation, image):
+        text = conversation[0]["content"]
+        if len(conversation) == 3 or "certain step" in text:
+            return (0.9, 0.1, "yes")
+        RECORDED.append(image)
+        score = image_hash_score(image)
+        return (score, 1 - score, "yes")
+
+    return Parm(judge=ScriptedYesNoJudge(answer))

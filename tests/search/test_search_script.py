@@ -177,7 +177,7 @@ def test_parmpp_corrector_from_its_own_bundle_directory(tmp_path):
 
 
 def test_pool_export_writes_every_candidate_in_geneval_layout(tmp_path):
-    from tests.helpers import require_shared
+    from tests.helpers import assert_same_image, require_shared
     from tests.search.search_doubles import tiny_bundle
 
     meta = require_shared("geneval", "evaluation_metadata.jsonl")
@@ -193,5 +193,35 @@ def test_pool_export_writes_every_candidate_in_geneval_layout(tmp_path):
     samples = sorted((folder / "samples").glob("*.png"))
     assert [p.name for p in samples] == [f"{k:04d}.png" for k in range(6)]  # sample k*3 + candidate c
     expected = bundle.pipeline().decode(tokens.roll(1, 0)[2:3], "pil")[0]
-    assert Image.open(samples[5]).convert("RGB").tobytes() == expected.tobytes()
+    assert_same_image(Image.open(samples[5]).convert("RGB"), expected, "exported sample")  # decoded in a batch of 3
     assert json.loads((folder / "metadata.jsonl").read_text()) == json.loads(meta.read_text().splitlines()[1])
+
+
+@pytest.mark.parametrize("search,reward,judge_key,judge", [
+    ("best_of_n", "orm_zeroshot", "search.strategy.judge", "{_target_: tests.search.search_doubles.RecordingOutcomeJudge}"),
+    ("parm", "parm", "search.strategy.parm", "{_target_: tests.search.search_doubles.recording_parm}"),
+])
+def test_the_png_written_is_the_image_the_judge_scored(tmp_path, search, reward, judge_key, judge):
+    """One decode path: every sample PNG is byte-for-byte (in pixels) an image the judge was shown for that slot."""
+    import importlib.util
+
+    from eval.geneval.layout import load_image
+    from tests.search import search_doubles
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("run_search", overrides=[
+            "model=showo_tiny", f"search={search}", f"reward={reward}", f"~{judge_key}", f"+{judge_key}={judge}",
+            "search.strategy.num_candidates=3", "search.strategy.batch_size=2", f"prompts={prompts}",
+            "images_per_prompt=2", "device=cpu", f"run_dir={tmp_path / 'run'}", "threads=1"])
+    spec = importlib.util.spec_from_file_location("run_search_recipe", ROOT / "scripts" / "run_search.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    search_doubles.RECORDED.clear()
+    run_dir = recipe.run(cfg)
+    seen = {im.tobytes() for im in search_doubles.RECORDED}
+    written = sorted((run_dir / "images").rglob("samples/*.png"))
+    assert len(written) == 4 and len(seen) >= 4
+    for png in written:
+        assert load_image(png).tobytes() in seen, png

@@ -16,6 +16,7 @@ from search.reflect import ParmPlusPlusSearch
 from search.seeds import candidate_generators, candidate_seed, reflection_seed
 from search.self_correction import SelfCorrectionFormat
 from search.step_level import StepLevelSearch
+from tests.helpers import assert_same_image
 from tests.search.search_doubles import (REFLECTION_QUESTION, CandidateIndex, HashProcessJudge, ParmTable,
                                          image_hash_score, reference_run, tiny_bundle)
 
@@ -49,7 +50,7 @@ def test_best_of_n_picks_the_argmax_and_counts_costs(world):
     assert [c.seed for c in result.candidates] == [SLOT.candidate_seed(i) for i in range(N)]
     assert result.cost.generator_forward_passes == N * S
     assert (result.cost.judge_calls, result.cost.judge_images) == (1, N)
-    assert result.image.tobytes() == pipe.decode(final[1:2], "pil")[0].tobytes()
+    assert_same_image(result.image, pipe.decode(final[1:2], "pil")[0], "chosen image")
 
 
 def test_best_of_n_ties_go_to_the_lowest_index(world):
@@ -137,7 +138,7 @@ def test_parmpp_stops_when_the_judge_says_yes_and_after_three_rounds(world, yes_
         gen = candidate_generators([reflection_seed(SLOT.seed, SLOT.prompt_index, SLOT.sample_index, 1)])
         direct = fmt.pipeline(pipe)(input_ids=seq, num_inference_steps=S, generator=gen, output_type="tokens").tokens
         assert torch.equal(rounds[0].tokens, direct[0])
-        assert result.image.tobytes() == pipe.decode(rounds[-1].tokens[None], "pil")[0].tobytes()
+        assert_same_image(result.image, pipe.decode(rounds[-1].tokens[None], "pil")[0], "corrected image")
     parm_passes = N * S - saved_forward_passes(result)
     assert result.cost.generator_forward_passes == parm_passes + corrections * S
     assert [e.action for e in result.trace].count("correct") == corrections

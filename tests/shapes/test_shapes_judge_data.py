@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,6 +15,7 @@ from eval.shapes.render import render_scene, scene_seed
 from search.self_correction import SelfCorrectionDataset
 from showo.data import tokenize_images
 from showo.factory import load_bundle
+from tests.helpers import assert_same_image
 
 REPO = Path(__file__).resolve().parents[2]
 SHOWO = REPO / "checkpoints" / "shapes" / "showo"
@@ -67,4 +67,4 @@ def test_judge_data_writes_a_group_for_every_rejected_image(bundle, tmp_path):
     assert rejected  # 2 decoding steps: the tiny Show-o's images are rejected
     # the bad codes are the rejected images themselves: decoding them gives the saved PNGs
     for image, ex in zip(bundle.pipeline().decode(data.bad, "pil"), rejected):
-        assert np.array_equal(np.asarray(image), np.asarray(Image.open(tmp_path / ex["image"]).convert("RGB")))
+        assert_same_image(image, Image.open(tmp_path / ex["image"]).convert("RGB"), ex["image"])

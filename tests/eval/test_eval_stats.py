@@ -1,0 +1,55 @@
+"""eval.stats: the GenEval macro-average and the paired two-stage bootstrap, on cases worked out by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
+
+
+def test_macro_average_over_tasks():
+    # task a: 1 of 2 images correct (0.5); task b: 1 of 1 (1.0) -> (0.5 + 1.0) / 2, not 2 of 3
+    verdicts = {(0, 0): ("a", True), (0, 1): ("a", False), (1, 0): ("b", True)}
+    assert geneval_score(verdicts) == pytest.approx(0.75)
+
+
+def test_slot_verdicts_from_results_records():
+    records = [{"filename": "/x/images/00012/samples/0003.png", "tag": "colors", "correct": True}]
+    assert slot_verdicts(records) == {(12, 3): ("colors", True)}
+
+
+def test_identical_and_opposite_rows_have_degenerate_intervals():
+    base = {(p, k): ("t", bool((p + k) % 2)) for p in range(4) for k in range(3)}
+    same = paired_bootstrap(base, base, replicates=200)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    wrong = {s: (t, False) for s, (t, _) in base.items()}
+    right = {s: (t, True) for s, (t, _) in base.items()}
+    flip = paired_bootstrap(wrong, right, replicates=200)
+    assert (flip.estimate, flip.low, flip.high) == (1.0, 1.0, 1.0)
+
+
+def test_single_prompt_varies_through_its_images():
+    # one task, one prompt, two slots: baseline (no, no), method (yes, no) -> estimate 0.5. A replicate draws the two
+    # slots with replacement: the difference is 0 (both draws slot 1), 1 (both slot 0) or 0.5, with probabilities
+    # 1/4, 1/4, 1/2, so the 95% interval is [0, 1] and the replicates average 0.5.
+    base = {(0, 0): ("t", False), (0, 1): ("t", False)}
+    method = {(0, 0): ("t", True), (0, 1): ("t", False)}
+    out = paired_bootstrap(base, method, replicates=4000, seed=1)
+    assert out.estimate == 0.5 and (out.low, out.high) == (0.0, 1.0) and out.half_width == 0.5
+
+
+def test_interval_shrinks_with_more_slots_and_is_seeded():
+    rng = np.random.default_rng(0)
+    def rows(n):
+        base = {(p, k): ("t" if p % 2 else "u", bool(rng.random() < 0.4)) for p in range(n) for k in range(4)}
+        method = {s: (t, c or bool(rng.random() < 0.2)) for s, (t, c) in base.items()}
+        return base, method
+    small, large = paired_bootstrap(*rows(6)), paired_bootstrap(*rows(60))
+    assert large.half_width < small.half_width
+    a, b = rows(10)
+    assert paired_bootstrap(a, b, seed=3) == paired_bootstrap(a, b, seed=3)
+
+
+def test_rows_must_judge_the_same_slots():
+    with pytest.raises(ValueError, match="different slots"):
+        paired_bootstrap({(0, 0): ("t", True)}, {(0, 1): ("t", True)})
