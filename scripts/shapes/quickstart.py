@@ -135,11 +135,19 @@ class Quickstart:
             f"dataset.directory={data / 'self_correction'}", *self.cfg.training.corrector])
         return str(out / "final")
 
+    def train_janus(self) -> str:
+        out = self.call("train/janus", "train_janus", ["+experiment=shapes/janus",
+                                                       f"model.bundle.vq_directory={self.models['magvit']}",
+                                                       *self.cfg.training.janus])
+        return str(out / "final")
+
     def load_models(self) -> None:
         self.model("showo", "showo/config.json", self.train_showo)
         for name in ("orm", "prm", "parm", "parmpp"):
             self.model(name, "config.json", lambda n=name: self.train_judge(n))
         self.model("corrector", "showo/config.json", self.train_corrector)
+        self.model("magvit", "pytorch_model.safetensors", self.train_magvit)  # the tiny Janus draws its codes
+        self.model("janus", "config.json", self.train_janus)
         print("== models: " + ", ".join(f"{k} {v}" for k, v in self.models.items()), flush=True)
 
     # ------------------------------------------------------------------------------------------------ 2-3. rows
@@ -187,7 +195,7 @@ class Quickstart:
                 "candidates": self.cfg.candidates, "images_per_prompt": self.cfg.images_per_prompt,
                 "pool_candidates": self.cfg.pool_candidates,
                 **self.models, **{f"row_{k}": v for k, v in self.row_outputs.items()}}
-        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.recipe, [])]]
+        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.get("eval_set", row.recipe), [])]]
 
     def rows(self) -> list[tuple[str, str, Path]]:
         """Every row of the table: ``(key, name, summary path)``, in table order."""
