@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .layout import JanusLayout
-from .pipeline import Generator
-from .prompting import JANUS_PRO, ChatTemplate, encode
+from .draw import Generator
+from .prompting import JANUS_PRO, ChatTemplate, encode, image_prompt
 from .text import TextSample, sample_text
 
 REASONING_TEMPLATE = (
@@ -48,11 +48,6 @@ def reasoning_text(prompt: str, template: ChatTemplate = JANUS_PRO, instruction:
     if "{}" not in instruction:
         raise ValueError(f"the reasoning instruction must hold '{{}}' where the prompt goes, got {instruction[:60]!r}")
     return template.render(instruction.format(prompt), system=system)
-
-
-def image_prompt(prompt: str, cot: Optional[str]) -> str:
-    """T2I-R1's image prompt: ``"{prompt}. {cot}"`` (the raw prompt alone when there is no CoT)."""
-    return prompt if cot is None else f"{prompt}. {cot}"
 
 
 @dataclass

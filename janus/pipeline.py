@@ -53,10 +53,10 @@ import torch
 
 from common.validate import ConfigError, Float, Int, validate
 
+from .draw import Generator, clone_generator, draw, top_k_filter
 from .layout import UNKNOWN, JanusLayout
-from .prompting import JANUS_PRO, ChatTemplate, check_image_prompt, encode, image_rows, positions
+from .prompting import JANUS_PRO, ChatTemplate, check_image_prompt, encode, image_prompt, image_rows, positions
 
-Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 
 @dataclass
@@ -154,28 +154,6 @@ class SamplingState:
                                for r in self.trajectory]
 
 
-def clone_generator(g: torch.Generator) -> torch.Generator:
-    new = torch.Generator(device=g.device)
-    new.set_state(g.get_state())
-    return new
-
-
-def top_k_filter(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest scores of each row (and ties with the k-th), set the others to ``-inf``."""
-    k = min(k, scores.shape[-1])
-    kth = torch.topk(scores, k, dim=-1).values[..., -1:]
-    return scores.masked_fill(scores < kth, float("-inf"))
-
-
-def draw(probs: torch.Tensor, generator: Generator) -> torch.Tensor:
-    """[B] one draw per row of ``probs`` [B, V]: one ``multinomial`` call with a single generator, else per row."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return torch.multinomial(probs, 1, generator=generator)[:, 0]
-    if len(generator) != probs.shape[0]:
-        raise ValueError(f"got {len(generator)} generators for a batch of {probs.shape[0]} images")
-    return torch.cat([torch.multinomial(probs[i: i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generator)])
-
-
 @dataclass
 class PipelineOutput:
     tokens: torch.Tensor  # [B, N] image codes
@@ -260,8 +238,6 @@ class JanusPipeline:
     def image_prompt_ids(self, prompts: Sequence[str], cots: Optional[Sequence[Optional[str]]] = None
                          ) -> list[list[int]]:
         """Image-prompt ids of ``"{prompt}. {cot}"`` (T2I-R1's form; the prompt alone where the CoT is None)."""
-        from .cot import image_prompt  # cot.py imports this module
-
         if cots is None:
             return self.prompt_ids(prompts)
         if len(cots) != len(prompts):
