@@ -16,7 +16,9 @@ setup(
     description="Show-o, process/outcome reward models, search and DPO for step-by-step image generation",
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    # Python 3.11 is what CI runs and requirements.txt pins for (no `python -P` is needed: no script shadows a package).
+    python_requires=">=3.11",
+    classifiers=["Programming Language :: Python :: 3", "Programming Language :: Python :: 3.11"],
     packages=find_packages(include=["common*", "showo*", "janus*", "reward_models*", "eval*", "search*", "dpo*", "grpo*"]),
     install_requires=REQUIREMENTS,
     extras_require={

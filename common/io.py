@@ -17,10 +17,12 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 
 PathLike = str | os.PathLike
+TEMPORARY = ".tmp"  # atomic writes go through hidden ".<name>.<random>.tmp" files and folders beside their target
 
 __all__ = [
     "NonFiniteError", "append_jsonl", "atomic_write", "atomic_write_bytes", "atomic_write_dir", "atomic_write_json", "atomic_write_text",
     "check_finite_tensors", "export_checkpoint", "file_sha256", "image_sha256", "path_sha256", "png_bytes",
+    "read_tensor_file", "remove_temporaries",
 ]
 
 
@@ -31,7 +33,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -47,7 +49,7 @@ def atomic_write_dir(path: PathLike, write: Callable[[Path], None]) -> Path:
     the old directory or none, never a half-written one). For ``save_pretrained``-style writers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMPORARY, dir=path.parent))
     try:
         write(tmp)
         if path.exists():
@@ -57,6 +59,19 @@ def atomic_write_dir(path: PathLike, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def remove_temporaries(root: PathLike) -> list[Path]:
+    """Delete the temporaries of atomic writes under ``root`` that a killed process left behind (hidden
+    ``.<name>.<random>.tmp`` files and folders, and safetensors' own ``.tmpXXXXXX``); returns them. Only safe while
+    nothing writes under ``root``: run directories call it when a run is resumed, before any process starts working."""
+    found = [p for p in Path(root).rglob(".*") if p.name.endswith(TEMPORARY) or p.name.startswith(".tmp")]
+    for path in sorted(found, key=lambda p: len(p.parts)):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -140,6 +155,26 @@ def check_finite_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> No
     if bad:
         shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
         raise NonFiniteError(f"{source}: non-finite values (NaN/inf) in {shown}; refusing to use these weights")
+
+
+def read_tensor_file(path: PathLike, device: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """The tensors of a ``.safetensors`` file (a dict), or whatever ``torch.load(weights_only=True)`` reads from
+    another file. A damaged file is a ``ValueError`` naming it: the readers' own errors name no file (safetensors:
+    "invalid header length"; torch: "failed finding central directory")."""
+    import pickle
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path), device=str(device))
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"{path}: damaged or not a weights file ({type(err).__name__}: {str(err)[:200]})") from err
 
 
 def export_checkpoint(src: PathLike, out: PathLike, dtype: torch.dtype = torch.bfloat16, keep: Iterable[str] = (),

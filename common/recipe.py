@@ -12,14 +12,16 @@ resumed run with another checkpoint or prompt file is refused even when the path
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .env import set_threads
 from .rundir import IF_EXISTS, RunDir, _plain, flatten
-from .validate import Choice, Int, Setting, Str, validate
+from .validate import Choice, ConfigError, Int, Setting, Str, lookup, validate
 
-__all__ = ["PATH_KEYS", "RUN_IGNORE", "RUN_SETTINGS", "build_generator", "check", "open_run", "path_inputs"]
+__all__ = ["PATH_KEYS", "RUN_IGNORE", "RUN_SETTINGS", "build_generator", "check", "open_run", "path_inputs",
+           "unset_variables"]
 
 RUN_SETTINGS = (Str("run_dir"), Choice("if_exists", IF_EXISTS), Int("threads", min=1))
 # keys that never change what a run writes: where it lives, what to do with an old one, Hydra's own settings
@@ -29,9 +31,40 @@ PATH_KEYS = frozenset({"pretrained", "vq_pretrained", "tokenizer", "directory", 
                        "phi_config", "config_file"})
 
 
+_ENV = re.compile(r"oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def unset_variables(cfg: Any) -> list[str]:
+    """Every interpolated value of ``cfg`` that cannot be used, named with its key and environment variables: one
+    that resolves to the placeholder ``'???'`` (``${oc.env:SHOWO_CKPT,???}`` with ``SHOWO_CKPT`` unset would otherwise
+    be read as a path named ``???``) or that fails to resolve. Plain ``???`` values stay Hydra's (an error when
+    read)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    problems = []
+    for key, raw in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
+        if not isinstance(raw, str) or "${" not in raw or key.split(".")[0] in RUN_IGNORE:
+            continue
+        names = ", ".join(_ENV.findall(raw))
+        where = f" (environment variable {names} is not set)" if names else ""
+        try:
+            value = lookup(cfg, key)  # OmegaConf.select would read a resolved '???' as "missing" and return None
+        except OmegaConfBaseException as err:
+            problems.append(f"{key} = {raw!r}: cannot be resolved{where}: {str(err).splitlines()[0]}")
+            continue
+        if value == "???":
+            problems.append(f"{key} = {raw!r} resolves to '???'{where}: set it, or override {key}=...")
+    return problems
+
+
 def check(cfg: Any, recipe: str, settings: Iterable[Setting] = ()) -> int:
-    """Validate the run settings and ``settings`` (all violations at once), then pin torch's thread count to
-    ``cfg.threads``; returns it."""
+    """Validate the run settings and ``settings`` (all violations at once, unset environment variables included:
+    :func:`unset_variables`), then pin torch's thread count to ``cfg.threads``; returns it."""
+    unset = unset_variables(cfg)
+    if unset:
+        raise ConfigError(f"{recipe}: {len(unset)} setting{'s' * (len(unset) > 1)} from unset environment "
+                          "variables\n  " + "\n  ".join(unset))
     validate(cfg, (*RUN_SETTINGS, *settings), recipe)
     return set_threads(cfg.threads)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from .env import environment
-from .io import atomic_write_json, atomic_write_text, path_sha256
+from .io import atomic_write_json, atomic_write_text, path_sha256, remove_temporaries
 
 __all__ = ["IF_EXISTS", "Fingerprint", "RunDir", "RunMismatch", "fingerprint", "flatten"]
 
@@ -155,6 +155,8 @@ class RunDir:
                     raise RunMismatch(f"{path} holds a run with another config or other inputs:\n  "
                                       + "\n  ".join(diffs) + "\n(pass if_exists=overwrite to replace it, if_exists=new "
                                       "for a new directory beside it, or the same settings to resume)")
+                if main_process:  # what a killed session was writing: never reused, so never left lying around
+                    remove_temporaries(path)
         if main_process:
             run._record(config, fp, device)
         return run
@@ -189,6 +191,16 @@ class RunDir:
             raise FileNotFoundError(f"not a run directory (no {RUN_FILE}): {self.path}") from err
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: invalid JSON ({err.msg})") from err
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config recorded in ``config.yaml``."""
+        from omegaconf import OmegaConf
+
+        path = self.path / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"not a run directory (no {CONFIG_FILE}): {self.path}")
+        return OmegaConf.to_container(OmegaConf.load(path))
 
     @property
     def fingerprint(self) -> Fingerprint:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-__all__ = ["Bool", "Choice", "ConfigError", "Dir", "File", "Float", "Int", "MISSING", "Setting", "Str", "lookup",
-           "validate"]
+__all__ = ["Bool", "Choice", "Choices", "ConfigError", "Device", "Dir", "File", "Float", "Int", "MISSING", "Setting",
+           "Str", "lookup", "validate"]
 
 
 class ConfigError(ValueError):
@@ -56,7 +56,7 @@ class Setting:
     """One setting: its dotted key, kind and constraints. Use the constructors below."""
 
     key: str
-    kind: str  # int | float | str | bool | choice | file | dir
+    kind: str  # int | float | str | bool | choice | choices | file | dir | device
     min: Optional[float] = None
     max: Optional[float] = None
     choices: tuple = ()
@@ -100,11 +100,34 @@ class Setting:
     def _check_choice(self, value: Any) -> Optional[str]:
         return None if value in self.choices else f"must be one of {list(self.choices)}"
 
+    def _check_choices(self, value: Any) -> Optional[str]:
+        from collections.abc import Sequence
+
+        if isinstance(value, str) or not isinstance(value, Sequence) or len(value) == 0:
+            return f"must be a non-empty list of {list(self.choices)}"
+        unknown = [v for v in value if v not in self.choices]
+        return f"{unknown} not among {list(self.choices)}" if unknown else None
+
     def _check_file(self, value: Any) -> Optional[str]:
         return None if isinstance(value, (str, Path)) and Path(value).is_file() else "file not found"
 
     def _check_dir(self, value: Any) -> Optional[str]:
         return None if isinstance(value, (str, Path)) and Path(value).is_dir() else "directory not found"
+
+    def _check_device(self, value: Any) -> Optional[str]:
+        import torch
+
+        try:
+            device = torch.device(value) if isinstance(value, str) else None
+        except RuntimeError:
+            device = None
+        if device is None:
+            return "is not a device name (cpu, cuda, cuda:N, mps)"
+        if device.type == "cuda" and torch.cuda.device_count() <= (device.index or 0):
+            return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            return "MPS is not available on this machine"
+        return None
 
     def _bounds(self) -> str:
         parts = [f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
@@ -131,12 +154,22 @@ def Choice(key: str, choices: Iterable[Any], optional: bool = False) -> Setting:
     return Setting(key, "choice", choices=tuple(choices), optional=optional)
 
 
+def Choices(key: str, choices: Iterable[Any], optional: bool = False) -> Setting:
+    """A non-empty list, every element one of ``choices``."""
+    return Setting(key, "choices", choices=tuple(choices), optional=optional)
+
+
 def File(key: str, optional: bool = False) -> Setting:
     return Setting(key, "file", optional=optional)
 
 
 def Dir(key: str, optional: bool = False) -> Setting:
     return Setting(key, "dir", optional=optional)
+
+
+def Device(key: str, optional: bool = False) -> Setting:
+    """A torch device name that this machine has (so ``device=cuda`` on a CPU-only machine fails before any output)."""
+    return Setting(key, "device", optional=optional)
 
 
 def validate(cfg: Any, settings: Iterable[Setting], recipe: str) -> None:

@@ -30,7 +30,7 @@ from showo.tokens import TokenLayout
 
 __all__ = [
     "BestWorstPairing", "CandidatePool", "PairingPolicy", "PreferencePair", "YesNoPairing", "epoch_order", "load_pairs",
-    "pairs_hash", "save_pairs", "shard_batches",
+    "accumulation", "pairs_hash", "save_pairs", "shard_batches",
 ]
 
 
@@ -165,10 +165,13 @@ def load_pairs(path: str | os.PathLike, layout: TokenLayout) -> list[PreferenceP
     if not path.is_file():
         raise FileNotFoundError(f"preference pairs file {path} not found")
     pairs = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                pairs.append(_parse_pair(line, f"{path}:{number}", layout))
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+        if line.strip():
+            pairs.append(_parse_pair(line, f"{path}:{number}", layout))
     if not pairs:
         raise ValueError(f"{path}: no preference pairs")
     return pairs
@@ -188,6 +191,23 @@ def epoch_order(num_pairs: int, epoch: int, seed: int, shuffle: bool = True) -> 
     if not shuffle:
         return list(range(num_pairs))
     return torch.randperm(num_pairs, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+
+
+def accumulation(global_batch: int, per_device: int | None, world: int) -> tuple[int, int]:
+    """``(per-device batch, accumulation steps)`` with ``world x per-device x accumulation == global_batch``.
+
+    ``per_device=None`` takes ``global_batch / world`` (no accumulation). A split that is not whole, e.g. the paper's
+    10 pairs over 8 processes, is a :class:`~common.validate.ConfigError` naming the process counts that divide it.
+    """
+    from common.validate import ConfigError
+
+    per_device = per_device or global_batch // world
+    if per_device < 1 or global_batch % (world * per_device):
+        divisors = [n for n in range(1, global_batch + 1) if global_batch % n == 0]
+        raise ConfigError(f"train.global_batch_size = {global_batch} is not a multiple of {world} process(es) x "
+                          f"train.per_device_batch_size = {per_device}: launch a process count that divides it "
+                          f"({divisors}) or set train.per_device_batch_size")
+    return per_device, global_batch // (world * per_device)
 
 
 def shard_batches(order: Sequence[int], *, rank: int, world_size: int, per_device_batch_size: int,

@@ -30,7 +30,32 @@ from search.seeds import candidate_generators
 
 from .data import CandidatePool, PairingPolicy, PreferencePair, save_pairs
 
-__all__ = ["RoundDir", "build_round_pairs", "generate_pools", "judge_pools", "read_prompts"]
+__all__ = ["RoundDir", "build_round_pairs", "generate_pools", "judge_pools", "launcher_processes", "read_prompts"]
+
+_PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
+
+
+def launcher_processes(launcher: Sequence[str] | None) -> int | None:
+    """How many training processes a launcher command starts: 1 for none (this Python), the value of
+    ``--num_processes`` / ``--nproc_per_node``, else ``num_processes`` of its ``--config_file`` (accelerate's YAML);
+    ``None`` when the command does not say (e.g. accelerate's own default config)."""
+    if not launcher:
+        return 1
+    args = [str(a) for a in launcher]
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name in _PROCESS_FLAGS:
+            return int(value or args[i + 1])
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name == "--config_file":
+            import yaml
+
+            path = Path(value or args[i + 1])
+            if not path.is_file():
+                raise FileNotFoundError(f"launcher --config_file not found: {path}")
+            return int((yaml.safe_load(path.read_text()) or {}).get("num_processes", 1))
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,7 +86,11 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {path} not found")
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ValueError(f"{path}: no prompts")
     return prompts

@@ -27,6 +27,8 @@ from typing import Callable, Optional
 
 import torch
 
+from common.io import check_finite_tensors, read_tensor_file
+
 from . import keymap
 from .layout import JanusLayout
 
@@ -89,13 +91,11 @@ def read_json(path: Path) -> dict:
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    """One weights file; a damaged file or a non-finite tensor is an error naming the file (and the tensors)."""
+    state = read_tensor_file(path, "cpu", mmap=True)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a flat dict of tensors")
+    check_finite_tensors(state, str(path))
     return state
 
 

@@ -23,6 +23,10 @@ head by an identity, then takes the last remaining layer's hidden states (no pos
 reproduces that with ``num_hidden_layers`` = the number of stored layers, ``vision_feature_layer=-1`` and
 ``vision_feature_select_strategy="full"``. The SigLIP config is not in ``config.json`` (only ``mm_hidden_size``),
 so sizes are read from the weight shapes; the head count cannot be, and defaults to SigLIP's head dim of 72.
+
+The released judges were queried with ``image_aspect_ratio="pad"`` (one padded view; reference §3), which
+transformers does not implement: the converted directory records ``"image_view": "pad"`` in ``imagecot_judge.json``
+and :class:`reward_models.lmm_judge.LMMYesNoJudge` builds that view itself by default (``image_view=null``).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from transformers import (AutoTokenizer, LlavaOnevisionConfig, LlavaOnevisionFor
                           Qwen2Config, SiglipVisionConfig)
 
 from common.io import atomic_write_dir
+from reward_models.lmm_judge import IMAGE_VIEWS, JUDGE_INFO
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 
 __all__ = [
@@ -81,11 +86,14 @@ class ConvertOptions:
         dtype: weight dtype written; ``None`` keeps the checkpoint's dtype.
         vision_aspect_ratio: override of the ``image_aspect_ratio`` field (transformers supports ``anyres_max_N``;
             a ``pad`` checkpoint is written as ``anyres_max_9`` and the judge must pad the image itself).
+        image_view: the view the judge uses by default (``imagecot_judge.json``): ``"pad"``, the released
+            inference, or ``"anyres"``, transformers' preprocessing (the released fine-tuning used anyres).
     """
 
     vision_num_attention_heads: int | None = None
     dtype: torch.dtype | None = None
     vision_aspect_ratio: str | None = None
+    image_view: str = "pad"
 
 
 def rename_llava_next_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -267,6 +275,8 @@ def convert_llava_next(src: str | Path, dst: str | Path, options: ConvertOptions
     in a temporary sibling directory and moved into place at the end, so a crash never leaves a half-written judge.
     """
     options = options or ConvertOptions()
+    if options.image_view not in IMAGE_VIEWS:
+        raise ValueError(f"ConvertOptions.image_view must be one of {IMAGE_VIEWS}, got {options.image_view!r}")
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"LLaVA-NeXT checkpoint directory not found: {src}")
@@ -288,8 +298,12 @@ def convert_llava_next(src: str | Path, dst: str | Path, options: ConvertOptions
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     processor = _build_processor(config, tokenizer)
 
+    info = {"source": "llava_next", "source_image_aspect_ratio": raw.get("image_aspect_ratio"),
+            "image_view": options.image_view}
+
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
+        (tmp / JUDGE_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
     return atomic_write_dir(dst, write)

@@ -14,12 +14,21 @@ answer token and report
   bug #6) with a ``torch.Generator``; an answer that is neither yes nor no sets both decisions to 0.
 
 Batches are left-padded with position ids taken from the attention mask, so a batch equals its singletons.
+
+Image view (``image_view``): ``"anyres"`` is transformers' LLaVA-OneVision preprocessing (a base view plus tiles of
+the best grid pinpoint, about 1.5K visual tokens at 384 px). ``"pad"`` is what the released judges ran at inference
+(LLaVA-NeXT ``image_aspect_ratio="pad"``, reference §3 and bug #10): the image padded to a square with the
+processor's mean colour, resized to the vision tower's size (bicubic), one view of ``(size / patch)^2`` features
+followed by the ``image_newline`` embedding (730 visual tokens at 384 px). ``None`` reads the view recorded in the
+directory by :mod:`reward_models.convert` (``"pad"`` for converted released judges), else ``"anyres"``.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -38,9 +47,12 @@ from reward_models.base import (
 from reward_models.questions import ORM_QUESTION, render_question
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 
-__all__ = ["LMMYesNoJudge", "check_judge_directory", "user_turn"]
+__all__ = ["IMAGE_VIEWS", "JUDGE_INFO", "LMMYesNoJudge", "check_judge_directory", "pad_to_square", "recorded_view",
+           "user_turn"]
 
 _MODES = ("prob", "sample")
+IMAGE_VIEWS = ("anyres", "pad")
+JUDGE_INFO = "imagecot_judge.json"  # written next to a converted judge: its origin and the view it was used with
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
@@ -59,6 +71,29 @@ def check_judge_directory(model_dir: str | Path) -> Path:
         if not any((path / name).is_file() for name in names):
             raise FileNotFoundError(f"judge directory {path} has no {what}: expected one of {names}")
     return path
+
+
+def recorded_view(model_dir: str | Path) -> str:
+    """The image view recorded in ``model_dir/imagecot_judge.json`` (converted released judges: ``"pad"``), else
+    ``"anyres"`` (transformers' own preprocessing, e.g. for judges trained here)."""
+    path = Path(model_dir) / JUDGE_INFO
+    if not path.is_file():
+        return "anyres"
+    view = json.loads(path.read_text()).get("image_view", "anyres")
+    if view not in IMAGE_VIEWS:
+        raise ValueError(f"{path}: field 'image_view' is {view!r}, expected one of {IMAGE_VIEWS}")
+    return view
+
+
+def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """LLaVA-NeXT's ``expand2square``: the image centred on a square canvas of its longer side."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
 
 
 def user_turn(template: str, prompt: str, image_token: str | None) -> dict[str, str]:
@@ -84,6 +119,8 @@ class LMMYesNoJudge:
         seed: seed of the judge's own generator, used in ``"sample"`` mode when no generator is passed.
         max_new_tokens: default length of ``generate_text``.
         chat_template: Jinja chat template; ``None`` uses the one saved with the processor.
+        image_view: ``"anyres"``, ``"pad"`` (the released judges' single padded view) or ``None`` (the view recorded
+            in ``model_dir``, see :func:`recorded_view`).
     """
 
     def __init__(
@@ -99,7 +136,10 @@ class LMMYesNoJudge:
         seed: int = 0,
         max_new_tokens: int = 128,
         chat_template: str | None = QWEN_1_5_CHAT_TEMPLATE,
+        image_view: str | None = None,
     ) -> None:
+        if image_view is not None and image_view not in IMAGE_VIEWS:
+            raise ValueError(f"LMMYesNoJudge.image_view must be one of {IMAGE_VIEWS} or None, got {image_view!r}")
         if mode not in _MODES:
             raise ValueError(f"LMMYesNoJudge.mode must be one of {_MODES}, got {mode!r}")
         if batch_size < 1:
@@ -108,6 +148,7 @@ class LMMYesNoJudge:
         if not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"LMMYesNoJudge.dtype {dtype!r} is not a torch dtype name")
         self.model_dir = check_judge_directory(model_dir)
+        self.image_view = image_view or recorded_view(self.model_dir)
         self.processor = LlavaOnevisionProcessor.from_pretrained(self.model_dir, local_files_only=True)
         self.model = LlavaOnevisionForConditionalGeneration.from_pretrained(
             self.model_dir, dtype=torch_dtype, local_files_only=True, use_safetensors=True
@@ -183,15 +224,52 @@ class LMMYesNoJudge:
         return text
 
     def build_inputs(self, conversations: Sequence[Conversation], images: Sequence[Image.Image]) -> dict:
-        """Processor outputs (``input_ids`` ``[B, L]`` left-padded, ``pixel_values``, ...) plus ``position_ids``."""
+        """Model inputs of a batch, left-padded, with ``position_ids`` counted over real tokens: the processor's
+        ``input_ids`` ``[B, L]`` and ``pixel_values`` (``anyres``), or ``inputs_embeds`` ``[B, L, D]`` with the padded
+        view's features in place (``pad``)."""
         texts = [self.render(c) for c in conversations]
-        batch = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if self.image_view == "pad":
+            batch = self._pad_view_inputs(texts, images)
+        else:
+            batch = self.processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            if "pixel_values" in batch:
+                batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
         # Positions count real tokens only, so left padding does not shift RoPE phases (batch == singletons).
         batch["position_ids"] = (batch["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
         return batch
+
+    def pad_view_pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """``[B, 3, S, S]``: each image padded to a square with the mean colour, resized to ``S`` (bicubic), rescaled
+        to [0, 1] and normalised, as LLaVA-NeXT's ``process_images`` with ``image_aspect_ratio="pad"``."""
+        ip = self.processor.image_processor
+        side = self.model.config.vision_config.image_size
+        mean, std = np.asarray(ip.image_mean, np.float32), np.asarray(ip.image_std, np.float32)
+        background = tuple(int(m * 255) for m in ip.image_mean)
+        arrays = [np.asarray(pad_to_square(im.convert("RGB"), background).resize((side, side), Image.BICUBIC),
+                             np.float32) / 255.0 for im in images]
+        return torch.from_numpy(((np.stack(arrays) - mean) / std).transpose(0, 3, 1, 2).copy())
+
+    def _pad_view_inputs(self, texts: Sequence[str], images: Sequence[Image.Image]) -> dict:
+        config = self.model.config
+        if not isinstance(config.vision_feature_layer, int):
+            raise ValueError(f"{self.model_dir}: the pad view needs one vision_feature_layer, got "
+                             f"{config.vision_feature_layer!r}")
+        per_image = (config.vision_config.image_size // config.vision_config.patch_size) ** 2 + 1  # + image_newline
+        texts = [t.replace(self.image_token, self.image_token * per_image) for t in texts]
+        tokens = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
+        inner = self.model.model
+        pixels = self.pad_view_pixels(images).to(self.device, self.model.dtype)
+        hidden = inner.vision_tower(pixels, output_hidden_states=True).hidden_states[config.vision_feature_layer]
+        if config.vision_feature_select_strategy == "default":
+            hidden = hidden[:, 1:]  # drop a CLS position (SigLIP has none: "full")
+        features = inner.multi_modal_projector(hidden)  # [B, P, D]
+        newline = inner.image_newline.to(features)[None, None].expand(len(texts), 1, -1)
+        features = torch.cat([features, newline], dim=1)  # [B, P + 1, D]
+        embeds = inner.get_input_embeddings()(tokens["input_ids"])
+        slots = (tokens["input_ids"] == config.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(slots.expand_as(embeds), features.to(embeds.dtype))
+        return {"inputs_embeds": embeds, "attention_mask": tokens["attention_mask"]}
 
     @torch.inference_mode()
     def first_token_logits(self, conversations: Sequence[Conversation], images: Sequence[Image.Image]) -> torch.Tensor:
@@ -286,7 +364,8 @@ class LMMYesNoJudge:
             end = start + self.batch_size
             batch = self.build_inputs(conversations[start:end], images[start:end])
             batch.pop("position_ids")  # generate derives positions from the attention mask itself
-            prompt_len = batch["input_ids"].shape[1]
+            # generate returns prompt + answer from input_ids, the answer alone from inputs_embeds (pad view)
+            prompt_len = batch["input_ids"].shape[1] if "input_ids" in batch else 0
             out = self.model.generate(
                 **batch,
                 do_sample=False,

@@ -90,13 +90,15 @@ def _training_corpus() -> list[str]:
     return list(itertools.chain(texts * 5, [answers] * 20, ["yes", "Yes", "no", "No"] * 50))
 
 
-def _build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+def _build_tokenizer(vocab_size: int, special_tokens: Sequence[str] = tuple(SPECIAL_TOKENS)) -> PreTrainedTokenizerFast:
+    """Byte-level BPE over the judge questions with single-token answers; ``special_tokens`` start with the pad token
+    ``<|endoftext|>`` and hold ``<|im_start|>``/``<|im_end|>`` (a LLaVA-NeXT tokenizer has no ``<image>`` token)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -105,7 +107,7 @@ def _build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS[1:],
+        additional_special_tokens=list(special_tokens[1:]),
         padding_side="left",
     )
     fast.chat_template = QWEN_1_5_CHAT_TEMPLATE

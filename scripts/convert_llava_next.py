@@ -1,6 +1,6 @@
 """Convert a LLaVA-NeXT ``llava_qwen`` judge (e.g. ``ckpts/orm_ft``, ``ckpts/parm``) into a transformers directory.
 
-Usage: ``python scripts/convert_llava_next.py SRC DST [--vision-heads 16] [--dtype bfloat16]``.
+Usage: ``python scripts/convert_llava_next.py SRC DST [--vision-heads 16] [--dtype bfloat16] [--image-view pad]``.
 See :mod:`reward_models.convert` for the key mapping and the facts behind the config.
 """
 from __future__ import annotations
@@ -22,11 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision-heads", type=int, default=None, help="SigLIP attention heads (default: hidden/72)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="weight dtype (default: as stored)")
     parser.add_argument("--aspect-ratio", default=None, help="override image_aspect_ratio, e.g. anyres_max_9")
+    parser.add_argument("--image-view", choices=["pad", "anyres"], default="pad",
+                        help="the judge's default image view (pad: the released inference's single padded view)")
     args = parser.parse_args(argv)
     options = ConvertOptions(
         vision_num_attention_heads=args.vision_heads,
         dtype=_DTYPES[args.dtype] if args.dtype else None,
         vision_aspect_ratio=args.aspect_ratio,
+        image_view=args.image_view,
     )
     try:
         out = convert_llava_next(args.src, args.dst, options)

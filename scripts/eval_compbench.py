@@ -19,11 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.io import atomic_write_text
 from common.recipe import check, open_run
-from common.validate import Dir, Int
+from common.validate import Choices, Dir, Int
 from eval.results import write_summary
 from eval.t2i_compbench import report
 from eval.t2i_compbench.evaluate import evaluate_compbench
-from eval.t2i_compbench.prompts import load_complex_split, load_prompts
+from eval.t2i_compbench.prompts import CATEGORIES, load_complex_split, load_prompts
 from eval.t2i_compbench.rules import read_objects_file
 from eval.t2i_compbench.scorer import CompBenchScorer, required_parts
 
@@ -48,7 +48,7 @@ def kill_switch(after: int | None):
 
 
 SETTINGS = (Dir("image_dir"), Int("compbench.images_per_prompt", min=1), Int("compbench.batch_size", min=1),
-            Int("debug_exit_after_batches", min=1, optional=True))
+            Choices("categories", CATEGORIES), Int("debug_exit_after_batches", min=1, optional=True))
 
 
 def run(cfg: DictConfig) -> dict | None:

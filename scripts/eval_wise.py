@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.io import atomic_write_text
 from common.recipe import check, open_run
-from common.validate import Dir, Int
+from common.validate import ConfigError, Dir, Int
 from eval.results import write_summary
 from eval.wise import report
 from eval.wise.evaluate import evaluate_wise
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def select_prompts(cfg: DictConfig):
+    if cfg.prompt_ids is not None and len(cfg.prompt_ids) == 0:
+        raise ConfigError("eval_wise: prompt_ids = []: an empty prompt set would make an empty run "
+                          "(null = all prompts)")
     prompts = load_prompts(cfg.prompt_dir)
     if cfg.prompt_ids is None:
         return prompts

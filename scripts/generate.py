@@ -27,14 +27,15 @@ from tqdm import tqdm
 
 from common.recipe import build_generator, check, open_run
 from common.seeding import generators, image_seed
-from common.validate import Bool, File, Int
+from common.validate import Bool, Device, File, Int
 from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompt_set
 from eval.shapes.render import image_grid
 from showo.prompting import warn_unrepresentable
 
 SETTINGS = (File("prompts"), File("class_names", optional=True), Int("images_per_prompt", min=1),
-            Int("batch_size", min=1), Int("seed"), Bool("grid"), Int("debug_exit_after_prompts", min=1, optional=True))
+            Int("batch_size", min=1), Int("seed"), Bool("grid"), Device("device"),
+            Int("debug_exit_after_prompts", min=1, optional=True))
 # never change an image: per-image generators make the batch irrelevant; the kill hook only stops early
 IGNORE = ("batch_size", "debug_exit_after_prompts")
 

@@ -2,7 +2,10 @@
 
     python scripts/iterative_dpo.py model=showo_256 reward@iterative.judge=orm_finetuned \
         iterative.prompts=data/dpo/prompts.txt iterative.rounds=2 run_dir=runs/dpo_iter
-    ... iterative.launcher='[accelerate,launch,--config_file,configs/accelerate/deepspeed_zero2.yaml]'   # multi-GPU
+    ... iterative.launcher='[accelerate,launch,--config_file,configs/accelerate/deepspeed_zero2.yaml,--num_processes,5]'
+
+The launcher's process count must divide ``train.global_batch_size`` (the paper's 10 pairs: 1, 2, 5 or 10 processes);
+it is checked before anything is generated.
 
 Every stage of every round is a fingerprinted stage of one run directory (:class:`common.stages.Stages`): a finished
 stage is skipped when the command is run again with the same settings, a finished stage with other settings is an
@@ -28,13 +31,17 @@ from common.io import atomic_write_json, atomic_write_text
 from common.recipe import build_generator, check, open_run
 from common.stages import Stages
 from common.validate import Choice, File, Int
-from dpo.iterative import RoundDir, build_round_pairs, generate_pools, judge_pools, read_prompts, write_pairs
+from dpo.data import accumulation
+from dpo.iterative import (RoundDir, build_round_pairs, generate_pools, judge_pools, launcher_processes, read_prompts,
+                           write_pairs)
+from dpo.settings import TRAIN_SETTINGS
 from search.pool import load_entry
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train_dpo.py"
 CONFIG_NAME = "train_dpo"  # the entry config this recipe shares with scripts/train_dpo.py
 SETTINGS = (File("iterative.prompts"), Int("iterative.rounds", min=1), Int("iterative.candidates_per_prompt", min=2),
-            Int("iterative.generation_batch_size", min=1), Choice("iterative.reference", ["previous_round", "initial"]))
+            Int("iterative.generation_batch_size", min=1), Choice("iterative.reference", ["previous_round", "initial"]),
+            *TRAIN_SETTINGS)  # the rounds' training runs as a child process: its settings are checked here first
 IGNORE = ("iterative.stop_after", "iterative.generation_batch_size", "iterative.launcher", "train.stop_after_steps")
 
 
@@ -65,7 +72,11 @@ def run(cfg: DictConfig) -> Path:
     if OmegaConf.select(cfg, "iterative.judge") is None:
         raise ValueError("iterative.judge is not set: choose an OutcomeJudge, e.g. reward@iterative.judge=orm_finetuned")
     check(cfg, "iterative_dpo", SETTINGS)
+    processes = launcher_processes(it.launcher)
+    if processes is not None:  # the global batch must split over the training processes: fail before generating
+        accumulation(cfg.train.global_batch_size, cfg.train.per_device_batch_size, processes)
     prompts = read_prompts(it.prompts)
+    initial = build_generator(cfg.model)  # a missing or broken policy fails here, before the run directory exists
     run = open_run(cfg, ignore=IGNORE)
     stages = Stages(run, cfg.if_exists)
     judge, previous, summary = None, None, []
@@ -77,7 +88,7 @@ def run(cfg: DictConfig) -> Path:
 
         # 1-2. generate N candidates per prompt with the current policy, judge them (one PoolEntry per prompt);
         # the policy is loaded only when one of the two stages has work to do
-        generator = functools.cache(lambda mc=model_cfg: build_generator(OmegaConf.create(mc)))
+        generator = functools.cache(lambda mc=model_cfg, r=r: initial if r == 0 else build_generator(OmegaConf.create(mc)))
 
         def generate_stage():
             _, pipe, sampling = generator()
@@ -97,6 +108,7 @@ def run(cfg: DictConfig) -> Path:
         stages(f"round_{r}/judge", {**stage_cfg, "judge": OmegaConf.to_container(it.judge, resolve=True)},
                judge_stage, inputs=inputs)
         generator.cache_clear()  # free the policy before training (a child process) starts
+        initial = None
         if _should_stop(it, r, "judge"):
             return run.path
 
@@ -117,7 +129,7 @@ def run(cfg: DictConfig) -> Path:
 
         def train_stage():
             atomic_write_text(rd.root / "train_config.yaml", OmegaConf.to_yaml(OmegaConf.create(train_cfg)))
-            launcher = list(it.launcher) if it.launcher else [sys.executable]
+            launcher = [str(a) for a in it.launcher] if it.launcher else [sys.executable]  # YAML lists hold ints
             subprocess.run([*launcher, str(TRAIN_SCRIPT), "--config-path", str(rd.root.resolve()),
                             "--config-name", "train_config"], check=True)
             if not (rd.final / "showo").is_dir():

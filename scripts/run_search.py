@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from common.io import atomic_write_json, atomic_write_text
 from common.recipe import build_generator, check, open_run
-from common.validate import Dir, File, Int
+from common.validate import ConfigError, Device, File, Int
 from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import load_prompt_set
 from search.base import CostCounter, Slot
@@ -40,14 +40,34 @@ from showo.factory import load_bundle
 from showo.prompting import warn_unrepresentable
 
 SETTINGS = (File("prompts"), File("class_names", optional=True), Int("images_per_prompt", min=1), Int("seed"),
-            Dir("search.corrector", optional=True))
+            Device("device"), Int("search.strategy.batch_size", min=1, optional=True),
+            Int("search.strategy.num_candidates", min=1, optional=True))  # search.corrector: check_corrector
+SEARCHED = "searched"  # search.corrector: the searched model regenerates (it must be self-correction fine-tuned)
+
+
+def check_corrector(cfg: DictConfig) -> None:
+    """PARM++ regenerates with a self-correction fine-tuned Show-o (paper §7): ``search.corrector`` must name its
+    bundle directory, or be ``searched`` when the searched model is that model (Table 5's setting). Unset, the base
+    Show-o, never trained to read feedback, would regenerate: refused before anything runs."""
+    if "corrector" not in cfg.search:
+        return
+    corrector = cfg.search.corrector
+    if corrector is None:
+        raise ConfigError("run_search: search.corrector is not set: PARM++ regenerates with a self-correction "
+                          "fine-tuned Show-o (scripts/geneval/parmpp.sh fine-tunes one). Set search.corrector=<its "
+                          f"bundle directory>, or search.corrector={SEARCHED} if the searched model was fine-tuned "
+                          "for self-correction (to run the base model anyway, ask for it this way)")
+    if corrector != SEARCHED and not Path(corrector).is_dir():
+        raise ConfigError(f"run_search: search.corrector = {corrector!r}: directory not found (a Show-o bundle "
+                          f"directory, or {SEARCHED!r})")
 
 
 def build_strategy(cfg: DictConfig, pipe=None):
-    """The ``search=`` strategy with its judge (bound by configs/search_judge/), and (PARM++) a separately fine-tuned
-    self-correction Show-o when ``search.corrector`` names a bundle directory (sampled with ``pipe``'s scheduler)."""
+    """The ``search=`` strategy with its judge (bound by configs/search_judge/), and (PARM++) the self-correction
+    model: the Show-o bundle in ``search.corrector`` (sampled with ``pipe``'s scheduler), or the searched model's
+    pipeline (``searched``)."""
     kwargs = {}
-    if cfg.search.get("corrector"):
+    if cfg.search.get("corrector") not in (None, SEARCHED):
         kwargs["corrector"] = load_bundle(cfg.search.corrector, device=cfg.device).pipeline(getattr(pipe, "scheduler",
                                                                                                     None))
     return instantiate(cfg.search.strategy, **kwargs)
@@ -55,16 +75,17 @@ def build_strategy(cfg: DictConfig, pipe=None):
 
 def run(cfg: DictConfig) -> Path:
     check(cfg, "run_search", SETTINGS)
+    check_corrector(cfg)
     specs = load_prompt_set(cfg.prompts, cfg.class_names)
     bundle, pipe, sampling = build_generator(cfg.model)
     warn_unrepresentable(bundle.tokenizer, [s.prompt for s in specs])
+    strategy = build_strategy(cfg, pipe)  # a missing judge or a bad strategy setting fails before any output
     state = PartialState()
     run_dir = open_run(cfg, main_process=state.is_main_process, device=cfg.device).path
     state.wait_for_everyone()
     slots_dir, images_dir = run_dir / "slots", run_dir / "images"
     mine = [s for s in specs if s.index % state.num_processes == state.process_index]
     todo = [s for s in mine if not (images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file()]
-    strategy = build_strategy(cfg, pipe) if todo else None
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)
     for spec in todo:

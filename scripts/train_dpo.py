@@ -1,7 +1,7 @@
 """Recipe: DPO of Show-o on image preference pairs (imagegen_cot.md §8–9). Reads top to bottom.
 
     python scripts/train_dpo.py model=showo_256 data.pairs=data/dpo/pairs.jsonl run_dir=runs/dpo/r1
-    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml scripts/train_dpo.py dpo=parm_guided ...
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml --num_processes 5 scripts/train_dpo.py ...
 
 One run directory (:mod:`common.rundir`; resumed only with the same config and pairs) holds ``config.yaml``,
 ``run.json``, ``metrics.jsonl`` (one line per optimizer step), ``checkpoints/step_<k>/`` (accelerate state; the
@@ -30,32 +30,18 @@ from transformers import get_cosine_schedule_with_warmup
 from common.io import atomic_write_json, check_finite_tensors
 from common.recipe import check, open_run
 from common.training import MetricsLogger, check_step, decay_groups, resume, save_checkpoint, total_grad_norm
-from common.validate import Choice, ConfigError, Float, Int
 from dpo.batch import collate_pairs
-from dpo.data import epoch_order, load_pairs, shard_batches
+from dpo.data import accumulation, epoch_order, load_pairs, shard_batches
 from dpo.reference import ReferenceContext
+from dpo.settings import TRAIN_SETTINGS
 from dpo.trainer import DPOObjective
 from showo.factory import ShowoBundle
 from showo.logprob import MaskingConfig
 from showo.modeling import ShowoModel
 from showo.prompting import T2IPrompting
 
-SETTINGS = (Int("train.global_batch_size", min=1), Int("train.per_device_batch_size", min=1, optional=True),
-            Int("train.epochs", min=1), Int("train.max_steps", min=1, optional=True), Int("train.checkpoint_every", min=1),
-            Int("train.keep_checkpoints", min=1), Float("train.warmup_ratio", min=0, max=1),
-            Float("train.max_grad_norm", min=0, optional=True), Choice("train.mixed_precision", ["no", "fp16", "bf16"]),
-            Int("train.stop_after_steps", min=1, optional=True), Int("seed"), Int("masking.num_draws", min=1),
-            Float("masking.cond_dropout_prob", min=0, max=1))
+SETTINGS = TRAIN_SETTINGS
 IGNORE = ("train.stop_after_steps", "train.keep_checkpoints", "wandb", "iterative")
-
-
-def accumulation(global_batch: int, per_device: int | None, world: int) -> tuple[int, int]:
-    """``(per-device batch, accumulation steps)`` so that ``world x per-device x accumulation == global_batch``."""
-    per_device = per_device or global_batch // world
-    if per_device < 1 or global_batch % (world * per_device):
-        raise ConfigError(f"train_dpo: train.global_batch_size = {global_batch} is not a multiple of {world} "
-                          f"process(es) x train.per_device_batch_size = {per_device}")
-    return per_device, global_batch // (world * per_device)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -82,6 +68,14 @@ def run(cfg: DictConfig) -> Path:
     total_steps = steps_per_epoch * tc.epochs if tc.max_steps is None else min(tc.max_steps, steps_per_epoch * tc.epochs)
     if total_steps < 1:
         raise ValueError(f"{cfg.data.pairs}: {len(pairs)} pairs are fewer than one global batch of {tc.global_batch_size}")
+
+    # 3. the objective's parts, optimizer and schedule (a bad loss or optimizer setting fails before the run dir exists)
+    dpo_loss, pair_weights = instantiate(cfg.dpo.loss), instantiate(cfg.dpo.pair_weights)
+    guidance = instantiate(cfg.dpo.guidance)
+    if guidance is not None and _shards_parameters(accelerator):
+        raise ValueError("dpo.guidance samples with the unwrapped policy, which FSDP / ZeRO-3 shard: use DDP or ZeRO-2")
+    optimizer = instantiate(tc.optimizer)(decay_groups(model, tc.weight_decay, tc.no_decay))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(tc.warmup_ratio * total_steps), total_steps)
     run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
     if accelerator.is_main_process:
         atomic_write_json(run_dir / "batch.json", {"global_batch_size": tc.global_batch_size, "processes":
@@ -89,22 +83,17 @@ def run(cfg: DictConfig) -> Path:
                           accum, "steps": total_steps})
     accelerator.wait_for_everyone()
 
-    # 3. reference (a copy of the *initial* policy, or its cached log-probs) and the objective
+    # 4. reference (a copy of the *initial* policy, or its cached log-probs in the run dir) and the objective; the
+    # cosine schedule with warmup is stepped once per optimizer step, whatever the process count
     ctx = ReferenceContext(layout, pairs, prompt_ids, masking, cfg.seed, tc.epochs, accelerator.device,
                            accelerator.is_main_process, accelerator.wait_for_everyone, run_dir)
     objective = DPOObjective(
-        layout, masking, cfg.seed, instantiate(cfg.dpo.loss), instantiate(cfg.dpo.reference)(model, ctx),
-        reference_free=bool(cfg.dpo.reference_free), pair_weights=instantiate(cfg.dpo.pair_weights),
-        guidance=instantiate(cfg.dpo.guidance), tokenizer=bundle.tokenizer, vq_model=bundle.vq_model,
+        layout, masking, cfg.seed, dpo_loss, instantiate(cfg.dpo.reference)(model, ctx),
+        reference_free=bool(cfg.dpo.reference_free), pair_weights=pair_weights,
+        guidance=guidance, tokenizer=bundle.tokenizer, vq_model=bundle.vq_model,
     )
     if bundle.vq_model is not None:
         bundle.vq_model.to(accelerator.device)
-    if objective.guidance is not None and _shards_parameters(accelerator):
-        raise ValueError("dpo.guidance samples with the unwrapped policy, which FSDP / ZeRO-3 shard: use DDP or ZeRO-2")
-
-    # 4. optimizer, cosine schedule with warmup (stepped once per optimizer step, whatever the process count)
-    optimizer = instantiate(tc.optimizer)(decay_groups(model, tc.weight_decay, tc.no_decay))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, round(tc.warmup_ratio * total_steps), total_steps)
     model.train()
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)

@@ -38,6 +38,8 @@ SETTINGS = (Int("max_steps", min=1), Int("per_device_batch_size", min=1), Int("g
             Int("checkpoint_every", min=1), Int("keep_checkpoints", min=1), Int("log_every", min=1), Int("seed"),
             Float("optim.lr", min=0), Float("optim.weight_decay", min=0), Float("optim.max_grad_norm", min=0, optional=True),
             Int("lr_scheduler.warmup_steps", min=0), Choice("mixed_precision", ["no", "fp16", "bf16"]),
+            Float("dataset.cond_dropout_prob", min=0, max=1, optional=True),
+            Float("dataset.min_masking_rate", min=0, max=1, optional=True),
             Int("debug_exit_after_step", min=1, optional=True))
 IGNORE = ("debug_exit_after_step", "log_every", "keep_checkpoints", "wandb")
 

@@ -8,12 +8,18 @@ candidate (``scripts/pool_report.py``), or in the shapes world the exact verdict
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import torch
+
+from common.io import atomic_write_json
+from eval.geneval.layout import write_prompt_folder
 from eval.stats import geneval_score
 from search.pool import FirstPolicy, OrmPolicy, ParmPolicy, PoolEntry, RandomPolicy, ScorePolicy
 
-__all__ = ["default_policies", "evaluate_policies", "powers_of_two", "stored_verdict"]
+__all__ = ["default_policies", "evaluate_policies", "powers_of_two", "stored_verdict", "write_policy_images"]
 
 Verdict = Callable[[PoolEntry, int], tuple[str, bool]]
 
@@ -63,3 +69,26 @@ def evaluate_policies(entries: Sequence[PoolEntry], policies: Sequence, verdict:
                                             for e, p in zip(entries, picks)})
         rows.append(row)
     return rows
+
+
+def write_policy_images(entries: Sequence[PoolEntry], policy, decode: Callable, specs: Mapping[int, Any],
+                        out_dir: str | os.PathLike) -> dict:
+    """A policy's picks as a GenEval image folder (``out_dir/images``) and ``out_dir/cost.json``: the row of the table
+    that policy is, without generating again. ``decode``: tokens [K, N] -> K images (the generator's one decode
+    path); ``specs``: prompt index -> its :class:`~eval.geneval.prompts.PromptSpec`. Picking candidate ``c`` of a
+    pool is the live strategy with the same seeds (:mod:`search.pool`), so the images are the live search's."""
+    out_dir = Path(out_dir)
+    by_prompt: dict[int, list[tuple[PoolEntry, Any]]] = {}
+    for entry in entries:
+        by_prompt.setdefault(entry.slot.prompt_index, []).append((entry, policy.select(entry)))
+    passes = judge = 0
+    for index, picked in sorted(by_prompt.items()):
+        picked.sort(key=lambda ep: ep[0].slot.sample_index)
+        tokens = torch.stack([e.tokens[p.index] for e, p in picked])
+        write_prompt_folder(out_dir / "images", specs[index], decode(tokens))
+        passes += sum(p.forward_passes for _, p in picked)
+        judge += sum(p.judge_passes or 0 for _, p in picked)
+    cost = {"slots": len(entries), "policy": policy.name, "generator_forward_passes": passes,
+            "judge_forward_passes": judge}
+    atomic_write_json(out_dir / "cost.json", cost)
+    return cost

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from common.io import atomic_write, atomic_write_text
+from common.io import atomic_write, atomic_write_text, check_finite_tensors, read_tensor_file
 
 from .modeling import ShowoConfig, ShowoModel
 from .tokens import TokenLayout
@@ -65,14 +65,16 @@ def resolve_phi_config(directory: Path, llm_model_path: str, phi_config: Optiona
 
 
 def read_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A flat state dict from ``.safetensors`` or ``.bin`` (``torch.load(weights_only=True)``, never pickled code)."""
-    if path.suffix == ".safetensors":
-        return load_file(str(path), device=str(device))
-    state = torch.load(path, map_location=device, weights_only=True)
+    """A flat state dict from ``.safetensors`` or ``.bin`` (``torch.load(weights_only=True)``, never pickled code).
+
+    A damaged file, or a NaN / inf in any tensor (e.g. written by a diverged run), is a ``ValueError`` naming the file
+    (and the tensors)."""
+    state = read_tensor_file(path, device)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a flat state dict of tensors")
+    check_finite_tensors(state, str(path))
     return state
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from common.io import atomic_write, atomic_write_text
+from common.io import atomic_write, atomic_write_text, read_tensor_file
 
 from .loss import build_t2i_batch
 from .prompting import T2IPrompting
@@ -57,7 +57,7 @@ class TokenizedT2IDataset:
             if not isinstance(prompt, str):
                 raise ValueError(f"{prompts_path}:{lineno}: field 'prompt' must be a string, got {prompt!r}")
             self.prompts.append(prompt)
-        tensors = load_file(str(codes_path))
+        tensors = read_tensor_file(codes_path)
         if "codes" not in tensors:
             raise ValueError(f"{codes_path}: no tensor named 'codes' (found {sorted(tensors)})")
         self.codes = tensors["codes"].long()

@@ -64,7 +64,17 @@ def load_showo(pretrained: PathLike, tokenizer: Optional[PathLike] = None, vq_pr
 
 
 def load_bundle(directory: PathLike, dtype: Optional[str | torch.dtype] = None, device: Optional[str] = None) -> ShowoBundle:
+    """A directory written by :meth:`ShowoBundle.save_pretrained` (``showo/``, ``tokenizer/``, optional ``vq/``).
+
+    A missing directory, or one without ``showo/`` or ``tokenizer/``, is named as such (not as a missing phi-1_5
+    tokenizer, which is what the official loaders would report)."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Show-o bundle directory not found: {directory}")
+    absent = [name for name in ("showo", "tokenizer") if not (directory / name).is_dir()]
+    if absent:
+        raise FileNotFoundError(f"{directory} is not a Show-o bundle: no {' or '.join(f'{n}/' for n in absent)} "
+                                "(a bundle is written by ShowoBundle.save_pretrained, e.g. a training run's final/)")
     return load_showo(directory / "showo", tokenizer=directory / "tokenizer",
                       vq_pretrained=directory / "vq" if (directory / "vq").is_dir() else None, dtype=dtype, device=device)
 

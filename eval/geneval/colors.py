@@ -120,10 +120,17 @@ class ClipColorClassifier:
         """Build ``model_name`` and load weights from a local file (``.safetensors`` or a torch state dict).
 
         The OpenAI ViT-L/14 weights in open_clip format are e.g. ``open_clip_model.safetensors`` of the Hugging Face
-        repository ``timm/vit_large_patch14_clip_224.openai``. Nothing is ever downloaded.
+        repository ``timm/vit_large_patch14_clip_224.openai``. Nothing is ever downloaded. ``model_name`` may also be
+        an open_clip model config JSON file (registered under its file stem), e.g. a rehearsal's tiny stand-in.
         """
         import open_clip
 
+        if model_name.endswith(".json"):
+            config = Path(model_name).expanduser()
+            if not config.is_file():
+                raise FileNotFoundError(f"open_clip model config not found: {config}")
+            open_clip.add_model_config(config)
+            model_name = config.stem
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise FileNotFoundError(

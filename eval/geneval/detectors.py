@@ -37,7 +37,8 @@ class Mask2FormerDetector:
 
     Args:
         checkpoint: ``.pth`` (mmdetection 2.x or 3.x, optionally under ``state_dict``) or ``.safetensors`` weights.
-        config: architecture; the official Swin-S widths by default.
+        config: architecture; the official Swin-S widths by default, or a config JSON file
+            (:meth:`~eval.geneval.mask2former.Mask2FormerConfig.from_json`, e.g. a rehearsal's tiny stand-in).
         preprocessing: ``"mmdet2"`` (GenEval's pipeline) or ``"mmdet3"``.
         dtype: ``"float32"`` (what GenEval runs) or ``"float64"`` (for parity checks).
         batch_size: images per forward pass. Only images with the same padded input size share a batch, so the
@@ -50,7 +51,7 @@ class Mask2FormerDetector:
     def __init__(
         self,
         checkpoint: str | os.PathLike,
-        config: Mask2FormerConfig | None = None,
+        config: Mask2FormerConfig | str | os.PathLike | None = None,
         class_names: Sequence[str] = GENEVAL_CLASS_NAMES,
         preprocessing: str = "mmdet2",
         dtype: str = "float32",
@@ -65,6 +66,8 @@ class Mask2FormerDetector:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(config, (str, os.PathLike)):
+            config = Mask2FormerConfig.from_json(config)
         config = config or Mask2FormerConfig()
         if len(class_names) != config.num_classes:
             raise ValueError(f"{len(class_names)} class names for a model with {config.num_classes} classes")

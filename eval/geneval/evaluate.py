@@ -20,8 +20,8 @@ from eval.geneval.prompts import PromptSpec
 from eval.geneval.types import ColorClassifier, Detector
 from eval.results import Item, ResultStore, default_state, run_items, shard
 
-__all__ = ["ImageItem", "check_against_prompts", "done_keys", "evaluate_folder", "list_items", "make_record",
-           "merge_results", "record_key", "shard"]
+__all__ = ["ImageItem", "check_against_prompts", "check_folder", "done_keys", "evaluate_folder", "list_items",
+           "make_record", "merge_results", "record_key", "shard"]
 
 RESULTS = "results.jsonl"
 
@@ -55,6 +55,16 @@ def check_against_prompts(folders: Sequence[PromptFolder], prompts: Sequence[Pro
                 f"{f.path / 'metadata.jsonl'}: metadata {f.spec.metadata_line()} differs from benchmark line "
                 f"{f.index + 1}: {prompts[f.index].metadata_line()}"
             )
+
+
+def check_folder(image_dir: str | os.PathLike, class_names: Sequence[str], prompts: Sequence[PromptSpec] | None = None,
+                 images_per_prompt: int | None = None) -> list[PromptFolder]:
+    """The prompt folders of ``image_dir`` with their layout checked (and each against its benchmark line when
+    ``prompts`` is given); the error names the folder. Recipes call it before they open their run directory."""
+    folders = discover(Path(image_dir), class_names, images_per_prompt)
+    if prompts is not None:
+        check_against_prompts(folders, prompts)
+    return folders
 
 
 def make_record(item: ImageItem, image_dir: Path, verdict) -> dict[str, Any]:
@@ -134,9 +144,7 @@ def evaluate_folder(
     """
     state = default_state() if state is None else state
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    folders = discover(image_dir, detector.class_names, images_per_prompt)
-    if prompts is not None:
-        check_against_prompts(folders, prompts)
+    folders = check_folder(image_dir, detector.class_names, prompts, images_per_prompt)
     items = [Item(i.key, i.path, i) for i in list_items(folders)]
     score = score_batch_fn(image_dir, detector, color_classifier, options)
     return run_items(items, score, store(out_dir), state, batch_size, desc="geneval")

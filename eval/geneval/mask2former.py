@@ -49,11 +49,17 @@ class Mask2FormerConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Mask2FormerConfig":
-        """Read the neutral ``config.json`` layout of ``fixtures/mask2former_tiny`` (also usable for real models)."""
+        """Read the neutral ``config.json`` layout of ``fixtures/mask2former_tiny`` (also usable for real models), or
+        a flat object of this class's fields (:meth:`to_dict`)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Mask2Former config not found: {path}")
         cfg = json.loads(path.read_text())
+        if isinstance(cfg, dict) and "backbone" not in cfg:
+            unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
+            if unknown:
+                raise ValueError(f"{path}: unknown Mask2Former config fields {unknown}")
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         try:
             bb, pd, td, heads = cfg["backbone"], cfg["pixel_decoder"], cfg["transformer_decoder"], cfg["heads"]
             enc = pd["encoder"]
@@ -70,6 +76,10 @@ class Mask2FormerConfig:
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path}: malformed Mask2Former config ({err!r})") from err
+
+    def to_dict(self) -> dict:
+        """Every field, JSON-ready (read back by :meth:`from_json`)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
 class Mask2Former(nn.Module):
@@ -107,6 +117,24 @@ _V2_TO_V3 = (
 )
 _V2_MARK = re.compile(r"\.layers\.\d+\.(attentions|ffns)\.")
 _V3_MARK = re.compile(r"\.layers\.\d+\.(self_attn|cross_attn|ffn)\.")
+
+
+_V3_TO_V2 = (
+    (re.compile(_ENC + r"self_attn\."), r"\1attentions.0."),
+    (re.compile(_ENC + r"ffn\."), r"\1ffns.0."),
+    (re.compile(_DEC + r"cross_attn\."), r"\1attentions.0."),
+    (re.compile(_DEC + r"self_attn\."), r"\1attentions.1."),
+    (re.compile(_DEC + r"ffn\."), r"\1ffns.0."),
+)
+
+
+def mmdet3_to_mmdet2_key(key: str) -> str:
+    """Rename one mmdetection 3.x Mask2Former key to its 2.x name (the inverse of :func:`mmdet2_to_mmdet3_key`)."""
+    for pattern, repl in _V3_TO_V2:
+        key, n = pattern.subn(repl, key)
+        if n:
+            break
+    return key
 
 
 def mmdet2_to_mmdet3_key(key: str) -> str:
@@ -202,5 +230,5 @@ def load_mask2former(checkpoint: str | os.PathLike, config: Mask2FormerConfig = 
 
 __all__ = [
     "Mask2FormerConfig", "Mask2Former", "load_mask2former", "load_weights", "read_checkpoint", "to_mmdet3_keys",
-    "mmdet2_to_mmdet3_key", "detect_key_format",
+    "mmdet2_to_mmdet3_key", "mmdet3_to_mmdet2_key", "detect_key_format",
 ]

@@ -44,12 +44,23 @@ def default_metadata_path() -> Path:
     return Path(cache).expanduser() / "geneval" / "evaluation_metadata.jsonl"
 
 
+def _utf8_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; other bytes are a :class:`MetadataError` naming the file and line."""
+    lines = []
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise MetadataError(f"{path}:{lineno}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    return lines
+
+
 def load_class_names(path: str | os.PathLike) -> list[str]:
     """One class name per line (line ``i`` = detector label ``i``), e.g. GenEval's ``object_names.txt``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class-name file not found: {path}")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in _utf8_lines(path) if line.strip()]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: duplicate class names")
     return names
@@ -156,15 +167,14 @@ def load_prompts(
         )
     class_names = COCO_CLASSES if class_names is None else class_names
     specs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                raise MetadataError(f"{path}:{lineno}: empty line")
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MetadataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
-            specs.append(parse_metadata(raw, class_names, lineno - 1, f"{path}:{lineno}"))
+    for lineno, line in enumerate(_utf8_lines(path), start=1):
+        if not line.strip():
+            raise MetadataError(f"{path}:{lineno}: empty line")
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise MetadataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
+        specs.append(parse_metadata(raw, class_names, lineno - 1, f"{path}:{lineno}"))
     return specs
 
 

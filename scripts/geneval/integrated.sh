@@ -5,15 +5,9 @@
 #   bash scripts/geneval/integrated.sh [extra hydra overrides for scripts/run_search.py]
 # Env: as scripts/geneval/dpo.sh; DPO_RUN (the iterative-DPO run, default runs/geneval/dpo_iterative).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-META=${GENEVAL_METADATA:-${IMAGECOT_CACHE:-$HOME/.cache/imagecot}/geneval/evaluation_metadata.jsonl}
-PROMPTS=${DPO_PROMPTS:?set DPO_PROMPTS to a text file of training prompts}
+. "$(dirname "$0")/lib/row.sh"
 DPO_RUN=${DPO_RUN:-runs/geneval/dpo_iterative}
 RUN=${RUN:-runs/geneval/integrated}
-LAUNCHER=${LAUNCHER:-"[accelerate,launch,--config_file,$ROOT/configs/accelerate/ddp.yaml]"}
-python "$ROOT/scripts/iterative_dpo.py" model=showo_256 device=cuda reward@iterative.judge=orm_finetuned \
-  iterative.prompts="$PROMPTS" iterative.rounds=2 iterative.launcher="$LAUNCHER" run_dir="$DPO_RUN/train"
-python "$ROOT/scripts/run_search.py" search=parm reward=parm model=showo_bundle \
-  model.bundle.directory="$DPO_RUN/train/round_1/train/final" prompts="$META" images_per_prompt=4 seed=0 \
-  run_dir="$RUN/search" "$@"
-bash "$ROOT/scripts/geneval/evaluate.sh" "$RUN/search/images" "$RUN/eval" name=integrated
+dpo_rounds "$DPO_RUN/train" 2
+search_row integrated "$RUN" search=parm reward=parm model=showo_bundle \
+  model.bundle.directory="$DPO_RUN/train/round_1/train/final" "$@"

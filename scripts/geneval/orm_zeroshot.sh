@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# Table 1 row "+ Zs. ORM (0.61)" (reference §10.1): generate the 553 GenEval prompts x 4 samples with this test-time strategy,
-# then score the images with the GenEval harness. Rerunning resumes per (prompt, sample) slot.
-#   bash scripts/geneval/orm_zeroshot.sh [extra hydra overrides for scripts/run_search.py, e.g. model=showo_bundle]
-# Env: GENEVAL_METADATA (evaluation_metadata.jsonl), RUN (output folder), IMAGECOT_CKPTS (judge + eval weights),
-#      SHOWO_CKPT / MAGVIT_CKPT / PHI_TOKENIZER (configs/model/showo_256.yaml).
+# Table 1 row "+ Zs. ORM (0.61)" (reference §10.1): the GenEval prompts x 4 samples with this test-time strategy, then the
+# GenEval harness on those images. Rerunning resumes per (prompt, sample) slot.
+#   bash scripts/geneval/orm_zeroshot.sh [extra hydra overrides for scripts/run_search.py]
+# Env: RUN (output folder) and those of scripts/geneval/lib/row.sh (GENEVAL_METADATA, IMAGECOT_CKPTS, SHOWO_CKPT, ...).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-META=${GENEVAL_METADATA:-${IMAGECOT_CACHE:-$HOME/.cache/imagecot}/geneval/evaluation_metadata.jsonl}
+. "$(dirname "$0")/lib/row.sh"
 RUN=${RUN:-runs/geneval/orm_zeroshot}
-python "$ROOT/scripts/run_search.py" search=best_of_n reward=orm_zeroshot prompts="$META" images_per_prompt=4 seed=0 run_dir="$RUN/search" "$@"
-bash "$ROOT/scripts/geneval/evaluate.sh" "$RUN/search/images" "$RUN/eval" name=orm_zeroshot
+search_row orm_zeroshot "$RUN" search=best_of_n reward=orm_zeroshot "$@"

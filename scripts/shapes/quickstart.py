@@ -14,7 +14,8 @@ changed is an error naming them (``if_exists=overwrite`` redoes it).
 3. rows (``rows`` in the config, in table order): reference rows, plain generation (``scripts/generate.py``),
    test-time search (``scripts/run_search.py``), DPO (``scripts/iterative_dpo.py``); every row's images are judged
    with the GenEval judge + the exact shapes detector into ``RUN/rows/<key>/eval/summary.json``;
-4. the table (``table.md`` / ``table.json``), the scaling plot and the candidate grid, then the wall time per stage.
+4. the table (``table.md`` / ``table.json``), the scaling plot and the candidate grid, the GRPO rows' reward curves
+   (``grpo_reward_curves.png``; each training run's own in its run dir), then the wall time per stage.
 
 Recipes run in-process through their ``run(cfg)`` (configs composed with Hydra, as on the command line); only DPO
 training runs as a child process (an accelerate launcher can be configured there).
@@ -45,10 +46,11 @@ from eval.shapes.report import Row, evaluate_shapes_folder, write_table
 from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
 from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
+from grpo.plots import reward_curves
 from reward_models.tiny import build_tiny_llava_onevision
 from search.pool import load_pool
-from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict
-from showo.magvit import MAGVITv2
+from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict, write_policy_images
+from showo.magvit import MAGVITv2, decode_codes
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True), Int("steps", min=1),
@@ -195,7 +197,8 @@ class Quickstart:
                 "candidates": self.cfg.candidates, "images_per_prompt": self.cfg.images_per_prompt,
                 "pool_candidates": self.cfg.pool_candidates,
                 **self.models, **{f"row_{k}": v for k, v in self.row_outputs.items()}}
-        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.get("eval_set", row.recipe), [])]]
+        eval_set = self.cfg.eval_set.get(row.get("eval_set", row.get("recipe")), [])  # a row may pick another list
+        return [o.format(**fill) for o in [*row.overrides, *eval_set]]
 
     def rows(self) -> list[tuple[str, str, Path]]:
         """Every row of the table: ``(key, name, summary path)``, in table order."""
@@ -204,12 +207,30 @@ class Quickstart:
         self.row_outputs = {}
         for key, row in self.cfg.rows.items():
             name = row.name.format(candidates=self.cfg.candidates)
-            if row.recipe is not None:
+            if row.get("policy") is not None:  # a selection policy replayed on a stored pool: no new generation
+                self.pool_row(key, row)
+            elif row.recipe is not None:
                 out = self.call(f"rows/{key}" if row.images else f"train/{key}", row.recipe, self.row_overrides(row))
                 self.row_outputs[key] = str(out)
             if row.images:
-                entries.append((key, name, self.evaluate(key, name, self.cfg.steps if row.recipe == "generate" else None)))
+                plain = row.get("recipe") == "generate"  # one pass per image and step; the others report their cost
+                entries.append((key, name, self.evaluate(key, name, self.cfg.steps if plain else None)))
         return entries
+
+    def pool_row(self, key: str, row: DictConfig) -> None:
+        """``RUN/rows/<key>``: the picks of ``row.policy`` among the candidates of the pool row ``row.pool`` (the live
+        strategy's images, same seeds; :func:`search.scaling.write_policy_images`)."""
+        pool = Path(self.row_outputs[row.pool]) / "pool"
+        vq = Path(self.models["showo"]) / "vq"
+
+        def replay() -> dict:
+            decoder = MAGVITv2.from_pretrained(vq)
+            side = int(decoder.config.num_codes ** 0.5)
+            return write_policy_images(load_pool(pool), instantiate(row.policy),
+                                       lambda tokens: decode_codes(decoder, tokens, (side, side)),
+                                       {spec.index: spec for spec in self.specs}, self.root / "rows" / key)
+
+        self.stage(f"rows/{key}", {"policy": row.policy, "pool": str(pool)}, replay, inputs={"pool": pool, "vq": vq})
 
     def table_rows(self, entries: list[tuple[str, str, Path]]) -> list[Row]:
         """Rows with their paired bootstrap interval against the baseline and, for search rows, the share of the
@@ -220,8 +241,9 @@ class Quickstart:
         rows = []
         for key, name, path in entries:
             delta = share = None
-            if key not in (base, "ground_truth", "chance") and base in verdicts:
-                delta = paired_bootstrap(verdicts[base], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
+            mine = self.cfg.rows[key].get("baseline", base) if key in self.cfg.rows else base  # a row may name its own
+            if key not in (mine, "ground_truth", "chance") and mine in verdicts:
+                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
@@ -260,6 +282,8 @@ def run(cfg: DictConfig) -> Path:
                 {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
                for key, name, path in entries if key != "chance"]
     qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
+    reward_curves([(row.name, q.root / "train" / key / "metrics.jsonl") for key, row in cfg.rows.items()
+                   if row.recipe == "train_grpo"], q.root / "grpo_reward_curves.png")  # each run's own: its run dir
     print(text)
     timings = q.stages.timings()
     print("wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

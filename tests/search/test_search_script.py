@@ -33,7 +33,7 @@ def test_every_table_script_composes():
     scripts = sorted((ROOT / "scripts" / "geneval").glob("*.sh"))
     pairs = []
     for script in scripts:
-        m = re.search(r"scripts/run_search\.py\" (search=\w+ reward=\w+)", script.read_text())
+        m = re.search(r"\b(search=\w+ reward=\w+)", script.read_text())  # search_row NAME RUN search=X reward=Y
         if m:
             pairs.append((script.name, m.group(1).split()))
     assert {name for name, _ in pairs} >= {f"{n}.sh" for n in ("baseline", "orm_zeroshot", "orm_finetuned",
@@ -126,7 +126,7 @@ def test_parmpp_recipe_with_a_tiny_llava_judge(tmp_path):
     _run("scripts/run_search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
          f"{j}.device=cpu", f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=3",
          "search.strategy.max_feedback_length=4", f"prompts={prompts}", "images_per_prompt=1", "device=cpu",
-         f"run_dir={out}")
+         "search.corrector=searched", f"run_dir={out}")
     record = json.loads((out / "slots" / "00000_00.json").read_text())
     actions = [e["action"] for e in record["trace"]]
     reflections = actions.count("reflect")
@@ -155,7 +155,7 @@ def test_parmpp_corrector_from_its_own_bundle_directory(tmp_path):
     j = "reward.parm.judge"
     runs = {}
     for name in ("none", "same", "other"):
-        extra = [] if name == "none" else [f"search.corrector={tmp_path / name}"]
+        extra = [f"search.corrector={'searched' if name == 'none' else tmp_path / name}"]
         _run("scripts/run_search.py", "model=showo_tiny", "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}",
              f"{j}.device=cpu", f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=2",
              "search.strategy.max_feedback_length=4", f"prompts={prompts}", "images_per_prompt=1", "device=cpu",
