@@ -3,11 +3,10 @@
 # samples with Janus-Pro-7B and this strategy, then score the images with the GenEval harness. Rerunning resumes per
 # (prompt, sample) slot.
 #   bash scripts/geneval/janus_baseline.sh [extra hydra overrides for scripts/run_search.py, e.g. model=janus_pro_1b]
-# Env: GENEVAL_METADATA (evaluation_metadata.jsonl), RUN (output folder), IMAGECOT_CKPTS (judge + eval weights),
-#      JANUS_PRO_7B (a local Janus-Pro-7B checkpoint, either layout: configs/model/janus_pro_7b.yaml, docs/janus.md).
+# Env: RUN (output folder), JANUS_PRO_7B (a local Janus-Pro-7B checkpoint, either layout:
+#      configs/model/janus_pro_7b.yaml, docs/janus.md) and those of scripts/geneval/lib/row.sh
+#      (GENEVAL_METADATA, GENEVAL_IMAGES_PER_PROMPT, IMAGECOT_DEVICE, IMAGECOT_CKPTS).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-META=${GENEVAL_METADATA:-${IMAGECOT_CACHE:-$HOME/.cache/imagecot}/geneval/evaluation_metadata.jsonl}
+. "$(dirname "$0")/lib/row.sh"
 RUN=${RUN:-runs/geneval/janus_baseline}
-python "$ROOT/scripts/run_search.py" model=janus_pro_7b search=baseline reward=none prompts="$META" images_per_prompt=4 seed=0 run_dir="$RUN/search" "$@"
-bash "$ROOT/scripts/geneval/evaluate.sh" "$RUN/search/images" "$RUN/eval" name=janus_baseline
+search_row janus_baseline "$RUN" model=janus_pro_7b search=baseline reward=none "$@"

@@ -5,11 +5,10 @@
 # Each image writes its plan first (T2I-R1 reasoning prompt, T = 1, top-k 50); the plan goes beside the image as
 # samples/<k>.cot.txt.
 #   bash scripts/geneval/janus_cot.sh [extra hydra overrides for scripts/run_search.py, e.g. model=janus_pro_1b]
-# Env: GENEVAL_METADATA (evaluation_metadata.jsonl), RUN (output folder), IMAGECOT_CKPTS (judge + eval weights),
-#      JANUS_PRO_7B (a local Janus-Pro-7B checkpoint, either layout: configs/model/janus_pro_7b.yaml, docs/janus.md).
+# Env: RUN (output folder), JANUS_PRO_7B (a local Janus-Pro-7B checkpoint, either layout:
+#      configs/model/janus_pro_7b.yaml, docs/janus.md) and those of scripts/geneval/lib/row.sh
+#      (GENEVAL_METADATA, GENEVAL_IMAGES_PER_PROMPT, IMAGECOT_DEVICE, IMAGECOT_CKPTS).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-META=${GENEVAL_METADATA:-${IMAGECOT_CACHE:-$HOME/.cache/imagecot}/geneval/evaluation_metadata.jsonl}
+. "$(dirname "$0")/lib/row.sh"
 RUN=${RUN:-runs/geneval/janus_cot}
-python "$ROOT/scripts/run_search.py" model=janus_pro_7b search=baseline reward=none +cot@model.cot=t2i_r1 prompts="$META" images_per_prompt=4 seed=0 run_dir="$RUN/search" "$@"
-bash "$ROOT/scripts/geneval/evaluate.sh" "$RUN/search/images" "$RUN/eval" name=janus_cot
+search_row janus_cot "$RUN" model=janus_pro_7b search=baseline reward=none +cot@model.cot=t2i_r1 "$@"

@@ -4,11 +4,10 @@
 # Rerunning resumes per (prompt, sample) slot.
 # Add +cot@model.cot=t2i_r1 for best-of-N over (plan, image) pairs.
 #   bash scripts/geneval/janus_orm.sh [extra hydra overrides for scripts/run_search.py, e.g. model=janus_pro_1b]
-# Env: GENEVAL_METADATA (evaluation_metadata.jsonl), RUN (output folder), IMAGECOT_CKPTS (judge + eval weights),
-#      JANUS_PRO_7B (a local Janus-Pro-7B checkpoint, either layout: configs/model/janus_pro_7b.yaml, docs/janus.md).
+# Env: RUN (output folder), JANUS_PRO_7B (a local Janus-Pro-7B checkpoint, either layout:
+#      configs/model/janus_pro_7b.yaml, docs/janus.md) and those of scripts/geneval/lib/row.sh
+#      (GENEVAL_METADATA, GENEVAL_IMAGES_PER_PROMPT, IMAGECOT_DEVICE, IMAGECOT_CKPTS).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-META=${GENEVAL_METADATA:-${IMAGECOT_CACHE:-$HOME/.cache/imagecot}/geneval/evaluation_metadata.jsonl}
+. "$(dirname "$0")/lib/row.sh"
 RUN=${RUN:-runs/geneval/janus_orm}
-python "$ROOT/scripts/run_search.py" model=janus_pro_7b search=best_of_n reward=orm_finetuned prompts="$META" images_per_prompt=4 seed=0 run_dir="$RUN/search" "$@"
-bash "$ROOT/scripts/geneval/evaluate.sh" "$RUN/search/images" "$RUN/eval" name=janus_orm
+search_row janus_orm "$RUN" model=janus_pro_7b search=best_of_n reward=orm_finetuned "$@"
