@@ -15,6 +15,8 @@ Builders (labels from the paper):
   ``None`` and the builder yields no example.
 * PARM potential (§6.4): images from steps after 11, labelled with the **final verdict of their path**, asked as
   a follow-up turn after the clarity question and an assistant "yes" (the released-code layout, §6.3).
+* Describe (not in the paper; the tiny judges' stand-in for LLaVA's caption pre-training): the image -> a text
+  description of its objects (e.g. what an exact detector sees), so a judge trained from scratch learns to look.
 * PARM++ reflection (§7): the ORM question answered yes/no; a rejected image gets a text-only follow-up asking
   what does not match, answered with the explanation. The paper's explanations are GPT-4o notes (never released);
   here they come from the verdict's reasons (e.g. GenEval's ``"expected dog>=2, found 1"`` lines).
@@ -38,8 +40,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from common.io import atomic_write_bytes, atomic_write_text, png_bytes
-from reward_models.questions import (CLARITY_CODE, ORM_QUESTION, POTENTIAL_CODE, PRM_QUESTION, REFLECTION_EXPLAIN,
-                                     render_question)
+from reward_models.questions import (CLARITY_CODE, DESCRIBE_QUESTION, ORM_QUESTION, POTENTIAL_CODE, PRM_QUESTION,
+                                     REFLECTION_EXPLAIN, render_question)
 
 __all__ = [
     "IMAGE_TOKEN",
@@ -49,6 +51,7 @@ __all__ = [
     "Verdict",
     "clarity_example",
     "clarity_label",
+    "describe_example",
     "explanation",
     "orm_example",
     "potential_example",
@@ -60,7 +63,7 @@ __all__ = [
 ]
 
 IMAGE_TOKEN = "<image>"  # LLaVA-OneVision's image placeholder; the processor expands it to the image tokens
-TASKS = ("orm", "prm", "clarity", "potential", "reflection")
+TASKS = ("orm", "prm", "clarity", "potential", "reflection", "describe")
 _ROLES = ("user", "assistant")
 
 
@@ -210,6 +213,13 @@ def reflection_example(
         turns += [_assistant(answers[1]), _user(explain_question, prompt, False),
                   _assistant(explanation(verdict, f"reflection example {id!r}"))]
     return JudgeExample(id, "reflection", str(image), tuple(turns))
+
+
+def describe_example(id: str, image: str, description: str, *, question: str = DESCRIBE_QUESTION) -> JudgeExample:
+    """Caption example: "Describe the objects in this image." -> ``description`` (non-empty)."""
+    if not description.strip():
+        raise ValueError(f"describe example {id!r}: empty description")
+    return JudgeExample(id, "describe", str(image), (_user(question, "", True), _assistant(description)))
 
 
 def explanation(verdict: Verdict, where: str = "verdict") -> str:

@@ -14,6 +14,7 @@ __all__ = [
     "POTENTIAL_CODE",
     "POTENTIAL_PAPER",
     "PRM_QUESTION",
+    "DESCRIBE_QUESTION",
     "REFLECTION_EXPLAIN",
     "REWARD_GUIDANCE_QUESTION",
     "render_question",
@@ -75,6 +76,11 @@ REFLECTION_EXPLAIN = (
     "The image does not accurately represent the prompt: {prompt}. Describe in one or two sentences what in "
     "the image does not match the prompt."
 )
+
+# Caption task of the tiny judges (NOT from the reference): the paper's judges start from a pre-trained LLaVA-OneVision
+# whose caption-alignment stage taught it to look at images; a judge trained from scratch gets that stage in
+# miniature: describe what is in the image, answered with what the exact detector sees.
+DESCRIBE_QUESTION = "{image} Describe the objects in this image."
 
 
 def render_question(template: str, prompt: str, image_token: str | None = "<image>") -> str:

@@ -119,13 +119,15 @@ def _build_tokenizer(vocab_size: int, special_tokens: Sequence[str] = tuple(SPEC
 
 
 def _tiny_config(
-    tokenizer: PreTrainedTokenizerFast, image_size: int, patch_size: int, hidden_size: int
+    tokenizer: PreTrainedTokenizerFast, image_size: int, patch_size: int, hidden_size: int, text_layers: int = 2,
+    vision_layers: int = 2, vision_hidden_size: int | None = None,
 ) -> LlavaOnevisionConfig:
     """Tiny SigLIP vision tower + tiny Qwen2 text model, one anyres pinpoint of ``image_size``."""
+    vision_hidden_size = hidden_size // 2 if vision_hidden_size is None else vision_hidden_size
     vision = SiglipVisionConfig(
-        hidden_size=hidden_size // 2,
-        intermediate_size=hidden_size,
-        num_hidden_layers=2,
+        hidden_size=vision_hidden_size,
+        intermediate_size=2 * vision_hidden_size,
+        num_hidden_layers=vision_layers,
         num_attention_heads=2,
         image_size=image_size,
         patch_size=patch_size,
@@ -135,7 +137,7 @@ def _tiny_config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
+        num_hidden_layers=text_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
@@ -163,17 +165,23 @@ def build_tiny_llava_onevision(
     patch_size: int = 8,
     hidden_size: int = 64,
     vocab_size: int = 600,
+    text_layers: int = 2,
+    vision_layers: int = 2,
+    vision_hidden_size: int | None = None,
 ) -> Path:
     """Save a tiny LLaVA-OneVision judge under ``directory`` and return its path.
 
     The vision tower sees ``image_size``² pixels as ``(image_size / patch_size)``² patches; the image grid has a
     single pinpoint, so every image is encoded as one base view plus one crop (anyres with one tile).
+    ``hidden_size`` / ``text_layers``: the Qwen2 text model; ``vision_hidden_size`` (default ``hidden_size // 2``) /
+    ``vision_layers``: the SigLIP tower (MLPs twice as wide as the residual stream).
     Deterministic: the same ``seed`` gives byte-identical weights (the global RNG state is restored afterwards).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = _build_tokenizer(vocab_size)
-    config = _tiny_config(tokenizer, image_size, patch_size, hidden_size)
+    config = _tiny_config(tokenizer, image_size, patch_size, hidden_size, text_layers, vision_layers,
+                          vision_hidden_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlavaOnevisionForConditionalGeneration(config).eval()

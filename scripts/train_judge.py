@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -52,7 +53,11 @@ def run(cfg: DictConfig) -> Path:
     torch.manual_seed(cfg.seed)  # LoRA adapters are initialised randomly
 
     # ---- parts
-    model, processor = build_judge(cfg)
+    if cfg.init is None:
+        model, processor = build_judge(cfg, cfg.model_dir)
+    else:  # a freshly initialised judge (the shapes world's tiny one) instead of model_dir; each process builds the
+        with tempfile.TemporaryDirectory() as init:  # same bytes (the builder is seeded), nothing is written to the run
+            model, processor = build_judge(cfg, instantiate(cfg.init, directory=init))
     groups = parameter_groups(
         model, lr=cfg.optim.lr, vision_lr=cfg.optim.vision_lr, weight_decay=cfg.optim.weight_decay,
         train_vision_tower=cfg.tune.vision_tower, train_projector=cfg.tune.projector,
@@ -128,9 +133,9 @@ def main(cfg: DictConfig) -> None:
     run(cfg)
 
 
-def build_judge(cfg: DictConfig):
+def build_judge(cfg: DictConfig, model_dir: str | Path):
     """The judge to train (full model, or wrapped with LoRA adapters) and its processor, from a local directory."""
-    model_dir = check_judge_directory(cfg.model_dir)
+    model_dir = check_judge_directory(model_dir)
     processor = LlavaOnevisionProcessor.from_pretrained(model_dir, local_files_only=True)
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(
         model_dir, dtype=getattr(torch, cfg.dtype), local_files_only=True, use_safetensors=True

@@ -7,7 +7,7 @@ could not change anything). So the judge reflects at most ``max_reflections`` ti
 most ``max_reflections`` times. How the explanation reaches the generator depends on the generator:
 
 * **Show-o** (the paper's setting): the explanation, the prompt and the current image's tokens are laid out in the
-  self-correction format (:mod:`search.self_correction`) and a self-correction fine-tuned Show-o generates the new
+  self-correction format (:mod:`showo.self_correction`) and a self-correction fine-tuned Show-o generates the new
   image ("prompt + feedback + previous image -> new image").
 * **Janus-Pro** (no self-correction model exists for it): the new image is *regenerated from the prompt and the
   explanation*, the explanation taking the place of the semantic CoT in T2I-R1's image prompt
@@ -26,8 +26,8 @@ from reward_models.parmpp import ParmPlusPlus
 from search.base import Candidate, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images
 from search.parm import ParmSearch
 from search.seeds import candidate_generators, reflection_seed
-from search.self_correction import SelfCorrectionFormat
 from showo.pipeline import ShowoPipeline
+from showo.self_correction import SelfCorrectionFormat
 
 
 class ParmPlusPlusSearch:

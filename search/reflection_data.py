@@ -10,7 +10,7 @@ that will run the reflection at test time:
    of the mismatch, stored in the same pool entry (``extras["reflection"]``), resumable per prompt;
 3. :func:`self_correction_groups`: per prompt, up to ``groups_per_prompt`` rejected candidates, each with its
    explanation as the feedback and an accepted candidate of the same prompt as the target (a prompt whose candidates
-   were all accepted or all rejected gives none), written in the :mod:`search.self_correction` format.
+   were all accepted or all rejected gives none), written in the :mod:`showo.self_correction` format.
 
 The draw of which rejected / accepted candidates form the groups of prompt ``i`` is seeded from ``(seed, i)``.
 """
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from common.seeding import seeded_generator
 from reward_models.parmpp import ParmPlusPlus
 from search.pool import entry_path, load_entry, save_entry
-from search.self_correction import write_self_correction_dataset
+from showo.self_correction import write_self_correction_dataset
 
 __all__ = ["FALLBACK_FEEDBACK", "reflect_pools", "self_correction_groups"]
 

@@ -21,8 +21,8 @@ from search.parm import ParmSearch, saved_forward_passes
 from search.pool import OrmPolicy, ParmPolicy, PoolBuilder
 from search.reflect import ParmPlusPlusSearch
 from search.seeds import candidate_generators, reflection_seed
-from search.self_correction import SelfCorrectionFormat
 from search.step_level import StepLevelSearch
+from showo.self_correction import SelfCorrectionFormat
 from tests.search.search_doubles import (REFLECTION_QUESTION, WORDS, CandidateIndex, HashProcessJudge, ParmTable,
                                          image_hash_score, reference_run_any, tiny_bundle)
 

@@ -47,7 +47,6 @@ from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
 from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
 from grpo.plots import reward_curves
-from reward_models.tiny import build_tiny_llava_onevision
 from search.pool import load_pool
 from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict, write_policy_images
 from showo.magvit import MAGVITv2, decode_codes
@@ -121,13 +120,19 @@ class Quickstart:
                                                                 *self.cfg.training.judge_data])
         return out
 
+    def judge_base(self) -> Path:
+        """The tiny judge that learnt to describe shapes images, which every judge is fine-tuned from."""
+        out = self.root / "train" / "judge_base"
+        if not self.stages.done("train/judge_base"):
+            self.call("train/judge_base", "train_judge", ["+experiment=shapes/judge_base",
+                                                          f"judge_data_dir={self.judge_data()}",
+                                                          *self.cfg.training.judge_base])
+        return out / "final"
+
     def train_judge(self, name: str) -> str:
-        data = self.judge_data()
-        tiny = self.root / "train" / "tiny_llava"
-        self.stage("train/tiny_llava", dict(self.cfg.tiny_judge),
-                   lambda: {"path": str(build_tiny_llava_onevision(tiny, **self.cfg.tiny_judge))})
-        out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}", f"model_dir={tiny}",
-                                                        f"judge_data_dir={data}", *self.cfg.training.judge])
+        out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}",
+                                                        f"model_dir={self.judge_base()}",
+                                                        f"judge_data_dir={self.judge_data()}", *self.cfg.training.judge])
         return str(out / "final")
 
     def train_corrector(self) -> str:

@@ -176,6 +176,10 @@ CASES = [
       ["magvit.resolution=16", "canvas_size=32"]),
     C("judge_model_missing", "train_judge", "model_dir={tmp}/nollava", FileNotFoundError, "nollava"),
     C("quickstart_images_0", "quickstart", "images_per_prompt=0", ConfigError, "images_per_prompt = 0"),
+    C("judge_data_showo_missing", "build_judge_data", "showo={tmp}/noshowo", ConfigError, "noshowo"),
+    C("judge_data_source", "build_judge_data", "source=eval", ConfigError, ["source", "'eval'"]),
+    C("judge_quality_not_a_run", "judge_quality", "run={tmp}", ConfigError, "evaluation_metadata.jsonl"),
+    C("judge_quality_batch_0", "judge_quality", "judge_batch_size=0", ConfigError, "judge_batch_size = 0"),
 ]
 
 

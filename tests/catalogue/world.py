@@ -104,6 +104,8 @@ def base_overrides(name: str, w: World) -> list[str]:
         "train_magvit": ["max_steps=1", "batch_size=2"],
         "train_judge": [],
         "quickstart": [],
+        "build_judge_data": [],
+        "judge_quality": [f"run={w.root}"],
     }
     return ["threads=1", *fast[name]]
 

@@ -164,7 +164,7 @@ def test_parmpp_row_corrects_with_the_self_correction_fine_tuned_show_o(rehearsa
     assert generation["search"]["corrector"] == "searched"
     assert generation["reward"]["max_reflections"] == 3 and generation["search"]["strategy"]["max_reflections"] is None
     train = _config(run / "corrector")
-    assert train["dataset"]["_target_"] == "search.self_correction.SelfCorrectionDataset"
+    assert train["dataset"]["_target_"] == "showo.self_correction.SelfCorrectionDataset"
     assert train["dataset"]["directory"] == str(run / "data" / "self_correction")
     data = _config(run / "data")
     assert data["candidates_per_prompt"] == 20 and data["model"]["sampling"] == SAMPLING

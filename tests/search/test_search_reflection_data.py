@@ -14,7 +14,7 @@ from reward_models.parmpp import ParmPlusPlus
 from reward_models.tiny import ScriptedYesNoJudge
 from search.pool import entry_path, load_entry
 from search.reflection_data import FALLBACK_FEEDBACK, reflect_pools, self_correction_groups
-from search.self_correction import SelfCorrectionDataset
+from showo.self_correction import SelfCorrectionDataset
 from tests.search.search_doubles import tiny_bundle
 
 PROMPTS = ["a red circle", "a blue square", "a green triangle"]

@@ -14,7 +14,7 @@ from search.best_of_n import BestOfN
 from search.parm import ParmSearch, saved_forward_passes
 from search.reflect import ParmPlusPlusSearch
 from search.seeds import candidate_generators, candidate_seed, reflection_seed
-from search.self_correction import SelfCorrectionFormat
+from showo.self_correction import SelfCorrectionFormat
 from search.step_level import StepLevelSearch
 from tests.helpers import assert_same_image
 from tests.search.search_doubles import (REFLECTION_QUESTION, CandidateIndex, HashProcessJudge, ParmTable,

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from search.self_correction import (SelfCorrectionDataset, SelfCorrectionFormat, build_self_correction_batch,
-                                    write_self_correction_dataset)
 from showo.loss import IGNORE_INDEX, t2i_loss
 from showo.prompting import t2i_attention_mask
+from showo.self_correction import (SelfCorrectionDataset, SelfCorrectionFormat, build_self_correction_batch,
+                                   write_self_correction_dataset)
 from tests.search.search_doubles import tiny_bundle
 
 F = 4
