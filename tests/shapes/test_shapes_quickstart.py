@@ -161,3 +161,22 @@ def test_export_stores_weights_in_bfloat16_and_keeps_the_tokenizer(tmp_path):
                            "vq"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and not (tmp_path / "novq" / "vq").exists()
     assert load_bundle(tmp_path / "novq").vq_model is None
+
+
+def test_reward_curves_read_only_the_grpo_training_rows():
+    """The quickstart's rows mix recipe rows, pool-policy rows (no ``recipe`` key, struct config) and tiny-Janus rows:
+    the GRPO reward plot lists exactly the ``train_grpo`` rows, without tripping over a row that has no recipe."""
+    import importlib.util
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    spec = importlib.util.spec_from_file_location("imagecot_quickstart", REPO / "scripts" / "shapes" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="quickstart", overrides=["+experiment=shapes/quick"])
+    assert "recipe" not in cfg.rows.baseline and "policy" in cfg.rows.baseline  # a policy row is in the table
+    runs = module.grpo_runs(cfg.rows, Path("RUN"))
+    assert [path for _, path in runs] == [Path("RUN/train/grpo_showo_train/metrics.jsonl")]
