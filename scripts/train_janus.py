@@ -121,10 +121,5 @@ def run(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../configs", config_name="train_janus", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="train_janus", version_base="1.3")(run)()

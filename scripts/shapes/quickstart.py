@@ -303,10 +303,5 @@ def run(cfg: DictConfig) -> Path:
     return q.root
 
 
-@hydra.main(config_path="../../configs", config_name="quickstart", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../../configs", config_name="quickstart", version_base="1.3")(run)()
