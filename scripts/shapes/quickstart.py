@@ -252,7 +252,8 @@ class Quickstart:
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
-            rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share))
+            against = dict((k, n) for k, n, _ in entries).get(mine) if mine != base else None
+            rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share, against=against))
         return rows
 
     def scaling(self) -> Path | None:

@@ -12,6 +12,7 @@ import torch
 from eval.shapes.data import build_suite
 from eval.shapes.report import Row, markdown_table, read_table_json
 from eval.shapes.suite import shapes_words
+from eval.stats import Interval
 from showo.magvit import MagvitOutput
 from showo.magvit_loss import foreground_mask, magvit_loss
 from showo.text_tokenizer import build_word_tokenizer
@@ -72,6 +73,15 @@ def test_table_prints_not_run_rows_without_numbers():
     text = markdown_table([Row("+ PARM", reason="no judge")])
     assert "| + PARM | not run (no judge) |" in text
     assert "Images" in text.splitlines()[0]
+
+
+def test_a_row_compared_to_its_own_baseline_names_it():
+    summary = {"scores": {"tasks": {"single_object": {"accuracy": 0.5}}, "overall": 0.5, "total_images": 8}}
+    delta = Interval(0.125, -0.25, 0.5, 0.95, 2000)
+    text = markdown_table([Row("tiny Janus + CoT", summary, delta=delta, against="tiny Janus (baseline)"),
+                           Row("+ ORM", summary, delta=delta)])
+    assert "| +12.5 [-25.0, +50.0] vs tiny Janus (baseline) |" in text
+    assert "| +12.5 [-25.0, +50.0] |" in text  # the table's own baseline is not repeated on every row
 
 
 def test_quickstart_reduced_end_to_end(tmp_path):
