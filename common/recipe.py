@@ -93,14 +93,19 @@ def open_run(cfg: Any, *, ignore: Iterable[str] = (), inputs: Mapping[str, Any] 
 
 def build_generator(model_cfg: Any):
     """``(bundle, pipeline, sampling)`` from a ``model`` config group: ``bundle._target_`` loads the model, the
-    optional ``scheduler._target_`` its sampler, ``sampling`` the keyword settings of every generation (checked by the
-    pipeline's ``check_sampling``, so a bad value is named before any output exists)."""
+    optional ``scheduler._target_`` its sampler (Show-o), the optional ``cot`` block a semantic CoT (Janus-Pro),
+    ``sampling`` the keyword settings of every generation (checked by the pipeline's ``check_sampling``, so a bad
+    value is named before any output exists). The pipeline follows :class:`common.generator.ImageGenerator`."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     bundle = instantiate(model_cfg.bundle)
-    scheduler = model_cfg.get("scheduler")
-    pipe = bundle.pipeline(instantiate(scheduler)) if scheduler is not None else bundle.pipeline()
+    kwargs = {}
+    if model_cfg.get("scheduler") is not None:
+        kwargs["scheduler"] = instantiate(model_cfg.scheduler)
+    if model_cfg.get("cot") is not None:
+        kwargs["cot"] = OmegaConf.to_container(model_cfg.cot, resolve=True)
+    pipe = bundle.pipeline(**kwargs)
     sampling = OmegaConf.to_container(model_cfg.sampling, resolve=True) if model_cfg.get("sampling") else {}
     pipe.check_sampling(sampling)
     return bundle, pipe, sampling

@@ -42,16 +42,42 @@ class CheckpointError(ValueError):
     """A checkpoint that does not match its config: names the missing, unexpected or mis-shaped keys."""
 
 
+def _cot_settings():
+    from common.validate import Bool, Float, Int, Str
+
+    return (Float("temperature", min=1e-6), Int("top_k", min=1, optional=True), Int("max_new_tokens", min=1),
+            Str("instruction"), Str("system_prompt", nonempty=False), Bool("official_template"))
+
+
 @dataclass
 class JanusBundle:
     model: "torch.nn.Module"  # transformers.JanusForConditionalGeneration, eval mode
     layout: JanusLayout
     tokenizer: object
+    decoder: Optional[Callable] = None  # codes -> images instead of the model's VQ (the shapes world's MAGVIT-v2)
 
-    def pipeline(self, **kwargs):
+    def pipeline(self, cot: Optional[dict] = None, **kwargs):
+        """A :class:`~janus.pipeline.JanusPipeline`; ``cot`` (the ``model.cot`` block of a config: ``temperature``,
+        ``top_k``, ``max_new_tokens``, ``instruction``, ``system_prompt``, ``official_template``) adds T2I-R1's
+        semantic CoT. ``official_template: true`` renders the reasoning *and* the image prompts with T2I-R1's
+        ``User:`` / ``Assistant:`` roles (default: Janus-Pro's ``<|User|>`` / ``<|Assistant|>``)."""
+        from common.validate import ConfigError, validate
+
+        from .cot import SemanticCoT
         from .pipeline import JanusPipeline
+        from .prompting import chat_template
 
-        return JanusPipeline(self.model, self.layout, self.tokenizer, **kwargs)
+        if cot is not None:
+            cot = dict(cot)
+            known = {s.key for s in _cot_settings()}
+            unknown = sorted(set(cot) - known)
+            if unknown:
+                raise ConfigError(f"model.cot: unknown setting(s) {unknown}; known {sorted(known)}")
+            validate(cot, [s for s in _cot_settings() if s.key in cot], "model.cot")
+            template = chat_template(bool(cot.pop("official_template", False)))
+            kwargs.setdefault("template", template)
+            cot = SemanticCoT(self.model, self.layout, self.tokenizer, template=kwargs["template"], **cot)
+        return JanusPipeline(self.model, self.layout, self.tokenizer, cot=cot, decoder=self.decoder, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------- files

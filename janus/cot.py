@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .layout import JanusLayout
-from .pipeline import Generator
-from .prompting import JANUS_PRO, ChatTemplate, encode
+from .draw import Generator
+from .prompting import JANUS_PRO, ChatTemplate, encode, image_prompt
 from .text import TextSample, sample_text
 
 REASONING_TEMPLATE = (
@@ -42,14 +42,12 @@ COT_SYSTEM_PROMPT = (
 )
 
 
-def reasoning_text(prompt: str, template: ChatTemplate = JANUS_PRO) -> str:
+def reasoning_text(prompt: str, template: ChatTemplate = JANUS_PRO, instruction: str = REASONING_TEMPLATE,
+                   system: str = COT_SYSTEM_PROMPT) -> str:
     """The rendered reasoning prompt (system prompt, instruction with ``prompt``, assistant turn opened)."""
-    return template.render(REASONING_TEMPLATE.format(prompt), system=COT_SYSTEM_PROMPT)
-
-
-def image_prompt(prompt: str, cot: Optional[str]) -> str:
-    """T2I-R1's image prompt: ``"{prompt}. {cot}"`` (the raw prompt alone when there is no CoT)."""
-    return prompt if cot is None else f"{prompt}. {cot}"
+    if "{}" not in instruction:
+        raise ValueError(f"the reasoning instruction must hold '{{}}' where the prompt goes, got {instruction[:60]!r}")
+    return template.render(instruction.format(prompt), system=system)
 
 
 @dataclass
@@ -62,15 +60,23 @@ class CoTOutput:
 
 
 class SemanticCoT:
-    """Writes the semantic-level CoT of prompts and the image prompts conditioned on it."""
+    """Writes the semantic-level CoT of prompts and the image prompts conditioned on it.
+
+    ``instruction`` / ``system_prompt``: the reasoning prompt (T2I-R1's by default; ``{}`` marks the prompt).
+    """
 
     def __init__(self, model, layout: JanusLayout, tokenizer, *, template: ChatTemplate = JANUS_PRO,
-                 temperature: float = 1.0, top_k: Optional[int] = 50, max_new_tokens: int = 1024) -> None:
+                 temperature: float = 1.0, top_k: Optional[int] = 50, max_new_tokens: int = 1024,
+                 instruction: str = REASONING_TEMPLATE, system_prompt: str = COT_SYSTEM_PROMPT) -> None:
         self.model, self.layout, self.tokenizer, self.template = model, layout, tokenizer, template
         self.temperature, self.top_k, self.max_new_tokens = temperature, top_k, max_new_tokens
+        self.instruction, self.system_prompt = instruction, system_prompt
+        reasoning_text("", template, instruction, system_prompt)  # a bad instruction fails here, not mid-run
 
     def reasoning_ids(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [encode(self.tokenizer, self.layout, reasoning_text(p, self.template), image=False) for p in prompts]
+        return [encode(self.tokenizer, self.layout, reasoning_text(p, self.template, self.instruction,
+                                                                   self.system_prompt), image=False)
+                for p in prompts]
 
     def image_prompt_ids(self, prompts: Sequence[str], cots: Sequence[Optional[str]]) -> list[list[int]]:
         if len(prompts) != len(cots):

@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .pipeline import top_k_filter
+from .draw import top_k_filter
 from .prompting import left_pad, positions
 
 Rows = Union[Sequence[Sequence[int]], tuple[torch.Tensor, torch.Tensor]]

@@ -31,6 +31,17 @@ from its own, so an image never depends on its batch).
 
 **Precision.** Guidance and softmax run in the model's dtype, as in the official code and transformers (bfloat16 at
 real scale); ``upcast_logits=True`` runs them in float32 instead. Log-probabilities are computed in at least float32.
+
+**Semantic CoT inside the generator.** A pipeline built with ``cot=SemanticCoT(...)`` writes a plan for every image in
+:meth:`JanusPipeline.prepare` (drawn from that image's own generator, which then draws its codes) and conditions the
+image on ``"{prompt}. {plan}"``; ``state.cots`` keeps the plans. Search strategies and recipes therefore drive a
+CoT-Janus exactly like a plain one (the generator protocol, :mod:`common.generator`). ``prepare(..., cots=[...])``
+conditions on given texts instead (no plan is sampled): PARM++ regenerates a Janus image from the prompt and the
+judge's explanation that way.
+
+**Decoding.** One image per decoder call (batch-invariant pixels, the project's one decode path). The decoder is the
+checkpoint's own VQ model unless the pipeline is given another (``decoder(codes [B, N], output_type)``): the shapes
+world's tiny Janus draws MAGVIT-v2 codes and decodes them with the shapes MAGVIT, like the tiny Show-o.
 """
 from __future__ import annotations
 
@@ -40,10 +51,12 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from .layout import UNKNOWN, JanusLayout
-from .prompting import JANUS_PRO, ChatTemplate, check_image_prompt, encode, image_rows, positions
+from common.validate import ConfigError, Float, Int, validate
 
-Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
+from .draw import Generator, clone_generator, draw, top_k_filter
+from .layout import UNKNOWN, JanusLayout
+from .prompting import JANUS_PRO, ChatTemplate, check_image_prompt, encode, image_prompt, image_rows, positions
+
 
 
 @dataclass
@@ -92,7 +105,8 @@ class SamplingState:
     step_index: int = 0
     last: Optional[StepOutput] = None
     trajectory: Optional[list[StepRecord]] = None
-    forward_passes: int = 0  # LM forwards counted per image (one per code; the CFG row is not counted apart)
+    forward_passes: int = 0  # LM forwards counted per image (one per code or CoT token; the CFG row not apart)
+    cots: Optional[list[str]] = None  # the text each image is conditioned on besides its prompt (semantic CoT)
 
     @property
     def batch_size(self) -> int:
@@ -121,6 +135,8 @@ class SamplingState:
             t[lm] for t in (self.rows_mask, self.next_embeds, self.next_positions))
         d = idx.to(self.tokens.device)
         self.prompts = [self.prompts[i] for i in idx.tolist()]
+        if self.cots is not None:
+            self.cots = [self.cots[i] for i in idx.tolist()]
         self.prompt_ids, self.prompt_mask = self.prompt_ids[d], self.prompt_mask[d]
         self.tokens, self.logprobs, self.cond_logprobs = self.tokens[d], self.logprobs[d], self.cond_logprobs[d]
         if isinstance(self.generator, (list, tuple)):
@@ -138,28 +154,6 @@ class SamplingState:
                                for r in self.trajectory]
 
 
-def clone_generator(g: torch.Generator) -> torch.Generator:
-    new = torch.Generator(device=g.device)
-    new.set_state(g.get_state())
-    return new
-
-
-def top_k_filter(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest scores of each row (and ties with the k-th), set the others to ``-inf``."""
-    k = min(k, scores.shape[-1])
-    kth = torch.topk(scores, k, dim=-1).values[..., -1:]
-    return scores.masked_fill(scores < kth, float("-inf"))
-
-
-def draw(probs: torch.Tensor, generator: Generator) -> torch.Tensor:
-    """[B] one draw per row of ``probs`` [B, V]: one ``multinomial`` call with a single generator, else per row."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return torch.multinomial(probs, 1, generator=generator)[:, 0]
-    if len(generator) != probs.shape[0]:
-        raise ValueError(f"got {len(generator)} generators for a batch of {probs.shape[0]} images")
-    return torch.cat([torch.multinomial(probs[i: i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generator)])
-
-
 @dataclass
 class PipelineOutput:
     tokens: torch.Tensor  # [B, N] image codes
@@ -170,22 +164,66 @@ class PipelineOutput:
     prompt_mask: Optional[torch.Tensor] = None
     trajectory: Optional[list[StepRecord]] = None
     forward_passes: int = 0
+    cots: Optional[list[str]] = None  # per image: the semantic CoT it was conditioned on (None: no CoT)
     extras: dict = field(default_factory=dict)
 
 
+# The sampling settings of a Janus-Pro generation besides prompts and generators (``model.sampling``; the official values
+# are the defaults of :meth:`JanusPipeline.prepare` and configs/sampler/janus.yaml). ``rows_per_step`` only sets how
+# often search strategies look at the image: the codes drawn do not depend on it.
+SAMPLING_SETTINGS = (Float("guidance_scale", min=0, optional=True), Float("temperature", min=1e-6),
+                     Int("top_k", min=1, optional=True), Int("rows_per_step", min=1))
+DEFAULT_SAMPLING = {"guidance_scale": 5.0, "temperature": 1.0, "top_k": None, "rows_per_step": 1}
+ImageDecoder = Callable[[torch.Tensor, str], object]  # (codes [B, N], output_type) -> PIL list or [B, 3, H, W]
+
+
 class JanusPipeline:
-    """Janus-Pro text-to-image sampling (official defaults: guidance 5, temperature 1, no top-k)."""
+    """Janus-Pro text-to-image sampling (official defaults: guidance 5, temperature 1, no top-k).
+
+    ``cot``: a :class:`janus.cot.SemanticCoT` (same model) that writes a plan before every image (see the module
+    doc); ``decoder``: codes -> images in place of the checkpoint's VQ model.
+    """
 
     def __init__(self, model, layout: JanusLayout, tokenizer=None, *, template: ChatTemplate = JANUS_PRO,
-                 fill: Union[str, int] = "last_row", upcast_logits: bool = False) -> None:
+                 fill: Union[str, int] = "last_row", upcast_logits: bool = False, cot=None,
+                 decoder: Optional[ImageDecoder] = None) -> None:
         if fill != "last_row" and not (isinstance(fill, int) and 0 <= fill < layout.codebook_size):
             raise ValueError(f"fill must be 'last_row' or a code in [0, {layout.codebook_size}), got {fill!r}")
+        if cot is not None and tokenizer is None:
+            raise ValueError("a pipeline with a semantic CoT needs a tokenizer")
         self.model = model
         self.layout = layout
         self.tokenizer = tokenizer
         self.template = template
         self.fill = fill
         self.upcast_logits = upcast_logits
+        self.cot = cot
+        self.decoder = decoder
+
+    # ---------------------------------------------------------------------------------------------- protocol
+    @staticmethod
+    def check_sampling(sampling: dict, where: str = "model.sampling") -> None:
+        """:class:`~common.validate.ConfigError` naming every bad or unknown key of a sampling dict."""
+        known = {s.key for s in SAMPLING_SETTINGS}
+        unknown = sorted(set(sampling) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {unknown}; a Janus-Pro samples with {sorted(known)}")
+        validate({**DEFAULT_SAMPLING, **sampling}, SAMPLING_SETTINGS, where)
+
+    def num_steps(self, sampling: dict) -> int:
+        """Steps of a generation: ``ceil(rows / rows_per_step)`` (search strategies plan with it)."""
+        return math.ceil(self.layout.grid[0] / int({**DEFAULT_SAMPLING, **sampling}["rows_per_step"]))
+
+    def image_forward_passes(self, sampling: dict, steps: int) -> int:
+        """LM forwards one image spends on its codes in its first ``steps`` steps (one per code; a CoT's tokens come on
+        top, once per image)."""
+        k = int({**DEFAULT_SAMPLING, **sampling}["rows_per_step"])
+        return min(self.layout.grid[0], steps * k) * self.layout.grid[1]
+
+    @property
+    def can_decode(self) -> bool:
+        """Janus-Pro always carries an image decoder (its VQ model, or the one it was given)."""
+        return True
 
     @property
     def device(self) -> torch.device:
@@ -197,23 +235,42 @@ class JanusPipeline:
             raise ValueError("this pipeline has no tokenizer: pass input_ids instead of prompts")
         return [encode(self.tokenizer, self.layout, self.template.render(p), image=True) for p in prompts]
 
+    def image_prompt_ids(self, prompts: Sequence[str], cots: Optional[Sequence[Optional[str]]] = None
+                         ) -> list[list[int]]:
+        """Image-prompt ids of ``"{prompt}. {cot}"`` (T2I-R1's form; the prompt alone where the CoT is None)."""
+        if cots is None:
+            return self.prompt_ids(prompts)
+        if len(cots) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(cots)} CoTs")
+        return self.prompt_ids([image_prompt(p, c) for p, c in zip(prompts, cots)])
+
     # ---------------------------------------------------------------------------------------------- setup
     @torch.no_grad()
     def prepare(self, prompts: Sequence[str] | None = None, *, guidance_scale: Optional[float] = 5.0,
                 temperature: float = 1.0, top_k: Optional[int] = None, rows_per_step: int = 1,
                 generator: Generator = None, input_ids: Optional[Sequence[Sequence[int]]] = None,
-                return_trajectory: bool = False) -> SamplingState:
+                cots: Optional[Sequence[Optional[str]]] = None, return_trajectory: bool = False) -> SamplingState:
         """Build the rows of a batch. Either raw ``prompts`` (rendered with the pipeline's chat template) or
         ``input_ids``: one unpadded id list per image, ``[bos, ..., <begin_of_image>]``.
 
+        With a semantic CoT (``self.cot``) and raw prompts, a plan is sampled per image first (each from the image's
+        own generator); ``cots`` gives the texts instead (``"{prompt}. {cot}"``, no plan sampled).
         ``guidance_scale=None`` runs the conditional rows only (no guidance); any number w runs ``u + w (c - u)``.
         """
         from transformers import DynamicCache
 
+        cot_passes = 0
         if input_ids is None:
             if not prompts:
                 raise ValueError("prompts is empty")
-            input_ids = self.prompt_ids(prompts)
+            if isinstance(generator, (list, tuple)) and len(generator) != len(prompts):
+                raise ValueError(f"got {len(generator)} generators for {len(prompts)} prompts")
+            if cots is None and self.cot is not None:
+                plans = self.cot.sample(prompts, generator=generator)
+                cots, cot_passes = plans.cots, plans.sample.forward_passes
+            input_ids = self.image_prompt_ids(prompts, cots)
+        elif cots is not None:
+            raise ValueError("pass cots with prompts, not with input_ids")
         for i, ids in enumerate(input_ids):
             check_image_prompt(ids, self.layout, i)
         b, lay = len(input_ids), self.layout
@@ -237,7 +294,8 @@ class JanusPipeline:
             cond_logprobs=zeros.clone(), rows_per_step=rows_per_step, num_steps=math.ceil(lay.grid[0] / rows_per_step),
             guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
             generator=list(generator) if isinstance(generator, (list, tuple)) else generator,
-            trajectory=[] if return_trajectory else None,
+            trajectory=[] if return_trajectory else None, forward_passes=cot_passes,
+            cots=list(cots) if cots is not None else None,
         )
 
     # ---------------------------------------------------------------------------------------------- one code
@@ -315,13 +373,14 @@ class JanusPipeline:
                  generator: Generator = None,
                  callback_on_step_end: Optional[Callable[["JanusPipeline", SamplingState, StepOutput], None]] = None,
                  return_trajectory: bool = False, output_type: str = "pil",
-                 input_ids: Optional[Sequence[Sequence[int]]] = None) -> PipelineOutput:
+                 input_ids: Optional[Sequence[Sequence[int]]] = None,
+                 cots: Optional[Sequence[Optional[str]]] = None) -> PipelineOutput:
         """Generate images. ``callback_on_step_end(pipeline, state, step_output)`` runs after every step and may call
         ``state.select``. ``output_type``: ``"pil"``, ``"pt"`` ([B, 3, H, W] in [0, 1]) or ``"tokens"``."""
         if output_type not in ("pil", "pt", "tokens"):
             raise ValueError(f"output_type must be 'pil', 'pt' or 'tokens', got {output_type!r}")
         state = self.prepare(prompts, guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-                             rows_per_step=rows_per_step, generator=generator, input_ids=input_ids,
+                             rows_per_step=rows_per_step, generator=generator, input_ids=input_ids, cots=cots,
                              return_trajectory=return_trajectory)
         while not state.done:
             out = self.step(state)
@@ -331,22 +390,45 @@ class JanusPipeline:
         images = None if output_type == "tokens" else self.decode(tokens, output_type)
         return PipelineOutput(tokens=tokens, images=images, logprobs=state.logprobs, cond_logprobs=state.cond_logprobs,
                               prompt_ids=state.prompt_ids, prompt_mask=state.prompt_mask, trajectory=state.trajectory,
-                              forward_passes=state.forward_passes)
+                              forward_passes=state.forward_passes, cots=state.cots)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, output_type: str = "pil"):
-        """Codes [B, N] -> PIL images, or a [B, 3, H, W] float tensor in [0, 1] (``"pt"``), through the VQ decoder.
+        """Codes [B, N] -> PIL images, or a [B, 3, H, W] float tensor in [0, 1] (``"pt"``), one image per decoder call.
 
-        PIL conversion is the official one: ``clip((x + 1) / 2 * 255, 0, 255)`` truncated to uint8.
+        With the checkpoint's VQ model the PIL conversion is the official one: ``clip((x + 1) / 2 * 255, 0, 255)``
+        truncated to uint8; a given ``decoder`` converts itself.
         """
-        if tokens.shape[-1] != self.layout.num_image_tokens:
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        if tokens.ndim == 2 and tokens.shape[0] == 0:  # no image asked for (e.g. no path awaits a judge)
+            return [] if output_type == "pil" else torch.empty(0, 3, self.layout.image_size, self.layout.image_size)
+        if tokens.ndim != 2 or tokens.shape[-1] != self.layout.num_image_tokens:
             raise ValueError(f"expected [B, {self.layout.num_image_tokens}] codes, got {tuple(tokens.shape)}")
         if ((tokens < 0) | (tokens >= self.layout.codebook_size)).any():
             raise ValueError("codes outside the codebook (UNKNOWN positions must be filled before decoding)")
-        pixels = self.model.model.vqmodel.decode(tokens.to(self.device).long()).float()
+        if self.decoder is not None:
+            return self.decoder(tokens, output_type)
+        vq = self.model.model.vqmodel
+        codes = tokens.to(self.device).long()
+        pixels = torch.cat([vq.decode(c[None]) for c in codes]).float()
         if output_type == "pt":
             return ((pixels + 1) / 2).clamp(0, 1)
         from PIL import Image
 
         arr = ((pixels + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(a) for a in arr]
+
+    # ---------------------------------------------------------------------------------------------- training
+    def image_logprobs(self, prompts: Sequence[str], tokens: torch.Tensor, *, generator: Generator = None,
+                       cots: Optional[Sequence[Optional[str]]] = None, guidance_scale: Optional[float] = None,
+                       input_ids: Optional[Sequence[Sequence[int]]] = None) -> torch.Tensor:
+        """[B, N] teacher-forced log-probs of given codes after ``"{prompt}. {cot}"`` (or ``input_ids``), with
+        gradients (:func:`janus.logprob.image_logprobs`; conditional branch unless ``guidance_scale``). Exact, so
+        ``generator`` is not used (it is part of the generator protocol: Show-o's estimate draws masks)."""
+        from .logprob import image_logprobs
+
+        if input_ids is None:
+            input_ids = self.image_prompt_ids(prompts, cots)
+        return image_logprobs(self.model, input_ids, tokens, pad_id=self.layout.pad_id, guidance_scale=guidance_scale,
+                              upcast_logits=self.upcast_logits)

@@ -55,6 +55,11 @@ def encode(tokenizer, layout: JanusLayout, text: str, *, image: bool) -> list[in
     return [layout.bos_id, *ids, *([layout.boi_id] if image else [])]
 
 
+def image_prompt(prompt: str, cot: Optional[str]) -> str:
+    """T2I-R1's image prompt: ``"{prompt}. {cot}"`` (the raw prompt alone when there is no CoT)."""
+    return prompt if cot is None else f"{prompt}. {cot}"
+
+
 def official_uncond(ids: Sequence[int], pad_id: int) -> list[int]:
     """The official unconditional row: ``ids`` with positions ``1:-1`` set to ``pad_id`` (BOS and BOI kept)."""
     if len(ids) < 2:

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .pipeline import Generator, draw, top_k_filter
+from .draw import Generator, draw, top_k_filter
 from .prompting import left_pad, positions
 
 

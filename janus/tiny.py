@@ -55,22 +55,26 @@ def build_tiny_tokenizer(words: Iterable[str] = ()):
 
 def tiny_janus_config(vocab_size: int, *, grid: int = 4, codebook_size: int = 128, hidden_size: int = 32,
                       num_hidden_layers: int = 2, num_attention_heads: int = 4, bos_id: int = 0, eos_id: int = 1,
-                      pad_id: int = 2, image_token_id: int = 4, initializer_range: float = 0.2):
+                      pad_id: int = 2, image_token_id: int = 4, initializer_range: float = 0.2,
+                      intermediate_size: int | None = None, embed_dim: int = 4,
+                      vq_channel_multiplier: tuple[int, ...] = (1, 2), max_position_embeddings: int = 1024):
     """A ``JanusConfig`` at toy size: ``grid`` x ``grid`` image tokens (the vision tower's patch grid, as in
-    transformers), a VQ decoder upsampling x2 (``grid * 2`` px images)."""
+    transformers), a VQ decoder upsampling ``2 ** (len(vq_channel_multiplier) - 1)`` times (default x2: ``grid * 2``
+    px images). ``embed_dim``: the width of the code embeddings (``gen_embed``; Janus-Pro: 8)."""
     from transformers import JanusConfig, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
 
     patch = 8
-    text = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+    text = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size,
+                       intermediate_size=intermediate_size or 2 * hidden_size,
                        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                       num_key_value_heads=num_attention_heads, max_position_embeddings=1024,
+                       num_key_value_heads=num_attention_heads, max_position_embeddings=max_position_embeddings,
                        initializer_range=initializer_range, bos_token_id=bos_id, eos_token_id=eos_id,
                        pad_token_id=pad_id)
     vision = JanusVisionConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=grid * patch,
                                patch_size=patch, projection_dim=hidden_size, num_image_tokens=grid * grid,
                                initializer_range=initializer_range)
-    vq = JanusVQVAEConfig(embed_dim=4, num_embeddings=codebook_size, latent_channels=32, base_channels=32,
-                          channel_multiplier=[1, 2], num_res_blocks=1, projection_dim=hidden_size,
+    vq = JanusVQVAEConfig(embed_dim=embed_dim, num_embeddings=codebook_size, latent_channels=32, base_channels=32,
+                          channel_multiplier=list(vq_channel_multiplier), num_res_blocks=1, projection_dim=hidden_size,
                           image_token_embed_dim=hidden_size, initializer_range=initializer_range)
     return JanusConfig(text_config=text, vision_config=vision, vq_config=vq, image_token_id=image_token_id,
                        tie_word_embeddings=False)

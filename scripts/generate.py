@@ -1,7 +1,12 @@
 """Recipe: generate images for a prompt set into the official GenEval folder layout.
 
     python scripts/generate.py model=showo_256 prompts=evaluation_metadata.jsonl run_dir=runs/showo_256
+    python scripts/generate.py model=janus_pro_7b +cot@model.cot=t2i_r1 prompts=... device=cuda   # Janus-Pro + CoT
     accelerate launch --num_processes 8 scripts/generate.py ...      # prompts sharded over processes
+
+Any generator of the generator protocol (:mod:`common.generator`). A generator that writes a semantic CoT (Janus-Pro
+with ``model.cot``) gets it saved beside each image as ``<index>/samples/<k:04d>.cot.txt`` (the GenEval evaluator
+reads only ``<k:04d>.png``).
 
 Reads top to bottom: check settings -> prompts -> model (errors so far leave nothing on disk) -> open the run
 directory (resumes only a run of the same config and inputs, :mod:`common.rundir`) -> generate prompt by prompt.
@@ -40,7 +45,7 @@ def run(cfg: DictConfig) -> Path:
     check(cfg, "generate", SETTINGS)
     specs = load_prompt_set(cfg.prompts, cfg.class_names)
     bundle, pipe, sampling = build_generator(cfg.model)
-    if bundle.vq_model is None:
+    if not pipe.can_decode:
         raise FileNotFoundError(f"model.bundle ({cfg.model.bundle.get('directory', cfg.model.bundle)}) has no image "
                                 "tokenizer (vq/): it can make tokens but no images")
     warn_unrepresentable(bundle.tokenizer, [s.prompt for s in specs])
@@ -61,11 +66,13 @@ def run(cfg: DictConfig) -> Path:
         seeds = [image_seed(cfg.seed, spec.index, k) for spec, k in batch]
         with torch.no_grad():
             result = pipe([spec.prompt for spec, _ in batch], generator=generators(seeds, cfg.device), **sampling)
-        for (spec, k), image in zip(batch, result.images):
-            pending.setdefault(spec.index, []).append(image)
+        cots = result.cots if result.cots is not None else [None] * len(batch)
+        for (spec, k), image, cot in zip(batch, result.images, cots):
+            pending.setdefault(spec.index, []).append((image, cot))
             if len(pending[spec.index]) == n:
-                images = pending.pop(spec.index)
-                write_prompt_folder(images_dir, spec, images, image_grid(images, nrow=n) if cfg.grid else None)
+                images, texts = zip(*pending.pop(spec.index))
+                write_prompt_folder(images_dir, spec, images, image_grid(images, nrow=n) if cfg.grid else None,
+                                    cots=texts)
                 written += 1
                 if cfg.debug_exit_after_prompts is not None and written >= cfg.debug_exit_after_prompts:
                     os._exit(17)  # testing aid: die like a killed process, no cleanup
@@ -78,10 +85,5 @@ def run(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../configs", config_name="generate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="generate", version_base="1.3")(run)()

@@ -12,7 +12,9 @@ Reads top to bottom: check settings -> prompts -> model and strategy (with its j
 (:mod:`common.rundir`) -> for every (prompt, sample) slot: search, store the result JSON
 (``<run>/slots/<prompt:05d>_<sample:02d>.json``: chosen tokens, every candidate with its seed and scores, the trace
 and the cost) -> once a prompt's samples are done, write its GenEval folder with the very images the judge scored
-(a resumed slot is decoded from its stored tokens by the same decode path, giving the same bytes). Pools
+(a resumed slot is decoded from its stored tokens by the same decode path, giving the same bytes; a Janus-Pro's
+semantic CoT of the chosen candidate goes beside its image as ``samples/<k:04d>.cot.txt``). Any generator of the
+generator protocol (:mod:`common.generator`), e.g. ``model=janus_pro_7b`` (+ ``+cot@model.cot=t2i_r1``). Pools
 (``search=pool``) go to ``<run>/pool/`` (:class:`search.pool.PoolEntry`); ``cost.json`` sums every slot's cost.
 """
 from __future__ import annotations
@@ -60,12 +62,14 @@ def check_corrector(cfg: DictConfig) -> None:
                           f"directory, or {SEARCHED!r})")
 
 
-def build_strategy(cfg: DictConfig, scheduler=None):
+def build_strategy(cfg: DictConfig, pipe=None):
     """The ``search=`` strategy with its judge (bound by configs/search_judge/), and (PARM++) the self-correction
-    model: the bundle in ``search.corrector``, or the searched model's pipeline (``searched``)."""
+    model: the Show-o bundle in ``search.corrector`` (sampled with ``pipe``'s scheduler), or the searched model's
+    pipeline (``searched``)."""
     kwargs = {}
     if cfg.search.get("corrector") not in (None, SEARCHED):
-        kwargs["corrector"] = load_bundle(cfg.search.corrector, device=cfg.device).pipeline(scheduler)
+        kwargs["corrector"] = load_bundle(cfg.search.corrector, device=cfg.device).pipeline(getattr(pipe, "scheduler",
+                                                                                                    None))
     return instantiate(cfg.search.strategy, **kwargs)
 
 
@@ -75,7 +79,7 @@ def run(cfg: DictConfig) -> Path:
     specs = load_prompt_set(cfg.prompts, cfg.class_names)
     bundle, pipe, sampling = build_generator(cfg.model)
     warn_unrepresentable(bundle.tokenizer, [s.prompt for s in specs])
-    strategy = build_strategy(cfg, pipe.scheduler)  # a missing judge or a bad strategy setting fails before any output
+    strategy = build_strategy(cfg, pipe)  # a missing judge or a bad strategy setting fails before any output
     state = PartialState()
     run_dir = open_run(cfg, main_process=state.is_main_process, device=cfg.device).path
     state.wait_for_everyone()
@@ -85,13 +89,14 @@ def run(cfg: DictConfig) -> Path:
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)
     for spec in todo:
-        images = []
+        images, cots = [], []
         for k in range(cfg.images_per_prompt):
             path = slots_dir / f"{spec.index:05d}_{k:02d}.json"
             if path.is_file():  # resumed slot: the stored tokens through the same decode path
                 record = json.loads(path.read_text())
-                tokens = torch.tensor([record["candidates"][record["chosen"]]["tokens"]])
-                images.append(pipe.decode(tokens, "pil")[0])
+                chosen = record["candidates"][record["chosen"]]
+                images.append(pipe.decode(torch.tensor([chosen["tokens"]]), "pil")[0])
+                cots.append(chosen["info"].get("cot"))
             else:
                 with torch.no_grad():
                     result = strategy.search(pipe, Slot(spec.prompt, spec.index, k, cfg.seed), sampling)
@@ -99,8 +104,9 @@ def run(cfg: DictConfig) -> Path:
                     save_entry(run_dir / "pool", result.extras["pool_entry"])
                 atomic_write_text(path, json.dumps(result.to_json()))
                 images.append(result.image if result.image is not None else pipe.decode(result.tokens[None])[0])
+                cots.append(result.candidates[result.chosen].info.get("cot"))
             bar.update(1)
-        write_prompt_folder(images_dir, spec, images)
+        write_prompt_folder(images_dir, spec, images, cots=cots if any(c is not None for c in cots) else None)
     bar.close()
     state.wait_for_everyone()
     if state.is_main_process:
@@ -114,10 +120,5 @@ def run(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../configs", config_name="run_search", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../configs", config_name="run_search", version_base="1.3")(run)()

@@ -1,10 +1,11 @@
 """What every search strategy shares: the slot it searches, cost counters, the result, and a lockstep path runner.
 
 A *slot* is one image to produce (prompt ``p``, sample ``s`` of GenEval's four). A strategy draws candidate paths for
-the slot, each with its own generator (:mod:`search.seeds`), drives the Show-o pipeline from outside one step at a time
-(``pipe.prepare`` / ``pipe.step`` / ``state.select``, STYLE.md point 2), asks judges, and returns a
-:class:`SearchResult`: the chosen image, every candidate with its seed and scores, the trace of decisions and what it
-cost. Nothing here reads or writes files; images and tokens travel in memory.
+the slot, each with its own generator (:mod:`search.seeds`), drives the generator from outside one step at a time
+(``pipe.prepare`` / ``pipe.step`` / ``state.select``, STYLE.md point 2) -- any :class:`common.generator.ImageGenerator`:
+Show-o, or Janus-Pro with or without its semantic CoT -- asks judges, and returns a :class:`SearchResult`: the chosen
+image, every candidate with its seed, scores and (Janus-Pro with CoT) its plan (``info["cot"]``), the trace of
+decisions and what it cost. Nothing here reads or writes files; images and tokens travel in memory.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from common.generator import GenerationState, ImageGenerator
 from reward_models.base import JudgeCost
 from search.seeds import candidate_generators, candidate_seed
-from showo.pipeline import SamplingState, ShowoPipeline
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,16 @@ class Slot:
 
 
 # The generator's sampling settings shared by every path of a search: the keyword arguments of ``pipe.prepare``
-# (``model.sampling`` in the configs, e.g. ``{"guidance_scale": 1.75, "num_inference_steps": 18}`` for Show-o).
+# (``model.sampling`` in the configs, e.g. ``{"guidance_scale": 1.75, "num_inference_steps": 18}`` for Show-o,
+# ``{"guidance_scale": 5.0, "temperature": 1.0, "top_k": None, "rows_per_step": 4}`` for Janus-Pro).
 Sampling = Mapping[str, Any]
 
 
 @dataclass
 class CostCounter:
-    """What a search cost. Generator forward passes count image rows per step (CFG = one pass per image, as in
-    :attr:`showo.pipeline.SamplingState.forward_passes`); judge counters add up :class:`JudgeCost`."""
+    """What a search cost. Generator forward passes are the generator's own count per image (``state.forward_passes``:
+    one per step for Show-o, one per code and CoT token for Janus-Pro; CFG rows are not counted apart); judge counters
+    add up :class:`JudgeCost`."""
 
     generator_forward_passes: int = 0
     judge_calls: int = 0  # judge invocations (one batched ask = one call)
@@ -136,15 +139,22 @@ class Strategy(Protocol):
 
     name: str
 
-    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+    def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
         ...
 
 
-def decode_images(pipe: ShowoPipeline, tokens: torch.Tensor, cost: CostCounter) -> list:
+def decode_images(pipe: ImageGenerator, tokens: torch.Tensor, cost: CostCounter) -> list:
     """[K, N] codes -> K PIL images through the pipeline's one decode path (batch-invariant), counted in
     ``cost.decoded_images``."""
     cost.decoded_images += tokens.shape[0]
     return pipe.decode(tokens, "pil")
+
+
+def record_cots(candidates: Sequence[Candidate], cots: Mapping[int, str]) -> None:
+    """Store each candidate's conditioning text (Janus-Pro's semantic CoT) in ``info["cot"]``."""
+    for c in candidates:
+        if c.index in cots:
+            c.info["cot"] = cots[c.index]
 
 
 def argmax_first(scores: Sequence[float]) -> int:
@@ -159,9 +169,11 @@ class PathGroup:
 
     Each row has its own generator, so chunking, pruning (:meth:`keep`) and branching (:meth:`branch`) never change
     what a surviving path draws. ``forward_passes`` counts every row of every step, including stopped paths' past.
+    ``cots`` maps a path to the text its image is conditioned on besides the prompt (Janus-Pro's plan; a branched
+    child shares its parent's), empty for a generator that writes none.
     """
 
-    def __init__(self, pipe: ShowoPipeline, prompt: str, ids: Sequence[int], seeds: Sequence[int], sampling: Sampling,
+    def __init__(self, pipe: ImageGenerator, prompt: str, ids: Sequence[int], seeds: Sequence[int], sampling: Sampling,
                  batch_size: int, input_ids: Optional[torch.Tensor] = None,
                  uncond_input_ids: Optional[torch.Tensor] = None) -> None:
         if batch_size < 1:
@@ -170,9 +182,10 @@ class PathGroup:
             raise ValueError(f"need one seed per path (and at least one path), got {len(ids)} ids, {len(seeds)} seeds")
         self.pipe = pipe
         self.num_steps = pipe.num_steps(sampling)
-        self.chunks: list[tuple[SamplingState, list[int]]] = []
+        self.chunks: list[tuple[GenerationState, list[int]]] = []
+        self.cots: dict[int, str] = {}
         self._retired_passes = 0
-        device = pipe.model.device
+        device = pipe.device
         for start in range(0, len(ids), batch_size):
             chunk_ids = list(ids[start: start + batch_size])
             gens = candidate_generators(seeds[start: start + batch_size], device)
@@ -184,6 +197,8 @@ class PathGroup:
             state = pipe.prepare(None if input_ids is not None else [prompt] * len(chunk_ids), generator=gens,
                                  **sampling, **kwargs)
             self.chunks.append((state, chunk_ids))
+            if state.cots is not None:
+                self.cots.update(zip(chunk_ids, state.cots))
         self.step_index = 0
 
     @property
@@ -230,7 +245,7 @@ class PathGroup:
         if len({c for _, c, _ in plan}) != len(plan):
             raise ValueError(f"duplicate child ids in branch plan {plan}")
         new_chunks = []
-        device = self.pipe.model.device
+        device = self.pipe.device
         for state, ids in self.chunks:
             local = [(ids.index(p), c, s) for p, c, s in plan if p in ids]
             if not local:
@@ -241,6 +256,8 @@ class PathGroup:
             for k, (row, child, seed) in enumerate(local):
                 if child != ids[row]:
                     gens[k] = candidate_generators([seed], device)[0]
+                    if ids[row] in self.cots:
+                        self.cots[child] = self.cots[ids[row]]
             state.generator = gens
             new_chunks.append((state, [c for _, c, _ in local]))
         self.chunks = new_chunks

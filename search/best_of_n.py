@@ -2,7 +2,8 @@
 
 N candidate paths with independent per-candidate seeds (the scheduler's temperature restarts for each generation:
 the released code's temperature-0-after-the-first-candidate bug is not reproduced), every final image scored by the
-judge, the argmax kept (ties: the lowest candidate index).
+judge, the argmax kept (ties: the lowest candidate index). Any generator (:class:`common.generator.ImageGenerator`);
+with Janus-Pro's semantic CoT every candidate writes its own plan from its own generator (T2I-R1's one image per CoT).
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Optional
 import torch
 
 from reward_models.base import OutcomeJudge
+from common.generator import ImageGenerator
 from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, argmax_first,
-                         decode_images)
-from showo.pipeline import ShowoPipeline
+                         decode_images, record_cots)
 
 
 class BestOfN:
@@ -35,7 +36,7 @@ class BestOfN:
         self.num_candidates = num_candidates
         self.batch_size = batch_size
 
-    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+    def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
         ids = list(range(self.num_candidates))
         candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in ids]
         cost = CostCounter()
@@ -45,13 +46,14 @@ class BestOfN:
         final = group.final_tokens()
         for c in candidates:
             c.tokens = final[c.index].cpu()
+        record_cots(candidates, group.cots)
         cost.generator_forward_passes = group.forward_passes
         trace: list[TraceEvent] = []
-        images = decode_images(pipe, torch.stack([c.tokens for c in candidates]), cost) if pipe.vq_model is not None else None
+        images = decode_images(pipe, torch.stack([c.tokens for c in candidates]), cost) if pipe.can_decode else None
         chosen = 0
         if self.judge is not None:
             if images is None:
-                raise ValueError("best-of-N with a judge needs a pipeline with a vq_model to decode the images")
+                raise ValueError("best-of-N with a judge needs a generator that can decode images (a vq_model)")
             out = self.judge.score([slot.prompt] * len(candidates), images)
             cost.add_judge(out.cost)
             for c, s in zip(candidates, out.scores.tolist()):

@@ -6,7 +6,9 @@ The decision logic (clarity until clear, potential once clear, best-of-N' or the
 * N paths with per-candidate seeds decode in lockstep; after each step the predicted clean images of the paths
   PARM still waits on are decoded and handed to ``Parm.observe_step`` (decoded only for those paths);
 * a path PARM prunes **leaves the batch at once** (``state.select``), so it costs no further generator forward
-  passes. ``saved_forward_passes`` = sum over pruned paths of ``num_steps - 1 - pruned_step``;
+  passes. ``saved_forward_passes`` = sum over pruned paths of the passes of the steps after ``pruned_step``
+  (``num_steps - 1 - pruned_step`` for Show-o; those steps' codes for Janus-Pro, whose steps are K raster rows and
+  whose predicted image fills the rows not drawn yet);
 * if every path is pruned, decoding stops and the fallback winner is regenerated from its seed (its own generator
   makes it the same path), which costs ``num_steps`` passes, recorded in the trace.
 
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import torch
 
+from common.generator import ImageGenerator
 from reward_models.parm import Parm, ParmSelection, ParmState
-from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images)
-from showo.pipeline import ShowoPipeline
+from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images,
+                         record_cots)
 
 
 class ParmSearch:
@@ -39,9 +42,9 @@ class ParmSearch:
         self.num_candidates = num_candidates
         self.batch_size = batch_size
 
-    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
-        if pipe.vq_model is None:
-            raise ValueError("PARM search needs a pipeline with a vq_model: the judge looks at decoded images")
+    def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
+        if not pipe.can_decode:
+            raise ValueError("PARM search needs a generator that decodes images (a vq_model): the judge looks at them")
         n, num_steps = self.num_candidates, pipe.num_steps(sampling)
         ids = list(range(n))
         candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in ids]
@@ -49,6 +52,8 @@ class ParmSearch:
         prompts = [slot.prompt] * n
         state = self.parm.new_state(n)
         group = PathGroup(pipe, slot.prompt, ids, [c.seed for c in candidates], sampling, self.batch_size)
+        record_cots(candidates, group.cots)
+        full = pipe.image_forward_passes(sampling, num_steps)
         final: dict[int, torch.Tensor] = {}
         while not group.done:
             step = group.step_index
@@ -69,8 +74,9 @@ class ParmSearch:
                     candidates[i].stopped_step = step
                 pruned = set(decision.pruned_paths)
                 group.keep([i for i in group.live if i not in pruned])
+                saved = full - pipe.image_forward_passes(sampling, step + 1)
                 trace.append(TraceEvent("prune", step, decision.pruned_paths,
-                                        {"saved_forward_passes": len(pruned) * (num_steps - 1 - step)}))
+                                        {"saved_forward_passes": len(pruned) * saved}))
         cost.generator_forward_passes = group.forward_passes
         if not state.finished:  # all paths pruned before the last step: every path is decided already
             raise RuntimeError("PARM state has undecided paths after decoding; this is a bug")
@@ -90,8 +96,8 @@ class ParmSearch:
             "survivors": selection.candidates}))
         image = final_images[chosen]
         if selection.needs_completion:
-            image = self._complete(pipe, slot, sampling, candidates[chosen], cost)
-            trace.append(TraceEvent("complete", None, [chosen], {"forward_passes": num_steps}))
+            image, passes = self._complete(pipe, slot, sampling, candidates[chosen], cost)
+            trace.append(TraceEvent("complete", None, [chosen], {"forward_passes": passes}))
         return SearchResult(slot=slot, strategy=self.name, chosen=chosen, candidates=candidates, trace=trace, cost=cost,
                             num_steps=num_steps, image=image)
 
@@ -104,14 +110,15 @@ class ParmSearch:
             c.score = None if score != score else score  # NaN: not a best-of-N' candidate
 
     @staticmethod
-    def _complete(pipe: ShowoPipeline, slot: Slot, sampling: Sampling, cand: Candidate, cost: CostCounter):
-        """Regenerate a pruned fallback winner from its seed (same generator, so the same path) to the last step."""
+    def _complete(pipe: ImageGenerator, slot: Slot, sampling: Sampling, cand: Candidate, cost: CostCounter):
+        """Regenerate a pruned fallback winner from its seed (same generator, so the same path -- and with a semantic
+        CoT the same plan) to the last step; returns (image, forward passes spent)."""
         group = PathGroup(pipe, slot.prompt, [cand.index], [cand.seed], sampling, batch_size=1)
         while not group.done:
             group.step()
         cand.tokens = group.final_tokens()[cand.index].cpu()
         cost.generator_forward_passes += group.forward_passes
-        return decode_images(pipe, cand.tokens[None], cost)[0]
+        return decode_images(pipe, cand.tokens[None], cost)[0], group.forward_passes
 
 
 def saved_forward_passes(result: SearchResult) -> int:

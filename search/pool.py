@@ -17,7 +17,10 @@ policy              pick                                                        
 ==================  ===========================================================  ================================
 
 Per-path PARM decisions do not depend on the other paths, so ``parm@N`` on the first N candidates of a pool of
-M >= N equals a live PARM search with N paths. A pool is one JSON file per slot, written atomically, so an
+M >= N equals a live PARM search with N paths. Forward passes are counted per image in the generator's unit
+(:meth:`PoolEntry.passes`: one per step for Show-o; ``step_passes`` holds the codes drawn after each step for
+Janus-Pro, whose CoT tokens, one plan per candidate, are not counted there). A Janus-Pro's plans are kept in
+``extras["cots"]``. A pool is one JSON file per slot, written atomically, so an
 interrupted pool build resumes slot by slot.
 """
 from __future__ import annotations
@@ -31,13 +34,13 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from common.generator import ImageGenerator
 from common.io import atomic_write_text
 from reward_models.base import OutcomeJudge, ProcessJudge
 from reward_models.parm import Parm
 from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, argmax_first,
-                         decode_images)
+                         decode_images, record_cots)
 from search.step_level import keep_schedule, rank_paths
-from showo.pipeline import ShowoPipeline
 
 POOL_VERSION = 2  # 2: named_scores, ParmRecord.clarity_checks (version 1 entries still read)
 
@@ -66,10 +69,17 @@ class PoolEntry:
     named_scores: dict[str, list[float]] = field(default_factory=dict)  # more outcome judges, e.g. {"oracle": [...]}
     cost: dict[str, int] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. GenEval correctness per candidate
+    step_passes: Optional[list[int]] = None  # passes per image after steps 1..num_steps; None: one per step (Show-o)
 
     @property
     def size(self) -> int:
         return len(self.seeds)
+
+    def passes(self, steps: int) -> int:
+        """Generator forward passes one candidate spends in its first ``steps`` steps."""
+        if self.step_passes is None:
+            return steps
+        return 0 if steps <= 0 else self.step_passes[min(steps, self.num_steps) - 1]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +89,7 @@ class PoolEntry:
             [{str(k): v for k, v in d.items()} for d in self.process_scores],
             "parm": None if self.parm is None else [asdict(r) for r in self.parm],
             "named_scores": self.named_scores, "cost": self.cost, "extras": self.extras,
+            **({"step_passes": self.step_passes} if self.step_passes is not None else {}),
         }
 
     @classmethod
@@ -95,7 +106,7 @@ class PoolEntry:
             process_scores=None if process is None else [{int(k): float(v) for k, v in d.items()} for d in process],
             parm=None if data.get("parm") is None else [ParmRecord(**r) for r in data["parm"]],
             named_scores={k: [float(x) for x in v] for k, v in data.get("named_scores", {}).items()},
-            cost=data.get("cost", {}), extras=data.get("extras", {}),
+            cost=data.get("cost", {}), extras=data.get("extras", {}), step_passes=data.get("step_passes"),
         )
 
 
@@ -132,7 +143,7 @@ def load_pool(pool_dir: str | os.PathLike) -> list[PoolEntry]:
     return [load_entry(p) for p in paths]
 
 
-def build_pool_entry(pipe: ShowoPipeline, slot: Slot, sampling: Sampling, num_candidates: int,
+def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_candidates: int,
                      outcome_judge: Optional[OutcomeJudge] = None, process_judge: Optional[ProcessJudge] = None,
                      parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
                      batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None) -> PoolEntry:
@@ -168,8 +179,12 @@ def build_pool_entry(pipe: ShowoPipeline, slot: Slot, sampling: Sampling, num_ca
     final = group.final_tokens()
     tokens = torch.stack([final[i].cpu() for i in ids])
     images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None or judges) else None
+    step_passes = [pipe.image_forward_passes(sampling, k) for k in range(1, num_steps + 1)]
     entry = PoolEntry(slot=slot, num_steps=num_steps, seeds=seeds, tokens=tokens,
-                      process_scores=process if process_judge is not None else None)
+                      process_scores=process if process_judge is not None else None,
+                      step_passes=None if step_passes == list(range(1, num_steps + 1)) else step_passes)
+    if group.cots:
+        entry.extras["cots"] = [group.cots.get(i) for i in ids]
     if outcome_judge is not None:
         out = outcome_judge.score(prompts, images)
         cost.add_judge(out.cost)
@@ -205,7 +220,7 @@ class PoolBuilder:
         self.policy = policy or (OrmPolicy(num_candidates) if outcome_judge is not None else FirstPolicy())
         self.batch_size = batch_size
 
-    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+    def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
         entry = build_pool_entry(pipe, slot, sampling, self.num_candidates, self.outcome_judge, self.process_judge,
                                  self.parm, self.process_steps, self.batch_size, self.judges)
         pick = self.policy.select(entry)
@@ -213,9 +228,10 @@ class PoolBuilder:
                                 score=None if entry.outcome_scores is None else entry.outcome_scores[i],
                                 step_scores={} if entry.process_scores is None else entry.process_scores[i])
                       for i, seed in enumerate(entry.seeds)]
+        record_cots(candidates, dict(enumerate(entry.extras.get("cots") or [])))
         cost = CostCounter(**entry.cost)
         trace = [TraceEvent("select", None, [pick.index], {"policy": self.policy.name})]
-        image = decode_images(pipe, entry.tokens[pick.index][None], cost)[0] if pipe.vq_model is not None else None
+        image = decode_images(pipe, entry.tokens[pick.index][None], cost)[0] if pipe.can_decode else None
         return SearchResult(slot=slot, strategy=self.name, chosen=pick.index, candidates=candidates, trace=trace,
                             cost=cost, num_steps=entry.num_steps, image=image, extras={"pool_entry": entry})
 
@@ -245,7 +261,7 @@ class FirstPolicy:
         return "first"
 
     def select(self, entry: PoolEntry) -> Pick:
-        return Pick(0, entry.num_steps)
+        return Pick(0, entry.passes(entry.num_steps))
 
 
 @dataclass(frozen=True)
@@ -262,7 +278,7 @@ class RandomPolicy:
     def select(self, entry: PoolEntry) -> Pick:
         n = _check_n(entry, self.n)
         rng = random.Random(f"{self.seed}/{entry.slot.prompt_index}/{entry.slot.sample_index}")
-        return Pick(rng.randrange(n), entry.num_steps)
+        return Pick(rng.randrange(n), entry.passes(entry.num_steps))
 
 
 @dataclass(frozen=True)
@@ -279,7 +295,7 @@ class OrmPolicy:
         n = _check_n(entry, self.n)
         if entry.outcome_scores is None:
             raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no outcome scores")
-        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.num_steps, n)
+        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.passes(entry.num_steps), n)
 
 
 @dataclass(frozen=True)
@@ -299,7 +315,7 @@ class ScorePolicy:
         if self.judge not in entry.named_scores:
             raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no {self.judge!r} "
                              f"scores (has {sorted(entry.named_scores)})")
-        return Pick(argmax_first(entry.named_scores[self.judge][:n]), n * entry.num_steps,
+        return Pick(argmax_first(entry.named_scores[self.judge][:n]), n * entry.passes(entry.num_steps),
                     n * self.judge_passes_per_candidate)
 
 
@@ -327,10 +343,10 @@ class ParmPolicy:
             index = survivors[argmax_first([records[i].score for i in survivors])]
         else:
             index = int(torch.argmin(torch.tensor([r.p_no for r in records], dtype=torch.float64)))
-        passes = sum(s if r.pruned_step is None else r.pruned_step + 1 for r in records)
+        passes = sum(entry.passes(s if r.pruned_step is None else r.pruned_step + 1) for r in records)
         pruned = records[index].pruned_step
         if pruned is not None and pruned < s - 1:
-            passes += s  # the fallback winner is regenerated to its last step
+            passes += entry.passes(s)  # the fallback winner is regenerated to its last step
         # judge: every clarity question, one potential question per clear path, one selection question per survivor
         checks = [r.clarity_checks for r in records]
         judge = None if None in checks else (sum(checks) + sum(r.clear_step is not None for r in records)
@@ -364,7 +380,7 @@ class PrmBeamPolicy:
             stopped.update({i: step for i in live if i not in kept})
             live = kept
         final = [self._score(entry, i, s - 1) for i in live]
-        passes = sum(stopped[i] + 1 if i in stopped else s for i in range(n))
+        passes = sum(entry.passes(stopped[i] + 1 if i in stopped else s) for i in range(n))
         judged = sum(len([t for t in keep_schedule(list(self.schedule), keep) if t <= stopped.get(i, s)])
                      for i in range(n)) + len(live)
         return Pick(live[argmax_first(final)], passes, judged)

@@ -1,22 +1,33 @@
 """PARM++: PARM search, then reflection and self-correction, at most ``max_reflections`` rounds (paper §7).
 
 Round ``r`` (1-based): the reflection judgment looks at the current image. "yes" ends the search with it; otherwise
-the judge's explanation of the mismatch, the prompt and the current image's tokens are laid out in the
-self-correction format (:mod:`showo.self_correction`) and a self-correction fine-tuned Show-o generates a new image
-(seeded from ``(seed, prompt, sample, round)``), which becomes the current image. After ``max_reflections``
-corrections the last image is kept without another judgment (a further "no" could not change anything). So the
-judge reflects at most ``max_reflections`` times and Show-o regenerates at most ``max_reflections`` times.
+a new image is generated from the judge's explanation (seeded from ``(seed, prompt, sample, round)``) and becomes the
+current image. After ``max_reflections`` corrections the last image is kept without another judgment (a further "no"
+could not change anything). So the judge reflects at most ``max_reflections`` times and the generator regenerates at
+most ``max_reflections`` times. How the explanation reaches the generator depends on the generator:
+
+* **Show-o** (the paper's setting): the explanation, the prompt and the current image's tokens are laid out in the
+  self-correction format (:mod:`showo.self_correction`) and a self-correction fine-tuned Show-o generates the new
+  image ("prompt + feedback + previous image -> new image").
+* **Janus-Pro** (no self-correction model exists for it): the new image is *regenerated from the prompt and the
+  explanation*, the explanation taking the place of the semantic CoT in T2I-R1's image prompt
+  ``"{prompt}. {explanation}"`` (``prepare(..., cots=[explanation])``: no plan is sampled); the previous image is
+  not shown to the generator. This is the project's choice, not the paper's.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
+import torch
+
+from common.generator import ImageGenerator
 from reward_models.parmpp import ParmPlusPlus
 from search.base import Candidate, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images
 from search.parm import ParmSearch
-from search.seeds import reflection_seed
-from showo.self_correction import SelfCorrectionFormat
+from search.seeds import candidate_generators, reflection_seed
 from showo.pipeline import ShowoPipeline
+from showo.self_correction import SelfCorrectionFormat
 
 
 class ParmPlusPlusSearch:
@@ -28,15 +39,16 @@ class ParmPlusPlusSearch:
         batch_size: rows per forward pass.
         max_feedback_length: token budget of the explanation in the self-correction sequence.
         max_reflections: overrides ``parmpp.max_reflections`` when given.
-        corrector: a t2i pipeline of the self-correction fine-tuned model (``None``: the searched pipeline's model,
-            the paper's Table 5 setting where one fine-tuned Show-o does both).
+        corrector: Show-o: a t2i pipeline of the self-correction fine-tuned model (``None``: the searched pipeline's
+            model, the paper's Table 5 setting where one fine-tuned Show-o does both); Janus-Pro: the generator that
+            regenerates (``None``: the searched one).
     """
 
     name = "parmpp"
 
     def __init__(self, parmpp: ParmPlusPlus, num_candidates: int = 20, batch_size: int = 20,
                  max_feedback_length: int = 64, max_reflections: Optional[int] = None,
-                 corrector: Optional[ShowoPipeline] = None) -> None:
+                 corrector: Optional[ImageGenerator] = None) -> None:
         self.parmpp = parmpp
         self.parm_search = ParmSearch(parmpp, num_candidates, batch_size)
         self.max_feedback_length = max_feedback_length
@@ -45,15 +57,19 @@ class ParmPlusPlusSearch:
             raise ValueError(f"max_reflections must be >= 0, got {self.max_reflections}")
         self.corrector = corrector
 
-    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
+    def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
         result = self.parm_search.search(pipe, slot, sampling)
         result.strategy = self.name
         if self.max_reflections == 0:
             return result
-        if pipe.prompting is None:
+        showo = isinstance(pipe, ShowoPipeline)
+        if showo and pipe.prompting is None:
             raise ValueError("PARM++ self-correction needs a pipeline with a tokenizer (to encode the feedback)")
-        fmt = SelfCorrectionFormat(pipe.layout, self.max_feedback_length)
-        corrector = fmt.pipeline(self.corrector or pipe)
+        if not showo and "cots" not in inspect.signature(pipe.prepare).parameters:
+            raise TypeError(f"PARM++ regenerates a non-Show-o image from prompt + explanation through "
+                            f"prepare(..., cots=[...]); {type(pipe).__name__}.prepare takes no cots")
+        fmt = SelfCorrectionFormat(pipe.layout, self.max_feedback_length) if showo else None
+        corrector = fmt.pipeline(self.corrector or pipe) if showo else (self.corrector or pipe)
         current = result.candidates[result.chosen]
         for round_index in range(1, self.max_reflections + 1):
             verdict = self.parmpp.reflect([slot.prompt], [result.image])
@@ -64,27 +80,41 @@ class ParmPlusPlusSearch:
             result.trace.append(TraceEvent("reflect", None, [current.index], dict(current.info["reflection"])))
             if verdict.accept[0]:
                 break
-            current = self._correct(corrector, fmt, pipe, slot, sampling, result, current, verdict.explanations[0] or "",
-                                    round_index)
+            feedback = verdict.explanations[0] or ""
+            seed = reflection_seed(slot.seed, slot.prompt_index, slot.sample_index, round_index)
+            new = Candidate(index=len(result.candidates), seed=seed, parent=current.index, round=round_index,
+                            info={"feedback": feedback})
+            if showo:
+                new.tokens, passes = self._self_correct(corrector, fmt, pipe, slot, sampling, current, feedback, seed)
+            else:
+                new.tokens, passes = self._regenerate(corrector, slot, sampling, feedback, seed)
+            result.cost.generator_forward_passes += passes
+            result.candidates.append(new)
+            result.image = decode_images(pipe, new.tokens[None], result.cost)[0]
+            detail = {"round": round_index, "from": current.index, "forward_passes": passes}
+            result.trace.append(TraceEvent("correct", None, [new.index], detail if showo else {**detail,
+                                                                                              "mode": "regenerate"}))
+            current = new
         result.chosen = current.index
         return result
 
-    def _correct(self, corrector: ShowoPipeline, fmt: SelfCorrectionFormat, pipe: ShowoPipeline, slot: Slot,
-                 sampling: Sampling, result: SearchResult, previous: Candidate, feedback: str,
-                 round_index: int) -> Candidate:
-        """Generate the next image from (prompt, feedback, previous tokens); it becomes ``result.image``."""
+    @staticmethod
+    def _self_correct(corrector: ShowoPipeline, fmt: SelfCorrectionFormat, pipe: ShowoPipeline, slot: Slot,
+                      sampling: Sampling, previous: Candidate, feedback: str, seed: int) -> tuple[torch.Tensor, int]:
+        """Show-o: the next image's codes [N] from (prompt, feedback, previous tokens), and the passes spent."""
         prompt_ids, feedback_ids = pipe.prompting.tokenize([slot.prompt, feedback])
         input_ids = fmt.build([prompt_ids], [feedback_ids], previous.tokens[None])
-        seed = reflection_seed(slot.seed, slot.prompt_index, slot.sample_index, round_index)
-        new = Candidate(index=len(result.candidates), seed=seed, parent=previous.index, round=round_index,
-                        info={"feedback": feedback})
-        group = PathGroup(corrector, slot.prompt, [new.index], [seed], sampling, batch_size=1, input_ids=input_ids)
+        group = PathGroup(corrector, slot.prompt, [0], [seed], sampling, batch_size=1, input_ids=input_ids)
         while not group.done:
             group.step()
-        new.tokens = group.final_tokens()[new.index].cpu()
-        result.cost.generator_forward_passes += group.forward_passes
-        result.candidates.append(new)
-        result.image = decode_images(pipe, new.tokens[None], result.cost)[0]
-        result.trace.append(TraceEvent("correct", None, [new.index], {"round": round_index, "from": previous.index,
-                                                                       "forward_passes": group.forward_passes}))
-        return new
+        return group.final_tokens()[0].cpu(), group.forward_passes
+
+    @staticmethod
+    def _regenerate(corrector: ImageGenerator, slot: Slot, sampling: Sampling, feedback: str,
+                    seed: int) -> tuple[torch.Tensor, int]:
+        """Janus-Pro: the next image's codes [N] generated from ``"{prompt}. {feedback}"``, and the passes spent."""
+        state = corrector.prepare([slot.prompt], generator=candidate_generators([seed], corrector.device),
+                                  cots=[feedback], **sampling)
+        while not state.done:
+            corrector.step(state)
+        return state.final_tokens[0].cpu(), state.forward_passes

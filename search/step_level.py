@@ -19,10 +19,10 @@ from typing import Optional, Sequence
 
 import torch
 
+from common.generator import ImageGenerator
 from reward_models.base import OutcomeJudge, ProcessJudge
 from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, argmax_first,
-                         decode_images)
-from showo.pipeline import ShowoPipeline
+                         decode_images, record_cots)
 
 
 def keep_schedule(schedule: Sequence[int], keep: int | Sequence[int]) -> dict[int, int]:
@@ -41,7 +41,8 @@ def rank_paths(ids: Sequence[int], scores: dict[int, float], k: int) -> list[int
 
 
 class StepLevelSearch:
-    """Beam search over Show-o's decoding steps with a :class:`~reward_models.base.ProcessJudge`.
+    """Beam search over a generator's steps (Show-o's decoding steps, Janus-Pro's K-row steps) with a
+    :class:`~reward_models.base.ProcessJudge`.
 
     Args:
         judge: scores predicted images of a step (PRM zero-shot / fine-tuned).
@@ -75,9 +76,10 @@ class StepLevelSearch:
             raise ValueError(f"schedule must be increasing steps in [0, {num_steps - 1}), got {schedule}")
         return keep_schedule(schedule, self.keep)
 
-    def search(self, pipe: ShowoPipeline, slot: Slot, sampling: Sampling) -> SearchResult:
-        if pipe.vq_model is None:
-            raise ValueError("step-level search needs a pipeline with a vq_model: the judge looks at decoded images")
+    def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
+        if not pipe.can_decode:
+            raise ValueError("step-level search needs a generator that decodes images (a vq_model): the judge looks "
+                             "at them")
         num_steps = pipe.num_steps(sampling)
         keep_after = self.steps(num_steps)
         candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in range(self.num_paths)]
@@ -107,6 +109,7 @@ class StepLevelSearch:
             if self.expansion > 1:
                 trace.append(TraceEvent("branch", step, [c for _, c, _ in plan], {"parents": [p for p, _, _ in plan]}))
         cost.generator_forward_passes = group.forward_passes
+        record_cots(candidates, group.cots)
         final = group.final_tokens()
         finished = sorted(final)
         for i in finished:

@@ -62,6 +62,7 @@ class SamplingState:
     last: Optional[StepOutput] = None
     trajectory: Optional[list[StepRecord]] = None
     forward_passes: int = 0  # model calls, counted per image row (CFG counts as one pass per image)
+    cots: Optional[list[str]] = None  # the generator protocol's conditioning texts: Show-o writes none
 
     @property
     def batch_size(self) -> int:
@@ -120,6 +121,7 @@ class PipelineOutput:
     images: Optional[list] = None  # PIL images (output_type="pil") or a [B, 3, H, W] tensor in [0, 1] ("pt")
     trajectory: Optional[list[StepRecord]] = None
     forward_passes: int = 0
+    cots: Optional[list[str]] = None  # the generator protocol's conditioning texts: Show-o writes none
     extras: dict = field(default_factory=dict)
 
 
@@ -146,6 +148,20 @@ class ShowoPipeline:
     def num_steps(sampling: dict) -> int:
         """How many steps a generation with these sampling settings runs (search strategies plan with it)."""
         return int({**DEFAULT_SAMPLING, **sampling}["num_inference_steps"])
+
+    @staticmethod
+    def image_forward_passes(sampling: dict, steps: int) -> int:
+        """Forward passes one image spends in its first ``steps`` steps: one per step (CFG rows not counted apart)."""
+        return min(int(steps), ShowoPipeline.num_steps(sampling))
+
+    @property
+    def can_decode(self) -> bool:
+        """Whether :meth:`decode` can make images (a pipeline without a VQ model makes tokens only)."""
+        return self.vq_model is not None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
 
     def __init__(self, model: ShowoModel, layout: TokenLayout, tokenizer=None, vq_model=None,
                  scheduler: Optional[MaskGITScheduler] = None) -> None:
@@ -346,6 +362,31 @@ class ShowoPipeline:
 
         return decode_codes(self.vq_model, tokens.clamp(0, self.layout.codebook_size - 1), self.layout.grid,
                             output_type)
+
+    # ---------------------------------------------------------------------------------------------- training
+    def image_logprobs(self, prompts: Sequence[str], tokens: torch.Tensor, *,
+                       generator: Generator = None) -> torch.Tensor:
+        """[B, N] log-probs (with gradients) of the codes ``tokens`` at the positions of one masked corruption per
+        image, 0 elsewhere: the row sum is one draw of the DPO quantity ``ell`` of :mod:`showo.logprob` (a
+        Monte-Carlo estimate: Show-o has no exact image likelihood). ``generator``: one CPU ``torch.Generator``
+        per image, drawing its mask (cosine schedule); no prompt dropout, no ``<|soi|>``/``<|eoi|>`` terms."""
+        from .logprob import MaskingConfig, draw_masked_batch
+        from .loss import IGNORE_INDEX
+
+        if not isinstance(generator, (list, tuple)) or len(generator) != len(prompts):
+            raise ValueError("Show-o's image log-probs draw a mask per image: pass one torch.Generator per prompt")
+        if self.prompting is None:
+            raise ValueError("this pipeline has no tokenizer to encode the prompts")
+        lay = self.layout
+        batch = draw_masked_batch(self.prompting.tokenize(list(prompts)), tokens.cpu().long(), lay, list(generator),
+                                  MaskingConfig(cond_dropout_prob=0.0, count_special=False)).to(self.device)
+        t, n = lay.text_len, lay.num_image_tokens
+        logits = self.model(batch.input_ids, batch.attention_mask, logits_rows=slice(t + 1, t + 1 + n)).logits.float()
+        labels = batch.labels[:, lay.image_slice]  # [B, N] token ids where masked, IGNORE_INDEX elsewhere
+        scored = labels != IGNORE_INDEX
+        safe = torch.where(scored, labels, torch.zeros_like(labels))
+        picked = logits.gather(-1, safe[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
+        return picked * scored
 
 
 def _uncond_text(batch: int, layout: TokenLayout, device) -> torch.Tensor:

@@ -4,6 +4,8 @@
 <root>/<index:05d>/metadata.jsonl      one JSON object: that prompt's metadata line
 <root>/<index:05d>/grid.png            optional, ignored by evaluation
 <root>/<index:05d>/samples/<k:04d>.png
+<root>/<index:05d>/samples/<k:04d>.cot.txt  optional: the text the image was conditioned on besides its prompt
+                                            (Janus-Pro's semantic CoT); ignored by evaluation (only <digits>.png count)
 ```
 
 The prompt and its requirements come from each folder's ``metadata.jsonl``, never from the folder number.
@@ -92,14 +94,20 @@ def write_prompt_folder(
     spec: PromptSpec,
     images: Sequence[Image.Image],
     grid: Image.Image | None = None,
+    cots: Sequence[str | None] | None = None,
 ) -> Path:
-    """Write one prompt's folder: ``metadata.jsonl`` (the official line, byte-identical), samples, optional grid.
+    """Write one prompt's folder: ``metadata.jsonl`` (the official line, byte-identical), samples, optional grid,
+    optional ``samples/<k>.cot.txt`` per image whose ``cots[k]`` is not None.
 
     Every file is written atomically; the metadata goes last, so a folder with metadata is complete.
     """
     folder = Path(root) / f"{spec.index:05d}"
+    if cots is not None and len(cots) != len(images):
+        raise ValueError(f"{len(cots)} CoTs for {len(images)} images of prompt {spec.index}")
     for k, image in enumerate(images):
         atomic_write_bytes(folder / "samples" / f"{k:04d}.png", png_bytes(image))
+        if cots is not None and cots[k] is not None:
+            atomic_write_text(folder / "samples" / f"{k:04d}.cot.txt", cots[k] + "\n")
     if grid is not None:
         atomic_write_bytes(folder / "grid.png", png_bytes(grid))
     atomic_write_text(folder / "metadata.jsonl", spec.metadata_line())

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from common.io import atomic_write_text
-from eval.shapes.render import ShapesWorld, render_scene, scene_seed
+from eval.shapes.render import GroundTruthObject, ShapesWorld, render_scene, scene_seed
 from eval.shapes.suite import ShapesSuite, ShapesSuiteConfig, build_shapes_suite
 from showo.magvit import image_transform
 
@@ -61,15 +61,24 @@ def render_pixels(lines: Sequence[dict], world: ShapesWorld, images_per_prompt: 
                   ) -> tuple[list[str], torch.Tensor]:
     """(prompts, pixels ``[sum of images per line, 3, S, S]``): line ``i``'s scenes ``k = 0, 1, ...`` in order
     (``images_per_prompt``: one count for every line, or one per line as :func:`eval.shapes.suite.images_per_line`)."""
+    prompts, pixels, _ = render_pixels_and_objects(lines, world, images_per_prompt, seed)
+    return prompts, pixels
+
+
+def render_pixels_and_objects(lines: Sequence[dict], world: ShapesWorld, images_per_prompt: int | Sequence[int],
+                              seed: int) -> tuple[list[str], torch.Tensor, list[list[GroundTruthObject]]]:
+    """:func:`render_pixels` plus every scene's drawn objects (what the tiny Janus' plans are written from)."""
     counts = [images_per_prompt] * len(lines) if isinstance(images_per_prompt, int) else list(images_per_prompt)
     if len(counts) != len(lines):
         raise ValueError(f"{len(counts)} image counts for {len(lines)} lines")
-    prompts, images = [], []
+    prompts, images, objects = [], [], []
     for i, (line, count) in enumerate(zip(lines, counts)):
         for k in range(count):
-            images.append(render_scene(line, scene_seed(seed, i, k), world)[0])
+            image, objs = render_scene(line, scene_seed(seed, i, k), world)
+            images.append(image)
+            objects.append(objs)
             prompts.append(line["prompt"])
-    return prompts, to_pixels(images)
+    return prompts, to_pixels(images), objects
 
 
 def write_prompt_files(directory: str | os.PathLike, lines: Sequence[dict], world: ShapesWorld) -> Path:

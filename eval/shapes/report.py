@@ -50,13 +50,15 @@ def evaluate_shapes_folder(image_dir: str | os.PathLike, out_dir: str | os.PathL
 class Row:
     """One table row: a saved summary, or a method that was not run (``reason``); ``delta``: its difference to the
     baseline with a paired bootstrap interval (:func:`eval.stats.paired_bootstrap`), ``oracle_share``: the share of the
-    oracle's gain over the baseline it reaches (search rows)."""
+    oracle's gain over the baseline it reaches (search rows); ``against``: the name of the row the difference is to,
+    when it is not the table's baseline (e.g. a tiny-Janus row against the tiny-Janus baseline)."""
 
     name: str
     summary: dict[str, Any] | None = None
     reason: str | None = None
     delta: Interval | None = None
     oracle_share: float | None = None
+    against: str | None = None
 
 
 def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
@@ -74,7 +76,8 @@ def _delta_cell(row: Row, digits: int) -> str:
     if row.delta is None:
         return ""
     d = row.delta
-    return f"{100 * d.estimate:+.{digits}f} [{100 * d.low:+.{digits}f}, {100 * d.high:+.{digits}f}]"
+    against = f" vs {row.against}" if row.against else ""
+    return f"{100 * d.estimate:+.{digits}f} [{100 * d.low:+.{digits}f}, {100 * d.high:+.{digits}f}]{against}"
 
 
 def markdown_table(rows: Sequence[Row], digits: int = 1) -> str:
@@ -125,7 +128,7 @@ def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: 
             scores = row.summary["scores"]
             data.append({"name": row.name, "overall": scores["overall"], "images": scores["total_images"],
                          "tasks": {t: v["accuracy"] for t, v in scores["tasks"].items()},
-                         "delta": None if row.delta is None else row.delta.to_json(),
+                         "delta": None if row.delta is None else row.delta.to_json(), "against": row.against,
                          "oracle_share": row.oracle_share,
                          "forward_passes_per_image": (row.summary.get("config") or {}).get("forward_passes_per_image")})
     atomic_write_text(path, json.dumps({"rows": data, "environment": environment}, indent=1) + "\n")

@@ -8,8 +8,8 @@ Reads top to bottom, every step a fingerprinted stage of one run directory (:cla
 finished stage is skipped when the command is run again with the same settings, and a finished stage whose settings
 changed is an error naming them (``if_exists=overwrite`` redoes it).
 
-1. models: the committed tiny MAGVIT-v2 / Show-o / judges / self-correction Show-o (``models.*``), or, when one is
-   missing (or ``train=true``), trained here with the project's recipes (``RUN/train/<name>``);
+1. models: the committed tiny MAGVIT-v2 / Show-o / judges / self-correction Show-o / Janus-Pro (``models.*``), or,
+   when one is missing (or ``train=true``), trained here with the project's recipes (``RUN/train/<name>``);
 2. prompts: the held-out eval split as GenEval metadata, the training prompts for DPO (``RUN/prompts``);
 3. rows (``rows`` in the config, in table order): reference rows, plain generation (``scripts/generate.py``),
    test-time search (``scripts/run_search.py``), DPO (``scripts/iterative_dpo.py``); every row's images are judged
@@ -142,11 +142,19 @@ class Quickstart:
             f"dataset.directory={data / 'self_correction'}", *self.cfg.training.corrector])
         return str(out / "final")
 
+    def train_janus(self) -> str:
+        out = self.call("train/janus", "train_janus", ["+experiment=shapes/janus",
+                                                       f"model.bundle.vq_directory={self.models['magvit']}",
+                                                       *self.cfg.training.janus])
+        return str(out / "final")
+
     def load_models(self) -> None:
         self.model("showo", "showo/config.json", self.train_showo)
         for name in ("orm", "prm", "parm", "parmpp"):
             self.model(name, "config.json", lambda n=name: self.train_judge(n))
         self.model("corrector", "showo/config.json", self.train_corrector)
+        self.model("magvit", "pytorch_model.safetensors", self.train_magvit)  # the tiny Janus draws its codes
+        self.model("janus", "config.json", self.train_janus)
         print("== models: " + ", ".join(f"{k} {v}" for k, v in self.models.items()), flush=True)
 
     # ------------------------------------------------------------------------------------------------ 2-3. rows
@@ -194,7 +202,8 @@ class Quickstart:
                 "candidates": self.cfg.candidates, "images_per_prompt": self.cfg.images_per_prompt,
                 "pool_candidates": self.cfg.pool_candidates,
                 **self.models, **{f"row_{k}": v for k, v in self.row_outputs.items()}}
-        return [o.format(**fill) for o in [*row.overrides, *self.cfg.eval_set.get(row.get("recipe"), [])]]
+        eval_set = self.cfg.eval_set.get(row.get("eval_set", row.get("recipe")), [])  # a row may pick another list
+        return [o.format(**fill) for o in [*row.overrides, *eval_set]]
 
     def rows(self) -> list[tuple[str, str, Path]]:
         """Every row of the table: ``(key, name, summary path)``, in table order."""
@@ -243,7 +252,8 @@ class Quickstart:
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
-            rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share))
+            against = dict((k, n) for k, n, _ in entries).get(mine) if mine != base else None
+            rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share, against=against))
         return rows
 
     def scaling(self) -> Path | None:
@@ -258,6 +268,13 @@ class Quickstart:
         atomic_write_json(self.root / "scaling.json", rows)
         return scaling_curves(rows, self.root / "scaling.png",
                               title=f"shapes world: test-time scaling from one pool of {ns[-1]} paths per slot")
+
+
+def grpo_runs(rows: DictConfig, root: Path) -> list[tuple[str, Path]]:
+    """(name, metrics.jsonl) of every GRPO training row; policy rows have no ``recipe`` key (read with ``get``: the
+    config is in struct mode)."""
+    return [(row.name, root / "train" / key / "metrics.jsonl") for key, row in rows.items()
+            if row.get("recipe") == "train_grpo"]
 
 
 def run(cfg: DictConfig) -> Path:
@@ -278,8 +295,7 @@ def run(cfg: DictConfig) -> Path:
                 {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
                for key, name, path in entries if key != "chance"]
     qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
-    reward_curves([(row.name, q.root / "train" / key / "metrics.jsonl") for key, row in cfg.rows.items()
-                   if row.recipe == "train_grpo"], q.root / "grpo_reward_curves.png")  # each run's own: its run dir
+    reward_curves(grpo_runs(cfg.rows, q.root), q.root / "grpo_reward_curves.png")  # each run's own: its run dir
     print(text)
     timings = q.stages.timings()
     print("wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
@@ -288,10 +304,5 @@ def run(cfg: DictConfig) -> Path:
     return q.root
 
 
-@hydra.main(config_path="../../configs", config_name="quickstart", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
 if __name__ == "__main__":
-    main()
+    hydra.main(config_path="../../configs", config_name="quickstart", version_base="1.3")(run)()

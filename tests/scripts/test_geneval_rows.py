@@ -17,6 +17,10 @@ from tests.helpers import REPO_ROOT, compose_entry, load_recipe
 
 ROWS = sorted(p.stem for p in (REPO_ROOT / "scripts" / "geneval").glob("*.sh") if p.stem != "evaluate")
 OFFICIAL_SAMPLING = {"guidance_scale": 1.75, "num_inference_steps": 18}  # showo.md §9, imagegen_cot.md §2
+# Janus-Pro rows (imagegen_cot.md §10.5, T2I-R1): the official image sampler, guidance 5, T = 1, no top-k
+# (t2i_r1.md §4.2); rows_per_step only sets where search strategies look, not the codes drawn
+JANUS_OFFICIAL_SAMPLING = {"guidance_scale": 5.0, "temperature": 1.0, "top_k": None}
+OFFICIAL = {"showo_256": OFFICIAL_SAMPLING, "showo_bundle": OFFICIAL_SAMPLING, "janus_pro_7b": JANUS_OFFICIAL_SAMPLING}
 
 
 # ---------------------------------------------------------------------------------------------------- dry runs
@@ -65,16 +69,20 @@ def test_the_metadata_that_generates_is_the_metadata_that_scores(dry_runs, row):
 
 
 @pytest.mark.parametrize("row", ROWS)
-def test_rows_sample_show_o_with_its_official_settings(dry_runs, row):
-    """No row overrides the sampler; the model configs they name sample with 18 steps and guidance 1.75."""
+def test_rows_sample_with_their_generators_official_settings(dry_runs, row):
+    """No row overrides the sampler; the model configs they name sample with the official settings: Show-o 18 steps
+    and guidance 1.75, Janus-Pro guidance 5, T = 1, no top-k."""
     _, calls = dry_runs
     for argv in calls[row]:
         assert not [a for a in argv if a.startswith("model.sampling")], argv
         if _script(argv) in ("run_search.py", "iterative_dpo.py"):
             model = _value(argv, "model") or "showo_256"
-            assert model in ("showo_256", "showo_bundle"), argv
-            sampling = compose_entry("run_search", ["prompts=p", f"model={model}"]).model.sampling
-            assert dict(sampling) == OFFICIAL_SAMPLING
+            assert model in OFFICIAL, argv
+            assert (model == "janus_pro_7b") == row.startswith("janus"), argv
+            sampling = dict(compose_entry("run_search", ["prompts=p", f"model={model}"]).model.sampling)
+            assert {k: sampling.get(k) for k in OFFICIAL[model]} == OFFICIAL[model], sampling
+            if model != "janus_pro_7b":
+                assert sampling == OFFICIAL_SAMPLING
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.startswith("dpo") or r == "integrated"])

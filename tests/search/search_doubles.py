@@ -36,6 +36,15 @@ def reference_run(pipe, slot: Slot, num_candidates: int, num_steps: int, guidanc
     return out.tokens, torch.stack([r.predicted_tokens for r in out.trajectory])
 
 
+def reference_run_any(pipe, slot: Slot, num_candidates: int, sampling: dict):
+    """:func:`reference_run` for any generator of the protocol: (final tokens [n, N], predicted tokens [S, n, N],
+    the plain run's output) of candidates 0..n-1 drawn with their search seeds."""
+    seeds = [slot.candidate_seed(i) for i in range(num_candidates)]
+    out = pipe([slot.prompt] * num_candidates, generator=candidate_generators(seeds), output_type="tokens",
+               return_trajectory=True, **sampling)
+    return out.tokens, torch.stack([r.predicted_tokens for r in out.trajectory]), out
+
+
 def image_key(image) -> bytes:
     return image.tobytes()
 

@@ -12,6 +12,7 @@ import torch
 from eval.shapes.data import build_suite
 from eval.shapes.report import Row, markdown_table, read_table_json
 from eval.shapes.suite import shapes_words
+from eval.stats import Interval
 from showo.magvit import MagvitOutput
 from showo.magvit_loss import foreground_mask, magvit_loss
 from showo.text_tokenizer import build_word_tokenizer
@@ -72,6 +73,15 @@ def test_table_prints_not_run_rows_without_numbers():
     text = markdown_table([Row("+ PARM", reason="no judge")])
     assert "| + PARM | not run (no judge) |" in text
     assert "Images" in text.splitlines()[0]
+
+
+def test_a_row_compared_to_its_own_baseline_names_it():
+    summary = {"scores": {"tasks": {"single_object": {"accuracy": 0.5}}, "overall": 0.5, "total_images": 8}}
+    delta = Interval(0.125, -0.25, 0.5, 0.95, 2000)
+    text = markdown_table([Row("tiny Janus + CoT", summary, delta=delta, against="tiny Janus (baseline)"),
+                           Row("+ ORM", summary, delta=delta)])
+    assert "| +12.5 [-25.0, +50.0] vs tiny Janus (baseline) |" in text
+    assert "| +12.5 [-25.0, +50.0] |" in text  # the table's own baseline is not repeated on every row
 
 
 def test_quickstart_reduced_end_to_end(tmp_path):
@@ -161,3 +171,22 @@ def test_export_stores_weights_in_bfloat16_and_keeps_the_tokenizer(tmp_path):
                            "vq"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and not (tmp_path / "novq" / "vq").exists()
     assert load_bundle(tmp_path / "novq").vq_model is None
+
+
+def test_reward_curves_read_only_the_grpo_training_rows():
+    """The quickstart's rows mix recipe rows, pool-policy rows (no ``recipe`` key, struct config) and tiny-Janus rows:
+    the GRPO reward plot lists exactly the ``train_grpo`` rows, without tripping over a row that has no recipe."""
+    import importlib.util
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    spec = importlib.util.spec_from_file_location("imagecot_quickstart", REPO / "scripts" / "shapes" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="quickstart", overrides=["+experiment=shapes/quick"])
+    assert "recipe" not in cfg.rows.baseline and "policy" in cfg.rows.baseline  # a policy row is in the table
+    runs = module.grpo_runs(cfg.rows, Path("RUN"))
+    assert [path for _, path in runs] == [Path("RUN/train/grpo_showo_train/metrics.jsonl")]
