@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-from showo.pipeline import SamplingState, ShowoPipeline
+from common.io import atomic_write
 from common.seeding import generators, hash_seed
+from showo.pipeline import SamplingState, ShowoPipeline
 
 __all__ = ["Labeller", "Outcome", "PathSample", "fork_state", "load_paths", "rollout_seed", "sample_paths", "save_paths"]
 
@@ -151,10 +152,7 @@ def save_paths(samples: Sequence[PathSample], path: str | os.PathLike, meta: dic
                 "steps": {int(s): t for s, t in p.step_tokens.items()},
                 "rollouts": {int(s): torch.stack([o.tokens for o in outs]) for s, outs in p.rollouts.items()}}
                for p in samples]
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"meta": meta, "paths": records}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save({"meta": meta, "paths": records}, tmp))
 
 
 def load_paths(path: str | os.PathLike, meta: dict, pipe: ShowoPipeline, lines: Sequence[dict],
