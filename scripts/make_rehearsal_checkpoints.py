@@ -16,7 +16,8 @@ Writes, into OUT (docs/rehearsal.md):
   GenEval's detector (mmdetection 2.x checkpoint) and colour CLIP (OpenAI names), with config JSONs for their tiny
   widths (:mod:`eval.geneval.standin`);
 * ``geneval/evaluation_metadata.jsonl`` (2 GenEval prompts) + ``object_names.txt``; ``prompts/train.txt`` (training
-  prompts of DPO; its first 4 in ``train_small.txt`` for the PARM++ / PRM data recipes); ``t2i_tokens/`` (a tokenized
+  prompts of DPO; its first 4 in ``train_small.txt`` for the PARM++ data recipe, and as GenEval-style metadata in
+  ``train_small_metadata.jsonl`` for the PRM roll-out labelling, scripts/build_prm_data.py); ``t2i_tokens/`` (a tokenized
   text-to-image dataset of stand-in images);
 * ``rehearsal.env`` — the environment variables the row scripts and configs read, pointing at all of the above.
 
@@ -37,8 +38,8 @@ RELEASED_JUDGES = ("llava-onevision-qwen2-7b-ov", "orm_ft", "parm")  # LLaVA-NeX
 TRAINED_JUDGES = ("prm_ft", "parmpp")  # never released: trained with scripts/train_judge.py at real scale
 GENEVAL_LINES = (
     {"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"},
-    {"tag": "colors", "include": [{"class": "dog", "count": 1, "color": "blue"}], "prompt": "a photo of a blue dog"},
-)
+    {"tag": "colors", "include": [{"class": "dog", "count": 1, "color": "purple"}], "prompt": "a photo of a purple dog"},
+)  # never a training prompt (training_prompts() draws red / blue / green / yellow): the data recipes refuse eval prompts
 COLORS = ("red", "blue", "green", "yellow")
 OBJECTS = ("cat", "dog", "car", "cup", "bench", "clock")
 
@@ -46,6 +47,14 @@ OBJECTS = ("cat", "dog", "car", "cup", "bench", "clock")
 def training_prompts() -> list[str]:
     """12 GenEval-style training prompts (one DPO global batch of 10 pairs needs at least 10 mixed prompts)."""
     return [f"a photo of a {c} {o}" for c, o in zip(COLORS * 3, OBJECTS * 2)]
+
+
+def training_metadata(prompts: list[str]) -> list[dict]:
+    """GenEval-style metadata lines (tag ``colors``) of ``training_prompts()``' prompts: what the PRM roll-out labeller
+    (scripts/build_prm_data.py) judges against."""
+    pairs = {f"a photo of a {c} {o}": (c, o) for c, o in zip(COLORS * 3, OBJECTS * 2)}
+    return [{"tag": "colors", "include": [{"class": pairs[p][1], "count": 1, "color": pairs[p][0]}], "prompt": p}
+            for p in prompts]
 
 
 def write_prompts(out: Path) -> tuple[Path, Path]:
@@ -61,6 +70,8 @@ def write_prompts(out: Path) -> tuple[Path, Path]:
     train.write_text("\n".join(training_prompts()) + "\n")
     # the recipes that need no full batch of pairs (PARM++ groups, PRM roll-outs) rehearse on a third of them
     (train.parent / "train_small.txt").write_text("\n".join(training_prompts()[:4]) + "\n")
+    (train.parent / "train_small_metadata.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in training_metadata(training_prompts()[:4])))
     return metadata, train
 
 
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "IMAGECOT_CKPTS": str(ckpts), "GENEVAL_DETECTOR_CONFIG": str(detector_config),
         "GENEVAL_CLIP_MODEL": str(clip_config), "GENEVAL_METADATA": str(metadata), "GENEVAL_IMAGES_PER_PROMPT": "2",
         "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train.parent / "train_small.txt"),
-        "PRM_PROMPTS": str(train.parent / "train_small.txt"), "SC_STEPS": "2",
+        "PRM_PROMPTS": str(train.parent / "train_small_metadata.jsonl"), "SC_STEPS": "2",
         "T2I_TOKENS": str(out / "t2i_tokens"),
         "IMAGECOT_DEVICE": "cpu", "IMAGECOT_THREADS": "1", "LAUNCHER": "null",
     })
