@@ -20,8 +20,8 @@ from .io import NonFiniteError, atomic_write_json, atomic_write_text, check_fini
 from .seeding import hash_seed
 
 __all__ = ["Divergence", "MetricsLogger", "after_step", "check_step", "decay_groups", "latest_checkpoint",
-           "optimizer_step", "prepare_resumable", "recipe_logger", "resume", "save_checkpoint", "shard_indices",
-           "total_grad_norm"]
+           "optimizer_step", "prepare_resumable", "prune_checkpoints", "recipe_logger", "resume", "save_checkpoint",
+           "shard_indices", "total_grad_norm"]
 
 PROGRESS = "progress.json"
 
@@ -104,22 +104,30 @@ def latest_checkpoint(run_dir: Path) -> Optional[tuple[Path, int]]:
     return path, step
 
 
-def resume(accelerator, run_dir: Path) -> int:
-    """Load the newest complete checkpoint of ``run_dir`` into the accelerate state; the step to continue from."""
+def resume(accelerator, run_dir: Path, keep: Optional[int] = None) -> int:
+    """Load the newest complete checkpoint of ``run_dir`` into the accelerate state; the step to continue from.
+
+    With ``keep``, complete checkpoints beyond the newest ``keep`` are deleted first: a run killed between marking a
+    checkpoint complete and deleting the older ones (at its last step, nothing would delete them later) ends with
+    the checkpoints an uninterrupted run keeps."""
     found = latest_checkpoint(run_dir)
     if found is None:
         return 0
+    if keep is not None and accelerator.is_main_process:
+        prune_checkpoints(run_dir, keep)
+    accelerator.wait_for_everyone()
     accelerator.load_state(str(found[0]))
     accelerator.print(f"resumed from {found[0]} (step {found[1]})")
     return found[1]
 
 
-def prepare_resumable(accelerator, run_dir: Path, model, optimizer, lr_scheduler) -> tuple:
+def prepare_resumable(accelerator, run_dir: Path, model, optimizer, lr_scheduler, keep: Optional[int] = None) -> tuple:
     """``accelerator.prepare`` the model and optimizer, checkpoint the learning-rate schedule with them, and resume
-    from the newest complete checkpoint: ``(model, optimizer, the step to continue from)``."""
+    from the newest complete checkpoint (:func:`resume`, keeping ``keep``): ``(model, optimizer, the step to continue
+    from)``."""
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
-    return model, optimizer, resume(accelerator, run_dir)
+    return model, optimizer, resume(accelerator, run_dir, keep)
 
 
 def recipe_logger(accelerator, run_dir: Path, start: int, cfg) -> MetricsLogger:
@@ -129,6 +137,13 @@ def recipe_logger(accelerator, run_dir: Path, start: int, cfg) -> MetricsLogger:
 
     return MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
                          OmegaConf.to_container(cfg, resolve=True))
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete the complete checkpoints of ``run_dir`` older than the newest ``keep`` (``keep`` <= 0: keep all)."""
+    complete = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / PROGRESS).is_file())
+    for old in complete[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, model=None,
@@ -143,9 +158,7 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, model=None
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
         atomic_write_json(path / PROGRESS, {"step": step, **(extra or {})})
-        complete = sorted(p for p in path.parent.glob("step_*") if (p / PROGRESS).is_file())
-        for old in complete[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(run_dir, keep)
     accelerator.wait_for_everyone()
     return path
 

@@ -97,7 +97,8 @@ def run(cfg: DictConfig) -> Path:
         bundle.vq_model.to(accelerator.device)
     model.train()
     # 5. resume from the newest complete checkpoint
-    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, scheduler)
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, scheduler,
+                                                keep=tc.keep_checkpoints)
     logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # 6. the loop: one iteration = one optimizer step over `accumulation` micro-batches

@@ -113,7 +113,8 @@ def run(cfg: DictConfig) -> Path:
     optimizer = instantiate(tc.optimizer)([p for p in policy.model.parameters() if p.requires_grad])
     lr_schedule = instantiate(tc.lr_scheduler)(optimizer, num_training_steps=tc.max_steps)
     module = LogProbModule(policy.model, policy).train()
-    module, optimizer, start = prepare_resumable(accelerator, run_dir, module, optimizer, lr_schedule)
+    module, optimizer, start = prepare_resumable(accelerator, run_dir, module, optimizer, lr_schedule,
+                                                 keep=tc.keep_checkpoints)
     if accelerator.is_main_process:
         drop_samples_after(run_dir / "samples.jsonl", start)
     accelerator.wait_for_everyone()

@@ -69,7 +69,7 @@ def run(cfg: DictConfig) -> Path:
     step_loss, optimizer = accelerator.prepare(step_loss, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
 
-    start = resume(accelerator, run_dir)
+    start = resume(accelerator, run_dir, cfg.keep_checkpoints)
     logger = MetricsLogger(run_dir, accelerator.is_main_process, start, OmegaConf.to_container(cfg.wandb),
                            OmegaConf.to_container(cfg, resolve=True))
 

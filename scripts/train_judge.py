@@ -77,7 +77,8 @@ def run(cfg: DictConfig) -> Path:
         ds_config["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
     run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
     accelerator.wait_for_everyone()
-    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler)
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler,
+                                                keep=cfg.keep_checkpoints)
     logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # ---- loop

@@ -73,7 +73,8 @@ def run(cfg: DictConfig) -> Path:
     optimizer = instantiate(cfg.optim.optimizer)(model.parameters())
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.lr_scheduler.warmup_steps, cfg.max_steps)
     run_dir = open_run(cfg, ignore=IGNORE, device=accelerator.device).path
-    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler)
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler,
+                                                keep=cfg.keep_checkpoints)
     logger = MetricsLogger(run_dir, True, start)
 
     # ---- loop

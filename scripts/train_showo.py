@@ -57,7 +57,8 @@ def run(cfg: DictConfig) -> Path:
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.lr_scheduler.warmup_steps, cfg.max_steps)
     run_dir = open_run(cfg, ignore=IGNORE, main_process=accelerator.is_main_process, device=accelerator.device).path
     accelerator.wait_for_everyone()
-    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler)
+    model, optimizer, start = prepare_resumable(accelerator, run_dir, model, optimizer, lr_scheduler,
+                                                keep=cfg.keep_checkpoints)
     logger = recipe_logger(accelerator, run_dir, start, cfg)
 
     # ---- loop

@@ -6,7 +6,7 @@ import torch
 from accelerate import Accelerator
 
 from common.io import NonFiniteError
-from common.training import Divergence, check_step, save_checkpoint
+from common.training import Divergence, check_step, resume, save_checkpoint
 
 
 def test_non_finite_loss_stops_naming_step_and_checkpoint(tmp_path):
@@ -30,3 +30,16 @@ def test_checkpoint_of_non_finite_weights_is_refused(tmp_path):
     with pytest.raises(NonFiniteError, match="weight"):
         save_checkpoint(acc, tmp_path, 1, keep=1, model=model)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_deletes_what_a_run_killed_before_pruning_left(tmp_path):
+    """Killed after marking its last checkpoint complete but before deleting the older one: nothing later in the run
+    would delete it, so resuming does (an uninterrupted run keeps only the newest ``keep``)."""
+    acc = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 2)
+    acc.prepare(model)
+    save_checkpoint(acc, tmp_path, 2, keep=0, model=model)  # keep=0: nothing pruned, as if killed before pruning
+    save_checkpoint(acc, tmp_path, 4, keep=0, model=model)
+    assert resume(acc, tmp_path) == 4 and len(list((tmp_path / "checkpoints").iterdir())) == 2  # no keep: left alone
+    assert resume(acc, tmp_path, keep=1) == 4
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_000004"]
