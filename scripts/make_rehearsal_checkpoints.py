@@ -8,6 +8,8 @@ Writes, into OUT (docs/rehearsal.md):
 
 * ``show-o/``, ``magvitv2/``, ``phi-1_5/`` — laid out like ``showlab/show-o``, ``showlab/magvitv2`` and
   ``microsoft/phi-1_5``'s tokenizer (:mod:`showo.standin`);
+* ``janus-pro/`` — a tiny random Janus-Pro in DeepSeek's released layout (``JANUS_PRO_7B``, the Janus rows;
+  :mod:`janus.tiny`);
 * ``llava_next/<judge>/`` — the released judges (``llava-onevision-qwen2-7b-ov``, ``orm_ft``, ``parm``) in the
   LLaVA-NeXT trainer's format, converted by :func:`reward_models.convert.convert_llava_next` (the converter of
   ``scripts/convert_llava_next.py``) into ``ckpts/hf/<judge>/``; the judges trained here (``prm_ft``, ``parmpp``)
@@ -95,6 +97,13 @@ def build_generator(out: Path, prompts: list[str]):
     return out_images.images
 
 
+def build_janus(out: Path, prompts: list[str]) -> Path:
+    """A tiny random Janus-Pro in the released (DeepSeek) layout: what ``JANUS_PRO_7B`` names for the Janus rows."""
+    from janus.tiny import build_tiny_janus, write_deepseek_layout
+
+    return write_deepseek_layout(build_tiny_janus(prompts, seed=0), out / "janus-pro")
+
+
 def build_judges(out: Path, prompts: list[str], images) -> Path:
     from reward_models.convert import convert_llava_next
     from reward_models.standin import build_judge, build_llava_next_judge
@@ -137,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [line["prompt"] for line in GENEVAL_LINES] + train.read_text().split("\n")[:-1]
     images = build_generator(out, prompts)
     ckpts = build_judges(out, prompts, images)
+    janus = build_janus(out, prompts)
     detector_config, clip_config = build_geneval(ckpts)
     env = write_env(out, {
-        "SHOWO_CKPT": str(out / "show-o"), "MAGVIT_CKPT": str(out / "magvitv2"), "PHI_TOKENIZER": str(out / "phi-1_5"),
+        "SHOWO_CKPT": str(out / "show-o"), "JANUS_PRO_7B": str(janus), "MAGVIT_CKPT": str(out / "magvitv2"), "PHI_TOKENIZER": str(out / "phi-1_5"),
         "IMAGECOT_CKPTS": str(ckpts), "GENEVAL_DETECTOR_CONFIG": str(detector_config),
         "GENEVAL_CLIP_MODEL": str(clip_config), "GENEVAL_METADATA": str(metadata), "GENEVAL_IMAGES_PER_PROMPT": "2",
         "DPO_PROMPTS": str(train), "PARMPP_PROMPTS": str(train.parent / "train_small.txt"),

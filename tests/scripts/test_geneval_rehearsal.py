@@ -25,11 +25,13 @@ from tests.helpers import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 QUEUES = (
-    ("dpo_iterative", "integrated", "parm", "orm_zeroshot", "prm_finetuned", "baseline"),
-    ("parmpp", "dpo_parm_guided", "dpo", "prm_zeroshot", "orm_finetuned"),
+    ("dpo_iterative", "integrated", "parm", "orm_zeroshot", "prm_finetuned", "baseline", "janus_baseline", "janus_cot"),
+    ("parmpp", "dpo_parm_guided", "dpo", "prm_zeroshot", "orm_finetuned", "janus_orm", "janus_parm"),
 )
 ROWS = tuple(sorted(name for queue in QUEUES for name in queue))
 SAMPLING = {"guidance_scale": 1.75, "num_inference_steps": 18}  # Show-o's official sampler (imagegen_cot.md §2)
+# Janus-Pro's official sampler (t2i_r1.md §4.2): guidance 5, T = 1, no top-k; rows_per_step only sets when search looks
+JANUS_SAMPLING = {"guidance_scale": 5.0, "temperature": 1.0, "top_k": None, "rows_per_step": 4}
 # (search, reward, candidates / paths) of each row's generation run
 SEARCH = {
     "baseline": ("baseline", None, {"num_candidates": 1}),
@@ -43,6 +45,10 @@ SEARCH = {
     "dpo_iterative": ("baseline", None, {"num_candidates": 1}),
     "dpo_parm_guided": ("baseline", None, {"num_candidates": 1}),
     "integrated": ("parm", "parm", {"num_candidates": 20}),
+    "janus_baseline": ("baseline", None, {"num_candidates": 1}),
+    "janus_cot": ("baseline", None, {"num_candidates": 1}),
+    "janus_orm": ("best_of_n", "orm_finetuned", {"num_candidates": 20}),
+    "janus_parm": ("parm", "parm", {"num_candidates": 20}),
 }
 DPO_ROUNDS = {"dpo": 1, "dpo_iterative": 2, "dpo_parm_guided": 2, "integrated": 2}
 JUDGE_DIRS = {"orm_zeroshot": "llava-onevision-qwen2-7b-ov", "prm_zeroshot": "llava-onevision-qwen2-7b-ov",
@@ -112,7 +118,10 @@ def test_row_writes_a_geneval_summary_of_its_own_images(rehearsal, row):
     assert config["image_dir"] == str(root / "runs" / row / "search" / "images")
     generation = config["generation"]  # the config of the run that made the images
     assert generation["prompts"] == env["GENEVAL_METADATA"] and generation["images_per_prompt"] == 2
-    assert generation["model"]["sampling"] == SAMPLING
+    assert generation["model"]["sampling"] == (JANUS_SAMPLING if row.startswith("janus") else SAMPLING)
+    if row.startswith("janus"):  # the released-layout stand-in, with its semantic CoT only in the CoT row
+        assert generation["model"]["bundle"]["directory"] == env["JANUS_PRO_7B"]
+        assert (generation["model"]["cot"] is not None) == (row == "janus_cot")
 
 
 @pytest.mark.parametrize("row", ROWS)
