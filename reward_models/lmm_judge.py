@@ -324,8 +324,7 @@ class LMMYesNoJudge:
     ) -> tuple[JudgeOutput, TurnCache]:
         """:meth:`ask`, plus the key/value cache of every conversation for :meth:`ask_follow_up` (same scores and
         decisions as ``ask``: the forward pass is the same, it only returns its cache)."""
-        output, cache = self._ask(conversations, images, generator, keep_cache=True)
-        return output, cache
+        return self._ask(conversations, images, generator, keep_cache=True)  # type: ignore[return-value]
 
     def _ask(self, conversations, images, generator, keep_cache: bool) -> tuple[JudgeOutput, TurnCache | None]:
         if len(conversations) == 0:
