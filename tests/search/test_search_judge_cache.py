@@ -43,7 +43,9 @@ def test_parm_search_with_reused_cache_is_the_uncached_search(tmp_path):
         search = ParmSearch(Parm(judge, reuse_clarity_cache=reuse), num_candidates=6, batch_size=6)
         runs.append(search.search(pipe, slot, SAMPLING))
     plain, cached = runs
-    info = lambda r: [(c.info["clear_step"], c.info["potential"], c.info["pruned_step"]) for c in r.candidates]  # noqa: E731
+    def info(result):
+        return [(c.info["clear_step"], c.info["potential"], c.info["pruned_step"]) for c in result.candidates]
+
     assert info(cached) == info(plain)
     assert len({(step, potential) for step, potential, _ in info(plain)}) > 2  # decisions differ between paths
     for a, b in zip(plain.candidates, cached.candidates):
