@@ -15,6 +15,12 @@ answer token and report
 
 Batches are left-padded with position ids taken from the attention mask, so a batch equals its singletons.
 
+Follow-up turns (opt-in): ``ask_keeping_cache`` answers like ``ask`` and keeps the key/value cache of every
+conversation (:class:`TurnCache`); ``ask_follow_up`` then asks a conversation that *extends* a cached one (e.g.
+PARM's potential question after the clarity turn and an assistant "yes", reference §6.3) by running only the new
+tokens on that cache, so the image and the first question are not encoded again. The scores equal the uncached
+``ask`` of the full conversation up to float rounding (tested in float64 against it).
+
 Image view (``image_view``): ``"anyres"`` is transformers' LLaVA-OneVision preprocessing (a base view plus tiles of
 the best grid pinpoint, about 1.5K visual tokens at 384 px). ``"pad"`` is what the released judges ran at inference
 (LLaVA-NeXT ``image_aspect_ratio="pad"``, reference §3 and bug #10): the image padded to a square with the
@@ -26,13 +32,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
+from transformers import DynamicCache, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
 
 from reward_models.base import (
     Conversation,
@@ -50,8 +57,8 @@ from reward_models.local_model import load_local, torch_dtype
 from reward_models.questions import ORM_QUESTION, render_question
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 
-__all__ = ["IMAGE_VIEWS", "JUDGE_INFO", "LMMYesNoJudge", "check_judge_directory", "pad_to_square", "question_turns",
-           "recorded_view", "user_turn"]
+__all__ = ["IMAGE_VIEWS", "JUDGE_INFO", "LMMYesNoJudge", "TurnCache", "check_judge_directory", "pad_to_square",
+           "question_turns", "recorded_view", "user_turn"]
 
 _MODES = ("prob", "sample")
 IMAGE_VIEWS = ("anyres", "pad")
@@ -106,6 +113,22 @@ def user_turn(template: str, prompt: str, image_token: str | None) -> dict[str, 
 def question_turns(template: str, prompts: Sequence[str], image_token: str | None) -> list[Conversation]:
     """One single-turn conversation per prompt: the question ``template`` asked about that prompt."""
     return [[user_turn(template, p, image_token)] for p in prompts]
+
+
+@dataclass
+class TurnCache:
+    """What :meth:`LMMYesNoJudge.ask_keeping_cache` keeps of B conversations for a follow-up turn.
+
+    Attributes:
+        texts: B rendered conversations (ending with the assistant's generation prompt).
+        rows: B ``(chunk, row)`` pairs locating each conversation in ``chunks``.
+        chunks: one per forward batch: its per-layer keys / values ``[b, H, L, D]``, its attention mask ``[b, L]``
+            (left padding = 0) and each row's next position ``[b]`` (its number of real tokens).
+    """
+
+    texts: list[str]
+    rows: list[tuple[int, int]]
+    chunks: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]]
 
 
 class LMMYesNoJudge:
@@ -289,6 +312,20 @@ class LMMYesNoJudge:
         ``generator`` (one, or one per conversation) drives the sampled answers of ``mode="sample"``; it is unused in
         ``mode="prob"``. ``texts`` holds the sampled answer tokens in sample mode, ``None`` otherwise.
         """
+        return self._ask(conversations, images, generator, keep_cache=False)[0]
+
+    def ask_keeping_cache(
+        self,
+        conversations: Sequence[Conversation],
+        images: Sequence[Image.Image],
+        *,
+        generator: Generators = None,
+    ) -> tuple[JudgeOutput, TurnCache]:
+        """:meth:`ask`, plus the key/value cache of every conversation for :meth:`ask_follow_up` (same scores and
+        decisions as ``ask``: the forward pass is the same, it only returns its cache)."""
+        return self._ask(conversations, images, generator, keep_cache=True)  # type: ignore[return-value]
+
+    def _ask(self, conversations, images, generator, keep_cache: bool) -> tuple[JudgeOutput, TurnCache | None]:
         if len(conversations) == 0:
             raise ValueError("conversations is empty: a judge needs at least one (conversation, image) pair")
         if len(conversations) != len(images):
@@ -296,12 +333,91 @@ class LMMYesNoJudge:
         validate_images(images)
         generators = self._generators(generator, len(conversations))
         outputs = []
+        cache = TurnCache(texts=[], rows=[], chunks=[]) if keep_cache else None
         starts = range(0, len(conversations), self.batch_size)
         for start in tqdm(starts, desc="judge", disable=len(starts) < 4, leave=False):
             end = start + self.batch_size
-            logits = self.first_token_logits(conversations[start:end], images[start:end])
+            if cache is None:
+                logits = self.first_token_logits(conversations[start:end], images[start:end])
+            else:
+                logits = self._logits_keeping_cache(conversations[start:end], images[start:end], cache)
             outputs.append(self._judge_logits(logits, generators[start:end] if generators else None))
-        return concat_outputs(outputs)
+        return concat_outputs(outputs), cache
+
+    @torch.inference_mode()
+    def _logits_keeping_cache(
+        self, conversations: Sequence[Conversation], images: Sequence[Image.Image], cache: TurnCache
+    ) -> torch.Tensor:
+        """:meth:`first_token_logits` of one batch, appending the batch's keys / values to ``cache``."""
+        batch = self.build_inputs(conversations, images)
+        out = self.model(**batch, logits_to_keep=1, use_cache=True)
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        chunk = len(cache.chunks)
+        cache.chunks.append((layers, batch["attention_mask"], batch["position_ids"][:, -1] + 1))
+        cache.rows.extend((chunk, row) for row in range(len(conversations)))
+        cache.texts.extend(self.render(c) for c in conversations)
+        return out.logits[:, -1, :].float().cpu()
+
+    def ask_follow_up(
+        self,
+        cache: TurnCache,
+        rows: Sequence[int],
+        conversations: Sequence[Conversation],
+        *,
+        generator: Generators = None,
+    ) -> JudgeOutput:
+        """Judge ``conversations[k]``, which must extend cached conversation ``rows[k]`` by further turns without an
+        image, running only the new tokens on the cached keys / values (scores ``[K]`` as :meth:`ask` of the full
+        conversations, up to float rounding; sampled answers draw from ``generator`` in the same order).
+
+        Raises ``ValueError`` when a conversation does not extend its cached one or the new text does not start at a
+        token boundary (then tokenising it apart would not give the tokens of the full conversation).
+        """
+        if len(rows) == 0 or len(rows) != len(conversations):
+            raise ValueError(f"ask_follow_up needs one cached row per conversation (>0), got {len(rows)} rows for "
+                             f"{len(conversations)} conversations")
+        bad = [r for r in rows if not 0 <= r < len(cache.rows)]
+        if bad:
+            raise ValueError(f"ask_follow_up: rows {bad} are not in the cache of {len(cache.rows)} conversations")
+        suffixes = [self._follow_up_ids(cache.texts[r], c, r) for r, c in zip(rows, conversations)]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, r in enumerate(rows):  # one forward per (cache chunk, new-token count): no padding inside a turn
+            groups.setdefault((cache.rows[r][0], len(suffixes[k])), []).append(k)
+        order, parts = [], []
+        for (chunk, _), ks in groups.items():
+            order.extend(ks)
+            parts.append(self._follow_up_logits(cache.chunks[chunk], [cache.rows[rows[k]][1] for k in ks],
+                                                [suffixes[k] for k in ks]))
+        logits = torch.cat(parts)[torch.argsort(torch.tensor(order))]  # back to the order of ``rows``
+        generators = self._generators(generator, len(rows))
+        return self._judge_logits(logits, generators)
+
+    def _follow_up_ids(self, cached_text: str, conversation: Conversation, row: int) -> list[int]:
+        text = self.render(conversation)
+        if not text.startswith(cached_text) or len(text) == len(cached_text):
+            raise ValueError(f"ask_follow_up: conversation for cached row {row} does not extend the cached one "
+                             f"(rendered: {text!r}; cached: {cached_text!r})")
+        new = self.tokenizer(text[len(cached_text):], add_special_tokens=False)["input_ids"]
+        old = self.tokenizer(cached_text, add_special_tokens=False)["input_ids"]
+        if self.tokenizer(text, add_special_tokens=False)["input_ids"] != old + new:
+            raise ValueError(f"ask_follow_up: the follow-up of cached row {row} does not start at a token boundary "
+                             f"of {self.model_dir}'s tokenizer; ask the full conversation instead")
+        return new
+
+    @torch.inference_mode()
+    def _follow_up_logits(self, chunk, rows: list[int], suffixes: list[list[int]]) -> torch.Tensor:
+        """First-answer logits ``[K, V]`` of K follow-ups of equal length on rows ``rows`` of one cached chunk."""
+        layers, mask, next_pos = chunk
+        index = torch.tensor(rows, device=mask.device)
+        # A fresh cache of the selected rows: the forward appends to it, the kept chunk stays reusable.
+        past = DynamicCache(ddp_cache_data=[(k.index_select(0, index), v.index_select(0, index)) for k, v in layers])
+        ids = torch.tensor(suffixes, device=self.device)
+        new = ids.shape[1]
+        attention_mask = torch.cat([mask.index_select(0, index), mask.new_ones(len(rows), new)], dim=1)
+        position_ids = next_pos.index_select(0, index)[:, None] + torch.arange(new, device=mask.device)
+        out = self.model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past, logits_to_keep=1, use_cache=True)
+        return out.logits[:, -1, :].float().cpu()
 
     def _judge_logits(self, logits: torch.Tensor, generators: list[torch.Generator] | None) -> JudgeOutput:
         """Turn first-token logits ``[B, V]`` into probabilities and decisions."""

@@ -133,6 +133,11 @@ class Parm:
             answers can be); released code: 50.0, which excludes the path from the fallback (bug #4). ``None``
             keeps the measured P("no").
         never_clear_p_no: P("no") of a path never judged clear (released code: 1.0).
+        reuse_clarity_cache: ask the potential follow-up on the key/value cache of the step's clarity turn (same
+            image, same first turn) instead of encoding the image and the clarity question again; needs
+            ``potential_follow_up`` and a judge with ``ask_keeping_cache`` / ``ask_follow_up``
+            (:class:`~reward_models.lmm_judge.LMMYesNoJudge`). Scores equal the uncached ones up to float rounding
+            (tested in float64); off by default.
     """
 
     def __init__(
@@ -146,7 +151,14 @@ class Parm:
         potential_follow_up: bool = True,
         malformed_potential_p_no: float | None = None,
         never_clear_p_no: float = 1.0,
+        reuse_clarity_cache: bool = False,
     ) -> None:
+        if reuse_clarity_cache and not potential_follow_up:
+            raise ValueError("Parm.reuse_clarity_cache needs potential_follow_up=True: only a follow-up turn extends "
+                             "the clarity conversation")
+        if reuse_clarity_cache and not all(hasattr(judge, m) for m in ("ask_keeping_cache", "ask_follow_up")):
+            raise ValueError(f"Parm.reuse_clarity_cache needs a judge with ask_keeping_cache / ask_follow_up; "
+                             f"{type(judge).__name__} has none")
         self.judge = judge
         self.clarity_question = CLARITY_CODE if clarity_question is None else clarity_question
         self.potential_question = POTENTIAL_CODE if potential_question is None else potential_question
@@ -156,6 +168,7 @@ class Parm:
         self.potential_follow_up = potential_follow_up
         self.malformed_potential_p_no = malformed_potential_p_no
         self.never_clear_p_no = never_clear_p_no
+        self.reuse_clarity_cache = reuse_clarity_cache
 
     def new_state(self, num_paths: int) -> ParmState:
         if num_paths < 1:
@@ -193,9 +206,11 @@ class Parm:
         self._check_call(state, prompts, step, num_steps)
         awaiting = state.awaiting_paths()
         images = self._images_for(step_images, awaiting, state.num_paths, "step_images")
-        clear, cost = self._judge_clarity(state, prompts, awaiting, images, step)
+        clear, cost, cache = self._judge_clarity(state, prompts, awaiting, images, step)
         clear_images = [images[awaiting.index(i)] for i in clear]
-        potential, no_potential, pruned, assess_cost = self._assess_potential(state, prompts, clear, clear_images, step)
+        cached_rows = None if cache is None else (cache, [awaiting.index(i) for i in clear])
+        potential, no_potential, pruned, assess_cost = self._assess_potential(state, prompts, clear, clear_images, step,
+                                                                              cached_rows)
         cost = cost + assess_cost
         if step == num_steps - 1:
             for i in state.awaiting_paths():
@@ -294,11 +309,16 @@ class Parm:
 
     def _judge_clarity(
         self, state: ParmState, prompts: Sequence[str], awaiting: list[int], images: list[Image.Image], step: int
-    ) -> tuple[list[int], JudgeCost]:
-        """Task 1 (§6.1): which awaiting paths are clear at this step."""
+    ) -> tuple[list[int], JudgeCost, object]:
+        """Task 1 (§6.1): which awaiting paths are clear at this step (and the turn's cache when reusing it)."""
         if not awaiting:
-            return [], JudgeCost()
-        out = self.judge.ask([self.clarity_conversation(prompts[i]) for i in awaiting], images)
+            return [], JudgeCost(), None
+        conversations = [self.clarity_conversation(prompts[i]) for i in awaiting]
+        cache = None
+        if self.reuse_clarity_cache:
+            out, cache = self.judge.ask_keeping_cache(conversations, images)
+        else:
+            out = self.judge.ask(conversations, images)
         yes, no = out.components["answer_yes"], out.components["answer_no"]
         clear = []
         for k, i in enumerate(awaiting):
@@ -307,18 +327,25 @@ class Parm:
             if bool(no[k] == 0) if self.clear_unless_no else bool(yes[k] == 1):
                 state.paths[i].clear_step = step
                 clear.append(i)
-        return clear, out.cost
+        return clear, out.cost, cache
 
     def _assess_potential(
-        self, state: ParmState, prompts: Sequence[str], clear: list[int], images: list[Image.Image], step: int
+        self, state: ParmState, prompts: Sequence[str], clear: list[int], images: list[Image.Image], step: int,
+        cached_rows: tuple[object, list[int]] | None = None,
     ) -> tuple[list[int], list[int], list[int], JudgeCost]:
-        """Task 2 (§6.1): potential of the paths that just became clear; prunes those without when truncating."""
+        """Task 2 (§6.1): potential of the paths that just became clear; prunes those without when truncating.
+
+        ``cached_rows`` = (the clarity turn's cache, the row of each clear path in it): ask on the cache."""
         potential: list[int] = []
         no_potential: list[int] = []
         pruned: list[int] = []
         if not clear:
             return potential, no_potential, pruned, JudgeCost()
-        out = self.judge.ask([self.potential_conversation(prompts[i]) for i in clear], images)
+        conversations = [self.potential_conversation(prompts[i]) for i in clear]
+        if cached_rows is None:
+            out = self.judge.ask(conversations, images)
+        else:
+            out = self.judge.ask_follow_up(cached_rows[0], cached_rows[1], conversations)
         for k, i in enumerate(clear):
             has_potential = bool(out.components["answer_yes"][k] == 1)
             malformed = not has_potential and bool(out.components["answer_no"][k] == 0)
