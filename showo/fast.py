@@ -12,8 +12,8 @@ that parity for arithmetic speed:
   uncond`` multiplies that error by up to ``1 + 2w`` (7 at the shapes world's w = 3): about half a logit, enough to
   move the draws. The codebook-only head is a small share of a step (the N image rows x K codes, docs/speed.md).
 * **fused attention**: the attention of both modes is ``torch.nn.functional.scaled_dot_product_attention``
-  (:class:`showo.modeling.Attention`); in bf16 torch picks its fused (flash) kernel, in float64 the math one, so the
-  exact path is what it was.
+  (:class:`showo.modeling.Attention`, unchanged): torch picks its fused kernel for the dtype (on CPU the flash kernel
+  in float64, float32 and bf16 alike), so fast mode adds no attention code and the exact path is what it was.
 * **a compiled step**: ``compile`` wraps the transformer forward of every sampling step in ``torch.compile``
   (the scheduler's draws, with one generator per image, stay eager). ``"auto"`` compiles where the backend can
   (:func:`compile_unsupported_reason`) and says why not otherwise; ``true`` fails with that reason.
