@@ -28,10 +28,11 @@ def gens(seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
-def pipelines(bundle, fast=FastMode()):
+def pipelines(bundle, fast=None):
     """(exact, fast) pipelines over two copies of the same weights (fast mode casts its model in place)."""
     exact = ShowoPipeline(copy.deepcopy(bundle.model), bundle.layout, tokenizer=bundle.tokenizer)
-    return exact, ShowoPipeline(copy.deepcopy(bundle.model), bundle.layout, tokenizer=bundle.tokenizer, fast=fast)
+    return exact, ShowoPipeline(copy.deepcopy(bundle.model), bundle.layout, tokenizer=bundle.tokenizer,
+                                fast=fast or FastMode())
 
 
 def test_exact_mode_is_the_default(bundle):
@@ -113,7 +114,7 @@ def test_fast_mode_config_composes_and_builds(tmp_path):
 
 
 def test_position_range_still_checked(bundle):
-    model, lay = bundle.model, bundle.layout
+    model = bundle.model
     too_long = model.rotary.cos.shape[0] + 1
     ids = torch.zeros(1, too_long, dtype=torch.long)
     with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
