@@ -12,6 +12,7 @@ resumed run with another checkpoint or prompt file is refused even when the path
 """
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -93,7 +94,8 @@ def open_run(cfg: Any, *, ignore: Iterable[str] = (), inputs: Mapping[str, Any] 
 
 def build_generator(model_cfg: Any):
     """``(bundle, pipeline, sampling)`` from a ``model`` config group: ``bundle._target_`` loads the model, the
-    optional ``scheduler._target_`` its sampler (Show-o), the optional ``cot`` block a semantic CoT (Janus-Pro),
+    optional ``scheduler._target_`` its sampler (Show-o), the optional ``cot`` block a semantic CoT (Janus-Pro), the
+    optional ``fast`` block an opt-in fast sampling mode (Show-o, :mod:`showo.fast`),
     ``sampling`` the keyword settings of every generation (checked by the pipeline's ``check_sampling``, so a bad
     value is named before any output exists). The pipeline follows :class:`common.generator.ImageGenerator`."""
     from hydra.utils import instantiate
@@ -105,6 +107,11 @@ def build_generator(model_cfg: Any):
         kwargs["scheduler"] = instantiate(model_cfg.scheduler)
     if model_cfg.get("cot") is not None:
         kwargs["cot"] = OmegaConf.to_container(model_cfg.cot, resolve=True)
+    if model_cfg.get("fast") is not None:  # opt-in fast sampling (Show-o: showo/fast.py); null = exact mode
+        if "fast" not in inspect.signature(bundle.pipeline).parameters:
+            raise ConfigError(f"model.fast = {OmegaConf.to_container(model_cfg.fast)}: {type(bundle).__name__} has "
+                              "no fast mode; set model.fast=null")
+        kwargs["fast"] = OmegaConf.to_container(model_cfg.fast, resolve=True)
     pipe = bundle.pipeline(**kwargs)
     sampling = OmegaConf.to_container(model_cfg.sampling, resolve=True) if model_cfg.get("sampling") else {}
     pipe.check_sampling(sampling)

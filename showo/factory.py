@@ -16,6 +16,7 @@ from typing import Iterable, Optional
 import torch
 
 from . import checkpoint
+from .fast import FastMode
 from .magvit import MAGVITv2, MagvitConfig
 from .modeling import ShowoConfig, ShowoModel, init_weights
 from .pipeline import ShowoPipeline
@@ -33,8 +34,11 @@ class ShowoBundle:
     tokenizer: object = None
     vq_model: Optional[MAGVITv2] = None
 
-    def pipeline(self, scheduler: Optional[MaskGITScheduler] = None) -> ShowoPipeline:
-        return ShowoPipeline(self.model, self.layout, tokenizer=self.tokenizer, vq_model=self.vq_model, scheduler=scheduler)
+    def pipeline(self, scheduler: Optional[MaskGITScheduler] = None, fast: FastMode | dict | None = None) -> ShowoPipeline:
+        """The sampler of this bundle; ``fast`` (:mod:`showo.fast`, ``model.fast`` in the configs) casts the bundle's
+        transformer to the fast dtype in place: use the bundle for fast sampling only afterwards."""
+        return ShowoPipeline(self.model, self.layout, tokenizer=self.tokenizer, vq_model=self.vq_model, scheduler=scheduler,
+                             fast=fast)
 
     def save_pretrained(self, directory: PathLike) -> Path:
         """``showo/`` (official format), ``tokenizer/`` and ``vq/`` sub-directories."""

@@ -140,7 +140,8 @@ class RotaryTables(nn.Module):
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """position_ids [B, L] -> cos, sin [B, 1, L, dim] in ``dtype``."""
-        if int(position_ids.max()) >= self.cos.shape[0]:
+        # ShowoModel checks its positions without reading a tensor; this read would break a compiled graph in two
+        if not torch.compiler.is_compiling() and int(position_ids.max()) >= self.cos.shape[0]:
             raise ValueError(f"position {int(position_ids.max())} exceeds max_position_embeddings={self.cos.shape[0]}")
         return self.cos[position_ids].unsqueeze(1).to(dtype), self.sin[position_ids].unsqueeze(1).to(dtype)
 
@@ -242,7 +243,8 @@ class ShowoModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.showo.lm_head.weight.dtype
+        """The transformer's dtype (the LM head may be kept in float32 by fast mode, :mod:`showo.fast`)."""
+        return self.showo.model.embed_tokens.weight.dtype
 
     @property
     def device(self) -> torch.device:
@@ -272,6 +274,9 @@ class ShowoModel(nn.Module):
                 f"attention_mask has shape {tuple(attention_mask.shape)}, expected [B, 1, {input_ids.shape[1]}, "
                 f"{past + input_ids.shape[1]}] for {input_ids.shape[1]} tokens after a prefix of {past}"
             )
+        if past + input_ids.shape[1] > self.rotary.cos.shape[0]:
+            raise ValueError(f"position {past + input_ids.shape[1] - 1} exceeds max_position_embeddings="
+                             f"{self.rotary.cos.shape[0]}")
         x = self.showo.model.embed_tokens(input_ids)
         positions = torch.arange(past, past + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
         cos, sin = self.rotary(positions, x.dtype)
@@ -297,11 +302,14 @@ class ShowoModel(nn.Module):
     def _lm_head(self, x: torch.Tensor, cols: Optional[slice]) -> torch.Tensor:
         """x [B, L', hidden] -> logits [B, L', V'] over the vocabulary entries ``cols`` (all when ``None``).
 
+        A head in another dtype than ``x`` (fast mode's float32 head) gets ``x`` cast to its dtype first.
         A slice of rows of the head's weight is a view: the restricted head reads and multiplies only those rows (1/7
         of the work for the 8,192 image codes of the 58,498-token vocabulary). A head that is not a plain
         ``nn.Linear`` (e.g. wrapped by an adapter) is evaluated in full and then sliced, so it stays correct.
         """
         head = self.showo.lm_head
+        if isinstance(head, nn.Linear):
+            x = x.to(head.weight.dtype)  # a float32 head on a bf16 body (fast mode); the same tensor otherwise
         if cols is None:
             return head(x)
         if not isinstance(head, nn.Linear):

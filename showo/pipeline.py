@@ -19,6 +19,9 @@ optimizer step or ``load_state_dict`` invalidates it; :meth:`ShowoPipeline.clear
 
 **Codebook-only LM head.** Sampling reads the logits of the ``N`` image positions over the ``K`` image codes only
 (showo.md §9.2 step 2), so the LM head computes exactly those ``N x K`` logits instead of ``L x V``.
+
+**Fast mode** (``fast=FastMode(...)``, :mod:`showo.fast`; never the default): the transformer in bf16 and the step's
+forward optionally compiled. It gives up the official tokens for speed; exact mode (``fast=None``) is unchanged.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import torch
 
 from common.validate import ConfigError, Float, Int, validate
 
+from .fast import FastMode
 from .modeling import KV, ShowoModel
 from .prompting import T2IPrompting, t2i_attention_mask
 from .scheduler import Generator, MaskGITScheduler, StepOutput
@@ -164,8 +168,13 @@ class ShowoPipeline:
         return self.model.device
 
     def __init__(self, model: ShowoModel, layout: TokenLayout, tokenizer=None, vq_model=None,
-                 scheduler: Optional[MaskGITScheduler] = None) -> None:
+                 scheduler: Optional[MaskGITScheduler] = None, fast: FastMode | dict | None = None) -> None:
+        """``fast``: a :class:`~showo.fast.FastMode` (or its config mapping) casts ``model`` to its dtype IN PLACE and
+        may compile the step's forward; ``None`` (default) is exact mode."""
         self.model = model
+        self.fast = FastMode.from_config(fast)
+        # what every sampling step calls: the model itself, or its compiled forward in fast mode
+        self._step_forward = model if self.fast is None else self.fast.apply(model)
         self.layout = layout
         self.prompting = T2IPrompting(tokenizer, layout) if tokenizer is not None else None
         self.vq_model = vq_model
@@ -284,13 +293,13 @@ class ShowoPipeline:
             rows = state.cond_ids
             if state.uncond_prefix is not None:
                 rows = torch.cat([rows, torch.cat([state.uncond_prefix, state.cond_ids[:, lay.text_len:]], dim=1)])
-            logits = self.model(rows, state.mask, logits_rows=lay.image_slice, logits_cols=codes).logits
+            logits = self._step_forward(rows, state.mask, logits_rows=lay.image_slice, logits_cols=codes).logits
         else:
             t = lay.text_len
             image = state.cond_ids[:, t:]  # <|soi|>, image tokens, <|eoi|>: shared by both branches
             rows = image if state.uncond_prefix is None else torch.cat([image, image])
-            logits = self.model(rows, state.mask[:, :, t:, :], prefix_kv=state.prefix_kv,
-                                logits_rows=slice(1, 1 + lay.num_image_tokens), logits_cols=codes).logits
+            logits = self._step_forward(rows, state.mask[:, :, t:, :], prefix_kv=state.prefix_kv,
+                                        logits_rows=slice(1, 1 + lay.num_image_tokens), logits_cols=codes).logits
         # the official forward returns float32 logits; guidance and sampling run in float32
         logits = logits.float()
         if state.uncond_prefix is not None:
