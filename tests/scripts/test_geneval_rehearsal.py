@@ -57,7 +57,7 @@ JUDGE_DIRS = {"orm_zeroshot": "llava-onevision-qwen2-7b-ov", "prm_zeroshot": "ll
 
 def read_env(path: Path) -> dict[str, str]:
     """``KEY=value`` lines of a rehearsal.env (values shell-quoted)."""
-    pairs = [line.split("=", 1) for line in path.read_text().splitlines() if re.match(r"^[A-Z_]+=", line)]
+    pairs = [line.split("=", 1) for line in path.read_text().splitlines() if re.match(r"^[A-Z_][A-Z0-9_]*=", line)]
     return {key: shlex.split(value)[0] if value else "" for key, value in pairs}
 
 
