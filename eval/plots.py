@@ -78,13 +78,16 @@ def scaling_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
             families.setdefault(name, []).append((int(n), row["forward_passes"], row["judge_passes"], row["geneval"]))
     if not families:
         return None
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = new_figure((13, 4), 1, 3)
-    for name, pts in sorted(families.items()):
+    for i, (name, pts) in enumerate(sorted(families.items())):
         pts.sort()
         for ax, x in zip(axes, (0, 1, 2)):
             xs = [p[x] for p in pts]
             if None not in xs and (x == 0 or len(set(xs)) > 1):  # a policy whose cost does not grow with N: N only
-                ax.plot(xs, [100 * p[3] for p in pts], marker="o", label=name)
+                # one colour per policy in every panel (a policy missing from a panel must not shift the others')
+                ax.plot(xs, [100 * p[3] for p in pts], marker="o", label=name, color=f"C{i}")
     first = next((r for r in rows if r["policy"] == "first" and r.get("geneval") is not None), None)
     for ax, label in zip(axes, ("N (candidates per slot)", "generator forward passes per image",
                                 "judge forward passes per image")):
@@ -97,6 +100,12 @@ def scaling_curves(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
     axes[0].set_xscale("log", base=2)
     axes[0].set_xticks(ns, [str(n) for n in ns])
     axes[1].set_xscale("log")
-    axes[0].legend(fontsize="small")
+    passes = [p[1] for pts in families.values() for p in pts if p[1] is not None]
+    if passes:  # 10, 20, 50, 100 ... instead of overlapping 2x10^1 labels
+        nice = [m * 10 ** e for e in range(-1, 7) for m in (1, 2, 5) if min(passes) <= m * 10 ** e <= max(passes)]
+        axes[1].set_xticks(nice, [f"{v:g}" for v in nice])
+        axes[1].xaxis.set_minor_formatter(NullFormatter())
+    for ax in axes:
+        ax.legend(fontsize="small")
     fig.suptitle(title)
     return save_figure(fig, path)
