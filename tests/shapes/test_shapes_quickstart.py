@@ -100,12 +100,26 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     expected_images = 4 * len(prompts)
     truth = by_name["rendered ground truth (reference)"]
     assert truth["overall"] == 1.0 and truth["images"] == expected_images
-    measured = ["random codes (chance)", "Show-o (baseline)", "+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)",
-                "+ PARM (2 paths)", "+ PARM++ (2 paths)", "+ DPO", "+ iterative DPO", "+ iterative DPO + PARM"]
+    oracles = ["ORACLE: best-of-2 by the exact verdict", "ORACLE: step-level (2 paths) by the exact verdict"]
+    methods = ["+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)", "+ DPO",
+               "+ iterative DPO", "+ iterative DPO + PARM", "+ GRPO (ORM reward, DPO's sample budget)"]
+    janus = ["tiny Janus + semantic CoT", "tiny Janus + semantic CoT + ORM (best-of-2)",
+             "tiny Janus + semantic CoT + PARM (2 paths)"]
+    measured = ["random codes (chance)", "Show-o (baseline)", *oracles, *methods, "tiny Janus (baseline)", *janus]
+    assert [row["name"] for row in table] == ["rendered ground truth (reference)", *measured]  # every row, in order
     for name in measured:
         assert by_name[name]["images"] == expected_images, name
         assert 0.0 <= by_name[name]["overall"] <= 1.0
         assert set(by_name[name]["tasks"]) == {p["tag"] for p in prompts}
+    for name in [*oracles, *methods, "tiny Janus (baseline)", *janus]:  # a paired interval against its baseline
+        delta = by_name[name]["delta"]
+        assert delta["low"] <= delta["estimate"] <= delta["high"], name
+        assert by_name[name]["against"] == ("tiny Janus (baseline)" if name in janus else None), name
+    base_score = by_name["Show-o (baseline)"]["overall"]
+    assert by_name[oracles[0]]["delta"]["estimate"] == pytest.approx(by_name[oracles[0]]["overall"] - base_score)
+    assert by_name[oracles[0]]["overall"] >= base_score  # the exact verdict never picks worse than candidate 0
+    for name in ("+ ORM (best-of-2)", "+ PARM (2 paths)"):  # share of the oracle's gain, where it has one
+        assert (by_name[name]["oracle_share"] is None) == (by_name[oracles[0]]["overall"] == base_score), name
     # search rows cost more generator passes per image than the baseline (the scaling plot's x axis)
     base = by_name["Show-o (baseline)"]["forward_passes_per_image"]
     assert base == 4  # QUICK: 4 sampling steps, one pass per image and step
@@ -127,7 +141,9 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     printed = proc.stdout
     assert "| Show-o (baseline) |" in printed and "wall time per stage" in printed
     assert (run / "table.md").read_text() in printed
-    assert (run / "scaling.png").stat().st_size > 0 and (run / "candidates.png").stat().st_size > 0
+    for figure in ("scaling.png", "grid.png", "compute.png"):
+        assert (run / figure).stat().st_size > 0, figure
+    assert (run / "train" / "judge_base" / "final" / "config.json").is_file()  # the judges' base was trained here
     # the held-out prompts are the eval split: none of them is a training prompt
     train = {line["prompt"] for line in build_suite("shapes32").train}
     assert not train & {p["prompt"] for p in prompts}
