@@ -54,7 +54,7 @@ from tqdm import tqdm
 from common.io import atomic_write_text
 from reward_models.data import (clarity_example, describe_example, explanation, orm_example, potential_example,
                                 prm_example, reflection_example, save_image, write_examples)
-from reward_models.rollouts import Labeller, PathSample, load_paths, sample_paths, save_paths
+from reward_models.rollouts import Labeller, PathSample, StepLabel, load_paths, sample_paths, save_paths
 from showo.data import tokenize_images
 from showo.magvit import image_transform
 from showo.pipeline import ShowoPipeline
@@ -129,14 +129,6 @@ class Item:
     @property
     def correct(self) -> bool:
         return bool(self.verdict.correct)
-
-
-@dataclass
-class _Label:
-    """A verdict-like label (``reward_models.data.Verdict``) for roll-out labelled steps."""
-
-    correct: bool
-    reason: str = ""
 
 
 def clarity_steps(num_steps: int) -> tuple[int, int]:
@@ -317,7 +309,7 @@ def _step_examples(prompt: str, samples: Sequence[PathSample], root: Path, examp
         for step, outcomes in sorted(p.rollouts.items()):
             name = _path_name(p, step)
             path = save_image(p.step_images[step], root, name)
-            label = _Label(p.rollout_label(step))
+            label = StepLabel(p.rollout_label(step))
             examples["prm"].append(prm_example(name, prompt, path, label))
             ex = potential_example(name, prompt, path, step + 1, label, yes_after=yes_after)
             if ex is not None:

@@ -31,9 +31,9 @@ from pathlib import Path
 from common.io import atomic_write_json, atomic_write_text
 from common.seeding import image_seed
 from reward_models.data import prm_example, save_image, write_examples
-from reward_models.rollouts import Labeller, PathSample, sample_paths
+from reward_models.rollouts import Labeller, PathSample, StepLabel, sample_paths
 
-__all__ = ["PRMDataConfig", "StepLabel", "build_prm_data", "path_records"]
+__all__ = ["PRMDataConfig", "build_prm_data", "path_records"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,6 @@ class PRMDataConfig:
             raise ValueError(f"rollout_steps {bad} must lie in [0, {last - 1}] (0-based, the last step excluded) for "
                              f"num_inference_steps={self.num_inference_steps}")
         return tuple(sorted(set(steps)))
-
-
-@dataclass(frozen=True)
-class StepLabel:
-    """A verdict-like label (``reward_models.data.Verdict``) of a step: its roll-outs' "any accepted"."""
-
-    correct: bool
-    reason: str = ""
 
 
 def _verdicts(outcomes) -> list[dict]:

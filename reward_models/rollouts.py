@@ -27,7 +27,8 @@ from common.io import atomic_write
 from common.seeding import generators, hash_seed
 from showo.pipeline import SamplingState, ShowoPipeline
 
-__all__ = ["Labeller", "Outcome", "PathSample", "fork_state", "load_paths", "rollout_seed", "sample_paths", "save_paths"]
+__all__ = ["Labeller", "Outcome", "PathSample", "StepLabel", "fork_state", "load_paths", "rollout_seed", "sample_paths",
+           "save_paths"]
 
 
 class Labeller(Protocol):
@@ -63,6 +64,14 @@ class PathSample:
     def rollout_label(self, step: int) -> bool:
         """The paper's step label: True iff any roll-out from ``step`` ends accepted."""
         return any(o.verdict.correct for o in self.rollouts[step])
+
+
+@dataclass(frozen=True)
+class StepLabel:
+    """A verdict-like label (``reward_models.data.Verdict``) of a roll-out labelled step: "any roll-out accepted"."""
+
+    correct: bool
+    reason: str = ""
 
 
 def rollout_seed(seed: int, line: int, index: int, step: int, rollout: int) -> int:

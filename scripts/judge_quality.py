@@ -36,7 +36,7 @@ from common.recipe import check, open_run
 from common.validate import ConfigError, Dir, Int
 from reward_models import quality
 from reward_models.judge_data import clarity_steps
-from reward_models.lmm_judge import LMMYesNoJudge
+from reward_models.lmm_judge import LMMYesNoJudge, question_turns
 from reward_models.parm import Parm
 from reward_models.questions import ORM_QUESTION, PRM_QUESTION
 from reward_models.rollouts import PathSample, load_paths, sample_paths, save_paths
@@ -134,8 +134,7 @@ def _ask(judge: LMMYesNoJudge, conversations: list, images: list) -> tuple[list[
 
 
 def _questions(judge: LMMYesNoJudge, question: str, prompts: list[str]) -> list:
-    return [[{"role": "user", "content": QUESTIONS[question].format(image=judge.image_token, prompt=p)}]
-            for p in prompts]
+    return question_turns(QUESTIONS[question], prompts, judge.image_token)
 
 
 def score_finals(judge: LMMYesNoJudge, spec: DictConfig, records: list[dict]) -> dict:

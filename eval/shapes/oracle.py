@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from eval.geneval.judge import Verdict, judge_image
+from eval.geneval.judge import Verdict
+from eval.geneval.labeller import GenevalLabeller
 from eval.shapes.detector import ShapesColorClassifier, ShapesDetector
 from eval.shapes.render import ShapesWorld
 from reward_models.base import JudgeCost, JudgeOutput, validate_judge_inputs, validate_step
@@ -26,15 +27,12 @@ from reward_models.base import JudgeCost, JudgeOutput, validate_judge_inputs, va
 __all__ = ["ShapesLabeller", "ShapesOracle"]
 
 
-class ShapesLabeller:
-    """The exact label of an image: ``labeller(metadata_line, image)`` -> the GenEval judge's :class:`Verdict`."""
+class ShapesLabeller(GenevalLabeller):
+    """The exact label of an image: GenEval's judge on the shapes world's exact detector and colour classifier;
+    ``labeller(metadata_line, image)`` -> the judge's :class:`~eval.geneval.judge.Verdict`."""
 
     def __init__(self, world: ShapesWorld) -> None:
-        self.detector = ShapesDetector(world)
-        self.colors = ShapesColorClassifier(world)
-
-    def __call__(self, line: dict, image: Image.Image) -> Verdict:
-        return judge_image(line, self.detector.detect_one(image), image, self.colors, self.detector.class_names)
+        super().__init__(ShapesDetector(world), ShapesColorClassifier(world))
 
 
 class ShapesOracle:
