@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "geneval_score", "paired_bootstrap", "slot_verdicts"]
+__all__ = ["Interval", "best_of_n_slots", "geneval_score", "paired_bootstrap", "slot_verdicts"]
 
 Slot = tuple[int, int]  # (prompt index, sample index)
 
@@ -52,6 +52,34 @@ def slot_verdicts(records: Sequence[Mapping]) -> dict[Slot, tuple[str, bool]]:
         parts = str(rec["filename"]).replace("\\", "/").split("/")
         out[int(parts[-3]), int(parts[-1].split(".")[0])] = (rec["tag"], bool(rec["correct"]))
     return out
+
+
+def best_of_n_slots(records: Sequence[Mapping], scores: Sequence[float], n: int
+                    ) -> tuple[dict[Slot, tuple[str, bool]], dict[Slot, tuple[str, bool]], dict[Slot, tuple[str, bool]]]:
+    """Best-of-``n`` replayed on stored images as rows of a table: every prompt's images (GenEval ``results.jsonl``
+    records, one ``score`` each) cut into consecutive chunks of ``n`` samples; chunk ``c`` of prompt ``i`` is slot
+    ``(i, c)``. Returns ``(baseline, picked, oracle)`` slot verdicts: the chunk's first image (one sample of that
+    seed), the top-scored image (the first on ties), and "any image of the chunk accepted". Incomplete chunks are
+    dropped."""
+    verdicts = list(slot_verdicts(records).items())  # record order, one per image
+    if len(verdicts) != len(scores):
+        raise ValueError(f"{len(scores)} scores for {len(verdicts)} distinct (prompt, sample) slots of "
+                         f"{len(records)} records")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    chunks: dict[Slot, list] = defaultdict(list)
+    for ((prompt, sample), (task, correct)), score in zip(verdicts, scores):
+        chunks[prompt, sample // n].append((sample, task, correct, float(score)))
+    baseline, picked, oracle = {}, {}, {}
+    for slot, items in sorted(chunks.items()):
+        if len(items) < n:
+            continue
+        items.sort()
+        best = max(range(n), key=lambda i: (items[i][3], -i))
+        task = items[0][1]
+        baseline[slot], picked[slot] = (task, items[0][2]), (task, items[best][2])
+        oracle[slot] = (task, any(item[2] for item in items))
+    return baseline, picked, oracle
 
 
 def geneval_score(verdicts: Mapping[Slot, tuple[str, bool]]) -> float:

@@ -30,6 +30,8 @@ format ``scripts/train_judge.py`` reads, :mod:`reward_models.data`):
 * ``self_correction/``: one group per rejected own path: its codes, its explanation and a good image of the same
   prompt (an accepted own path, else an accepted roll-out, else an accepted ground-truth render), the
   :mod:`showo.self_correction` format;
+* with ``finals_per_line``: ``finals.jsonl`` / ``finals_describe.jsonl``, the Show-o's own final images in bulk
+  (:mod:`reward_models.judge_finals`: unbalanced, labelled and described exactly; what a judge ranks at test time);
 * ``lines.jsonl``: the lines used (``index``, ``prompt``, ``tag``); every example id starts with ``<index:05d>_``.
 
 Nothing here knows the shapes world: the labeller and the scene source are injected (``scripts/build_judge_data.py``
@@ -54,6 +56,7 @@ from tqdm import tqdm
 from common.io import atomic_write_text
 from reward_models.data import (clarity_example, describe_example, explanation, orm_example, potential_example,
                                 prm_example, reflection_example, save_image, write_examples)
+from reward_models.judge_finals import build_judge_finals
 from reward_models.rollouts import Labeller, PathSample, StepLabel, load_paths, sample_paths, save_paths
 from showo.data import tokenize_images
 from showo.magvit import image_transform
@@ -103,6 +106,9 @@ class JudgeDataConfig:
     near_miss_share: float = 0.5
     render_rounds: int = 4
     final_as_process: bool = True
+    finals_per_line: int = 0      # own final images per line in bulk (reward_models.judge_finals; 0: none) ...
+    finals_seed: int = 7          # ... seeded image_seed(finals_seed, i, k): not ``seed``, whose images are the paths'
+    finals_batch_size: int = 64   # ... (does not change the images)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rollout_steps", tuple(int(s) for s in self.rollout_steps))
@@ -110,6 +116,12 @@ class JudgeDataConfig:
         if bad:
             raise ValueError(f"JudgeDataConfig.rollout_steps {bad} must lie in [0, {self.num_inference_steps - 2}] "
                              f"(0-based; the last step's roll-out is the path itself)")
+        if self.finals_per_line and self.finals_seed == self.seed:
+            raise ValueError(f"JudgeDataConfig.finals_seed = seed = {self.seed}: the finals would repeat the paths' "
+                             "images; pick another finals_seed")
+        if self.finals_per_line < 0 or self.finals_batch_size < 1:
+            raise ValueError(f"JudgeDataConfig: finals_per_line >= 0 and finals_batch_size >= 1 needed, got "
+                             f"{self.finals_per_line}, {self.finals_batch_size}")
         if self.examples_per_line < 2 or self.paths_per_line < 1 or self.rollouts < 0:
             raise ValueError(f"JudgeDataConfig: examples_per_line >= 2, paths_per_line >= 1 and rollouts >= 0 needed, "
                              f"got {self.examples_per_line}, {self.paths_per_line}, {self.rollouts}")
@@ -357,8 +369,10 @@ def _answer_counts(task: str, items: Sequence) -> dict[str, int]:
 
 
 def _write(root: Path, lines: Sequence[dict], examples: dict[str, list], groups: list, sources: Counter,
-           num_image_tokens: int, config: JudgeDataConfig) -> dict[str, Any]:
+           num_image_tokens: int, config: JudgeDataConfig, finals: dict | None = None) -> dict[str, Any]:
     counts: dict[str, Any] = {task: _answer_counts(task, items) for task, items in examples.items()}
+    if finals is not None:
+        counts["finals"] = finals
     for task, items in examples.items():
         write_examples(root / f"{task}.jsonl", items)
     empty = torch.zeros(0, num_image_tokens, dtype=torch.long)
@@ -414,4 +428,10 @@ def build_judge_data(bundle, lines: Sequence[dict], labeller: Labeller, scenes: 
         if describer is not None:
             _describe_examples(kept, own, root, examples, describer)
         groups += _groups(line["prompt"], items)
-    return _write(root, lines, examples, groups, sources, bundle.layout.num_image_tokens, config)
+    finals = None
+    if config.finals_per_line:
+        finals = build_judge_finals(pipe, lines, labeller, root, per_line=config.finals_per_line,
+                                    seed=config.finals_seed, batch_size=config.finals_batch_size, describer=describer,
+                                    sampling={"guidance_scale": config.guidance_scale,
+                                              "num_inference_steps": config.num_inference_steps})
+    return _write(root, lines, examples, groups, sources, bundle.layout.num_image_tokens, config, finals)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.io import atomic_write_dir
+
 import torch
 
-__all__ = ["check_model_directory", "load_local", "torch_dtype"]
+__all__ = ["check_model_directory", "load_local", "save_local", "torch_dtype"]
 
 
 def check_model_directory(model_dir: str | Path, what: str) -> Path:
@@ -33,3 +35,13 @@ def load_local(model_cls, processor_cls, path: Path, *, dtype: torch.dtype, devi
     processor = processor_cls.from_pretrained(path, local_files_only=True)
     model = model_cls.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
     return processor, model.to(device).eval()
+
+
+def save_local(model, processor, target: str | Path) -> None:
+    """Weights (safetensors) + processor into a temporary sibling of ``target``, then swapped in: a crash leaves no
+    half-written model directory."""
+    def write(tmp: Path) -> None:
+        model.eval().save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+
+    atomic_write_dir(Path(target), write)

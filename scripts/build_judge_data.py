@@ -27,23 +27,9 @@ from showo.factory import load_bundle
 SETTINGS = (Dir("showo"), Choice("source", ("space", "split")), Int("lines_per_tag", min=1, optional=True))
 
 
-def judge_lines(cfg: DictConfig) -> list[dict]:
-    """The training lines of ``cfg.data`` (``cfg.source``), the first ``cfg.lines_per_tag`` of each tag when set."""
-    lines = training_lines(build_shapes_suite(instantiate(cfg.data)), cfg.source)
-    if cfg.lines_per_tag is None:
-        return lines
-    seen: dict[str, int] = {}
-    kept = []
-    for line in lines:
-        seen[line["tag"]] = seen.get(line["tag"], 0) + 1
-        if seen[line["tag"]] <= cfg.lines_per_tag:
-            kept.append(line)
-    return kept
-
-
 def run(cfg: DictConfig) -> Path:
     check(cfg, "build_judge_data", SETTINGS)
-    lines = judge_lines(cfg)
+    lines = training_lines(build_shapes_suite(instantiate(cfg.data)), cfg.source, cfg.lines_per_tag)
     labeller, scenes, builder = instantiate(cfg.labeller), instantiate(cfg.scenes), instantiate(cfg.builder)
     describer = None if cfg.describer is None else instantiate(cfg.describer)
     bundle = load_bundle(cfg.showo)

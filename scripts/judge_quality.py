@@ -9,7 +9,8 @@ baseline images (``RUN/rows/baseline``; more images per prompt give more same-pr
 * **final images**: the baseline's images, labelled by the exact GenEval judge (``RUN/rows/baseline/eval/results.jsonl``,
   written with ``eval.shapes.report.evaluate_shapes_folder`` when missing); each judge's P("yes") to its final
   question -> within-prompt AUC and pairwise accuracy (the ranking best-of-N needs), AUC, accuracy, ECE of the
-  yes/no-normalised P("yes"), best-of-4 next to a random pick and the oracle;
+  yes/no-normalised P("yes"), best-of-4 next to a random pick and the oracle, and best-of-4 as a table row would
+  measure it (GenEval score against the first image of each 4, paired bootstrap interval, share of the oracle gain);
 * **step images**: the same Show-o paths (the baseline's first ``steps.paths_per_prompt`` seeds) decoded at every step,
   and at ``steps.rollout_steps`` rolled out ``steps.rollouts`` times (fresh seeds; "yes" iff any completion is
   accepted, paper §5) -> the process score's AUC within (prompt, step) and overall against the roll-out labels,
@@ -32,6 +33,7 @@ from PIL import Image
 from common.io import atomic_write_text
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.shapes.report import evaluate_shapes_folder
+from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap
 from common.recipe import check, open_run
 from common.validate import ConfigError, Dir, Int
 from reward_models import quality
@@ -145,6 +147,7 @@ def score_finals(judge: LMMYesNoJudge, spec: DictConfig, records: list[dict]) ->
     labels = [bool(r["correct"]) for r in records]
     metrics = _metrics(scores, probs, decisions, labels, prompts)
     metrics["best_of_4"] = quality.best_of_n(scores, labels, prompts, 4)
+    metrics["best_of_4_vs_first"] = best_of_n_interval(records, scores, 4)
     metrics["by_tag"] = {tag: quality.within_group_auc(*zip(*[(s, y, p) for s, y, p, r in
                                                               zip(scores, labels, prompts, records) if r["tag"] == tag]))
                          for tag in dict.fromkeys(r["tag"] for r in records)}
@@ -183,12 +186,31 @@ def score_steps(judge: LMMYesNoJudge, spec: DictConfig, paths: list[PathSample],
     return result
 
 
+def best_of_n_interval(records: list[dict], scores: list[float], n: int) -> dict | None:
+    """Best-of-``n`` as a row of the miniature table would measure it: every prompt's images cut into consecutive
+    chunks of ``n`` (one chunk = one slot); the baseline is the chunk's first image (what one sample of that seed
+    gives), the method the judge's pick, the oracle any accepted image. Returns both GenEval differences with paired
+    two-stage bootstrap intervals (``eval.stats``, 2,000 replicates) and the share of the oracle's gain."""
+    baseline, judge, oracle = best_of_n_slots(records, scores, n)
+    if not baseline:
+        return None
+    j, o = paired_bootstrap(baseline, judge), paired_bootstrap(baseline, oracle)
+    return {"n": n, "slots": len(baseline), "baseline": geneval_score(baseline), "judge": geneval_score(judge),
+            "oracle": geneval_score(oracle), "judge_vs_first": j.to_json(), "oracle_vs_first": o.to_json(),
+            "oracle_share": j.estimate / o.estimate if o.estimate > 0 else None}
+
+
 def _f(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _interval(i: dict) -> str:
+    return f"{100 * i['estimate']:+.1f} [{100 * i['low']:+.1f}, {100 * i['high']:+.1f}]"
+
+
 def markdown(rows: list[dict], n_final: int, n_paths: int) -> str:
-    """Two tables: final images (selection) and step images (process, clarity, potential)."""
+    """Three tables: final images (selection), best-of-4 with intervals, step images (process, clarity,
+    potential)."""
     lines = [f"Final images ({n_final} baseline images of held-out prompts):", "",
              "| judge | within-prompt AUC | pairwise acc | pairs | AUC | accuracy | ECE | best-of-4 (random / oracle) |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -198,6 +220,17 @@ def markdown(rows: list[dict], n_final: int, n_paths: int) -> str:
         lines.append(f"| {row['judge']} | {_f(f['within_auc'])} | {_f(f['pairwise_accuracy'])} | {f['pairs']} | "
                      f"{_f(f['auc'])} | {_f(f['accuracy'])} | {_f(f['ece'])} | "
                      f"{_f(b.get('judge'))} ({_f(b.get('random'))} / {_f(b.get('oracle'))}) |")
+    lines += ["", "Best-of-4 on the same images as a table row would measure it (one slot = 4 consecutive images of a "
+              "prompt; baseline = the slot's first image; GenEval score, paired 95 % bootstrap interval):", "",
+              "| judge | slots | baseline | best-of-4 | Δ [95% CI] | oracle Δ [95% CI] | % of oracle gain |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        b = row["final"].get("best_of_4_vs_first")
+        if b:
+            j, o = b["judge_vs_first"], b["oracle_vs_first"]
+            share = "–" if b["oracle_share"] is None else f"{100 * b['oracle_share']:.0f}"
+            lines.append(f"| {row['judge']} | {b['slots']} | {100 * b['baseline']:.1f} | {100 * b['judge']:.1f} | "
+                         f"{_interval(j)} | {_interval(o)} | {share} |")
     lines += ["", f"Step images ({n_paths} paths of held-out prompts; labels: roll-outs / static clarity rule):", "",
               "| judge | step score | within-(prompt, step) AUC | AUC | accuracy | potential acc | potential AUC | "
               "clarity acc |", "|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -29,12 +29,13 @@ from tqdm import tqdm
 from transformers import (LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor,
                           get_cosine_schedule_with_warmup)
 
-from common.io import atomic_write_dir, check_finite_tensors
+from common.io import check_finite_tensors
 from common.recipe import check, open_run
 from common.training import (after_step, optimizer_step, prepare_resumable, recipe_logger, shard_indices,
                              total_grad_norm)
 from common.validate import Choice, Float, Int
 from reward_models.lmm_judge import check_judge_directory
+from reward_models.local_model import save_local
 from reward_models.tiny import QWEN_1_5_CHAT_TEMPLATE
 from reward_models.training import JudgeCollator, answer_token_loss, parameter_groups
 
@@ -114,7 +115,7 @@ def run(cfg: DictConfig) -> Path:
         final = accelerator.unwrap_model(model)
         final = final.merge_and_unload() if cfg.lora is not None else final
         check_finite_tensors(final.state_dict(), f"{run_dir}: final judge weights")
-        save_judge(final, processor, run_dir / "final")
+        save_local(final, processor, run_dir / "final")
         accelerator.print(f"saved {run_dir / 'final'}")
     logger.close()
     return run_dir
@@ -132,15 +133,6 @@ def build_judge(cfg: DictConfig, model_dir: str | Path):
     if cfg.lora is not None:
         model = get_peft_model(model, instantiate(cfg.lora))
     return model.train(), processor
-
-
-def save_judge(model, processor, target: Path) -> None:
-    """Write weights + processor into a temporary sibling, then swap it in (a crash leaves no half-written judge)."""
-    def write(tmp: Path) -> None:
-        model.eval().save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-
-    atomic_write_dir(target, write)
 
 
 if __name__ == "__main__":

@@ -188,3 +188,48 @@ class ShapesDescriber:
                 row, column = self.ROWS[min(int(3 * cy / height), 2)], self.COLUMNS[min(int(3 * cx / width), 2)]
                 found.append((float(cy), float(cx), f"{color} {name} {row} {column}"))
         return "; ".join(text for _, _, text in sorted(found)) or "no objects"
+
+
+class ShapesPatchLabeller:
+    """Per-patch targets of the judge's vision pre-training (``reward_models.vision_pretrain``): for every
+    ``patch_size`` patch of an image (row-major), the shape (``0`` background, ``1 + k`` for ``world.shapes[k]``)
+    and the colour (``0`` background, ``1 + c`` for ``world.colors[c]``) of the exact detector's detection that
+    covers most of its pixels (detections scoring above ``threshold``, GenEval's 0.3; colours by the exact colour
+    classifier, as ``ShapesDescriber`` names them). ``labeller(image)`` -> ``(shape ids, colour ids)``, int64 arrays
+    of ``(size / patch_size)²``; ``classes`` = the number of values of each."""
+
+    def __init__(self, world: ShapesWorld, patch_size: int, threshold: float = 0.3) -> None:
+        if patch_size < 1 or world.canvas_size % patch_size:
+            raise ValueError(f"patch_size {patch_size} must divide the canvas size {world.canvas_size}")
+        self.detector = ShapesDetector(world)
+        self.colors = ShapesColorClassifier(world)
+        self.patch_size, self.threshold = patch_size, threshold
+        self.classes = (1 + len(world.shapes), 1 + len(world.colors))
+
+    def __call__(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        detections = self.detector.detect_one(image)
+        width, height = detections.image_size
+        if width % self.patch_size or height % self.patch_size:
+            raise ValueError(f"image {width}x{height} is not a whole number of {self.patch_size} px patches")
+        shape = np.zeros((height, width), np.int64)
+        color = np.zeros((height, width), np.int64)
+        for label, dets in detections.by_label.items():
+            keep = dets.bboxes[:, 4] > self.threshold
+            if not keep.any():
+                continue
+            names = self.colors.classify(image, dets.bboxes[keep], dets.masks[keep], self.detector.class_names[label])
+            for mask, name in zip(np.asarray(dets.masks[keep], dtype=bool), names):
+                shape[mask] = 1 + label
+                color[mask] = 1 + self.colors.colors.index(name)
+        return self._majority(shape), self._majority(color)
+
+    def _majority(self, ids: np.ndarray) -> np.ndarray:
+        """The most frequent non-zero id of every patch (the smallest on ties), 0 where a patch has none."""
+        p = self.patch_size
+        h, w = ids.shape
+        patches = ids.reshape(h // p, p, w // p, p).transpose(0, 2, 1, 3).reshape(-1, p * p)
+        counts = np.zeros((len(patches), int(ids.max()) + 1), np.int64)
+        np.add.at(counts, (np.repeat(np.arange(len(patches)), p * p), patches.ravel()), 1)
+        counts[:, 0] = 0
+        return np.where(counts.max(1) > 0, counts.argmax(1), 0)
+

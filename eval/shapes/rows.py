@@ -22,23 +22,10 @@ from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import PromptSpec
 from eval.shapes.data import CLASS_NAMES_NAME, METADATA_NAME, write_prompt_files
 from eval.shapes.render import ShapesWorld, render_scene, scene_seed
-from eval.shapes.suite import ShapesSuite
+from eval.shapes.suite import ShapesSuite, first_per_task
 from showo.magvit import MAGVITv2, decode_codes
 
 TRAIN_PROMPTS_NAME = "train_prompts.txt"
-
-
-def first_per_task(lines: Sequence[dict], per_task: int | None) -> list[dict]:
-    """The first ``per_task`` lines of every tag (all lines when ``None``), in suite order."""
-    if per_task is None:
-        return list(lines)
-    seen: dict[str, int] = {}
-    kept = []
-    for line in lines:
-        seen[line["tag"]] = seen.get(line["tag"], 0) + 1
-        if seen[line["tag"]] <= per_task:
-            kept.append(line)
-    return kept
 
 
 def write_prompt_sets(directory: str | os.PathLike, suite: ShapesSuite, prompts_per_task: int | None = None

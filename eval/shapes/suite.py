@@ -61,15 +61,31 @@ def build_shapes_suite(config: ShapesSuiteConfig | None = None) -> ShapesSuite:
 TRAINING_SOURCES = ("split", "space")
 
 
-def training_lines(suite: ShapesSuite, source: str = "split") -> list[dict]:
-    """Lines a model may train on: the train split, or the whole prompt space minus the eval split's prompts."""
+def training_lines(suite: ShapesSuite, source: str = "split", per_tag: int | None = None) -> list[dict]:
+    """Lines a model may train on: the train split, or the whole prompt space minus the eval split's prompts; with
+    ``per_tag`` only the first ``per_tag`` lines of every tag (small runs, tests)."""
     if source == "split":
-        return list(suite.train)
-    if source != "space":
+        lines = list(suite.train)
+    elif source == "space":
+        held_out = {line["prompt"] for line in suite.eval}
+        vocab = shapes_vocabulary(suite.config.world, suite.config.counts)
+        lines = [line for line in prompt_space(vocab) if line["prompt"] not in held_out]
+    else:
         raise ValueError(f"training source must be one of {TRAINING_SOURCES}, got {source!r}")
-    held_out = {line["prompt"] for line in suite.eval}
-    vocab = shapes_vocabulary(suite.config.world, suite.config.counts)
-    return [line for line in prompt_space(vocab) if line["prompt"] not in held_out]
+    return first_per_task(lines, per_tag)
+
+
+def first_per_task(lines: Sequence[dict], per_task: int | None) -> list[dict]:
+    """The first ``per_task`` lines of every tag (all lines when ``None``), in order."""
+    if per_task is None:
+        return list(lines)
+    seen: dict[str, int] = {}
+    kept = []
+    for line in lines:
+        seen[line["tag"]] = seen.get(line["tag"], 0) + 1
+        if seen[line["tag"]] <= per_task:
+            kept.append(line)
+    return kept
 
 
 def images_per_line(lines: Sequence[dict], images_per_prompt: int, images_per_tag: int = 0) -> list[int]:

@@ -129,9 +129,20 @@ class Quickstart:
                                                           *self.cfg.training.judge_base])
         return out / "final"
 
+    def judge_vision(self) -> Path:
+        """The tiny judge whose vision tower learnt the exact detector's shape and colour of every patch, which the
+        ORM is fine-tuned from (scripts/pretrain_judge_vision.py)."""
+        out = self.root / "train" / "judge_vision"
+        if not self.stages.done("train/judge_vision"):
+            self.call("train/judge_vision", "pretrain_judge_vision", ["+experiment=shapes/judge_vision",
+                                                                      f"judge_data_dir={self.judge_data()}",
+                                                                      *self.cfg.training.judge_vision])
+        return out / "final"
+
     def train_judge(self, name: str) -> str:
+        base = self.judge_vision() if name == "orm" else self.judge_base()  # the others: not yet re-trained this way
         out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}",
-                                                        f"model_dir={self.judge_base()}",
+                                                        f"model_dir={base}",
                                                         f"judge_data_dir={self.judge_data()}", *self.cfg.training.judge])
         return str(out / "final")
 

@@ -180,6 +180,9 @@ CASES = [
     C("judge_data_source", "build_judge_data", "source=eval", ConfigError, ["source", "'eval'"]),
     C("judge_quality_not_a_run", "judge_quality", "run={tmp}", ConfigError, "evaluation_metadata.jsonl"),
     C("judge_quality_batch_0", "judge_quality", "judge_batch_size=0", ConfigError, "judge_batch_size = 0"),
+    C("judge_vision_images_missing", "pretrain_judge_vision", "judge_data_dir={tmp}/nodata", ConfigError,
+      ["nodata/orm.jsonl", "build_judge_data"]),
+    C("judge_vision_steps_0", "pretrain_judge_vision", "pretrain.steps=0", ConfigError, "pretrain.steps = 0"),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
+from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap, slot_verdicts
 
 
 def test_macro_average_over_tasks():
@@ -53,3 +53,24 @@ def test_interval_shrinks_with_more_slots_and_is_seeded():
 def test_rows_must_judge_the_same_slots():
     with pytest.raises(ValueError, match="different slots"):
         paired_bootstrap({(0, 0): ("t", True)}, {(0, 1): ("t", True)})
+
+
+def _record(prompt: int, sample: int, tag: str, correct: bool) -> dict:
+    return {"filename": f"run/images/{prompt:05d}/samples/{sample:04d}.png", "tag": tag, "correct": correct}
+
+
+def test_best_of_n_slots_replays_the_pick_per_chunk_by_hand():
+    # prompt 0 (colors): 8 images = chunks (0, 0) and (0, 1); prompt 1 (counting): 5 images, the 5th is dropped
+    correct = [False, True, False, True, True, False, False, False] + [True, False, False, False, True]
+    scores = [0.1, 0.9, 0.5, 0.9, 0.2, 0.7, 0.7, 0.1] + [0.3, 0.8, 0.1, 0.2, 1.0]
+    records = ([_record(0, k, "colors", c) for k, c in enumerate(correct[:8])]
+               + [_record(1, k, "counting", c) for k, c in enumerate(correct[8:])])
+    baseline, picked, oracle = best_of_n_slots(records, scores, 4)
+    assert sorted(baseline) == [(0, 0), (0, 1), (1, 0)]
+    assert baseline == {(0, 0): ("colors", False), (0, 1): ("colors", True), (1, 0): ("counting", True)}
+    # (0, 0): 0.9 twice -> the first (sample 1, accepted); (0, 1): 0.7 twice -> sample 5 (rejected);
+    # (1, 0): 0.8 -> sample 1 (rejected)
+    assert picked == {(0, 0): ("colors", True), (0, 1): ("colors", False), (1, 0): ("counting", False)}
+    assert oracle == {(0, 0): ("colors", True), (0, 1): ("colors", True), (1, 0): ("counting", True)}
+    with pytest.raises(ValueError, match="2 scores for 13"):
+        best_of_n_slots(records, scores[:2], 4)

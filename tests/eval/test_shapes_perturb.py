@@ -82,3 +82,28 @@ def test_unknown_kinds_are_errors():
     with pytest.raises(ValueError, match="unknown"):
         SceneRenderer(WORLD, kinds=("color", "blur"))
     assert SceneRenderer(WORLD).kinds == NEAR_MISS_KINDS
+
+
+def test_patch_labels_name_the_shape_and_colour_of_every_rendered_object():
+    """ShapesPatchLabeller on clean renders: every 4 px patch inside an object's box carries that object's shape and
+    colour (renders sit on the token grid, so a box covers whole patches), every other patch is background."""
+    from eval.shapes.perturb import ShapesPatchLabeller
+    from eval.shapes.render import render_scene
+
+    labeller = ShapesPatchLabeller(WORLD, patch_size=4)
+    assert labeller.classes == (1 + len(WORLD.shapes), 1 + len(WORLD.colors))
+    grid = WORLD.canvas_size // 4
+    for tag in ("two_object", "color_attr", "counting"):
+        for seed in range(3):
+            image, objects = render_scene(LINES[tag], seed, WORLD)
+            shape, colour = labeller(image)
+            assert shape.shape == colour.shape == (grid * grid,)
+            want_shape, want_colour = np.zeros((grid, grid), np.int64), np.zeros((grid, grid), np.int64)
+            for obj in objects:
+                x1, y1, x2, y2 = obj.box
+                want_shape[y1 // 4:y2 // 4, x1 // 4:x2 // 4] = 1 + WORLD.shapes.index(obj.shape)
+                want_colour[y1 // 4:y2 // 4, x1 // 4:x2 // 4] = 1 + WORLD.colors.index(obj.color)
+            assert (shape == want_shape.ravel()).all(), (tag, seed)
+            assert (colour == want_colour.ravel()).all(), (tag, seed)
+    with pytest.raises(ValueError, match="must divide"):
+        ShapesPatchLabeller(WORLD, patch_size=5)

@@ -86,9 +86,11 @@ def test_a_row_compared_to_its_own_baseline_names_it():
 
 def test_quickstart_reduced_end_to_end(tmp_path):
     run = tmp_path / "run"
-    # the committed Show-o, ORM, PRM and PARM are loaded; the PARM++ judge and the self-correction Show-o are
-    # missing on purpose, so the reduced run also goes through judge data, the judge recipe and self-correction tuning
+    # the committed Show-o, PRM and PARM are loaded; the ORM, the PARM++ judge and the self-correction Show-o are
+    # missing on purpose, so the reduced run also goes through judge data, the vision pre-training, the judge recipe
+    # and self-correction tuning
     env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "1", "SHAPES_PARMPP": str(tmp_path / "no_parmpp"),
+           "SHAPES_ORM": str(tmp_path / "no_orm"),
            "SHAPES_CORRECTOR": str(tmp_path / "no_corrector")}
     proc = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1200)
@@ -144,6 +146,9 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     for figure in ("scaling.png", "grid.png", "compute.png"):
         assert (run / figure).stat().st_size > 0, figure
     assert (run / "train" / "judge_base" / "final" / "config.json").is_file()  # the judges' base was trained here
+    assert (run / "train" / "judge_vision" / "final" / "config.json").is_file()  # the ORM's pre-trained tower
+    assert (run / "train" / "orm" / "final" / "config.json").is_file()
+    assert (run / "train" / "judge_data" / "finals.jsonl").is_file()
     # the held-out prompts are the eval split: none of them is a training prompt
     train = {line["prompt"] for line in build_suite("shapes32").train}
     assert not train & {p["prompt"] for p in prompts}
