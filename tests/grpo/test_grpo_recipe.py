@@ -139,3 +139,23 @@ def test_two_processes_give_the_weights_of_one(world, tmp_path):
     for a, b in zip(m1, m2):  # the same samples: rewards equal exactly, losses to float rounding
         assert a["reward/mean"] == b["reward/mean"] and a["cot_length"] == b["cot_length"]
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) and a["kl"] == pytest.approx(b["kl"], abs=1e-7)
+
+
+@pytest.mark.parametrize("experiment, modalities, plans", [("grpo_janus", ["text", "image"], True),
+                                                           ("grpo_janus_token", ["image"], False),
+                                                           ("grpo_janus_semantic", ["text"], True)])
+def test_the_shapes_janus_experiments_differ_only_in_what_they_train(experiment, modalities, plans):
+    """BiCoT, token-only and semantic-only GRPO on the tiny Janus: the same model, reward, prompts and budget; the plan
+    is the one the tiny Janus was trained to write (its CoT rows' block), or none for token-only GRPO."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_entry("train_grpo", [f"+experiment=shapes/{experiment}"])
+    cot_rows = compose_entry("run_search", ["+experiment=shapes/janus_cot", "prompts=p.jsonl"])
+    assert list(cfg.policy.modalities) == modalities
+    assert cfg.policy.cot == (cot_rows.model.cot if plans else None)
+    assert cfg.model.bundle == cot_rows.model.bundle and cfg.model.sampling == cot_rows.model.sampling
+    base = compose_entry("train_grpo", ["+experiment=shapes/grpo_janus"])
+    same = ["reward", "data", "grpo", "train", "seed"]
+    assert OmegaConf.to_container(OmegaConf.masked_copy(cfg, same), resolve=True) == OmegaConf.to_container(
+        OmegaConf.masked_copy(base, same), resolve=True)
+    assert cfg.grpo.group_size * cfg.grpo.prompts_per_step * cfg.train.max_steps == 512  # grpo_showo's budget

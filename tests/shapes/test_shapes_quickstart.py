@@ -106,7 +106,8 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     methods = ["+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)", "+ DPO",
                "+ iterative DPO", "+ iterative DPO + PARM", "+ GRPO (ORM reward, DPO's sample budget)"]
     janus = ["tiny Janus + semantic CoT", "tiny Janus + semantic CoT + ORM (best-of-2)",
-             "tiny Janus + semantic CoT + PARM (2 paths)"]
+             "tiny Janus + semantic CoT + PARM (2 paths)", "tiny Janus + BiCoT-GRPO", "tiny Janus + token-only GRPO",
+             "tiny Janus + semantic-only GRPO"]
     measured = ["random codes (chance)", "Show-o (baseline)", *oracles, *methods, "tiny Janus (baseline)", *janus]
     assert [row["name"] for row in table] == ["rendered ground truth (reference)", *measured]  # every row, in order
     for name in measured:
@@ -149,6 +150,13 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     assert (run / "train" / "judge_vision" / "final" / "config.json").is_file()  # the ORM's pre-trained tower
     assert (run / "train" / "orm" / "final" / "config.json").is_file()
     assert (run / "train" / "judge_data" / "finals.jsonl").is_file()
+    # the tiny-Janus GRPO rows sample their trained model: with its plan where the policy trains one, without for
+    # token-only GRPO; each training run wrote its reward curve, and the quickstart all of them on one plot
+    for key, plans in (("grpo_janus", True), ("grpo_janus_token", False), ("grpo_janus_semantic", True)):
+        assert (run / "train" / f"{key}_train" / "final" / "config.json").is_file(), key
+        assert (run / "train" / f"{key}_train" / "reward_curve.png").stat().st_size > 0, key
+        assert bool(list((run / "rows" / key / "images").rglob("*.cot.txt"))) == plans, key
+    assert (run / "grpo_reward_curves.png").stat().st_size > 0
     # the held-out prompts are the eval split: none of them is a training prompt
     train = {line["prompt"] for line in build_suite("shapes32").train}
     assert not train & {p["prompt"] for p in prompts}
@@ -210,4 +218,5 @@ def test_reward_curves_read_only_the_grpo_training_rows():
         cfg = compose(config_name="quickstart", overrides=["+experiment=shapes/quick"])
     assert "recipe" not in cfg.rows.baseline and "policy" in cfg.rows.baseline  # a policy row is in the table
     runs = module.grpo_runs(cfg.rows, Path("RUN"))
-    assert [path for _, path in runs] == [Path("RUN/train/grpo_showo_train/metrics.jsonl")]
+    assert [path for _, path in runs] == [Path(f"RUN/train/{key}_train/metrics.jsonl") for key in (
+        "grpo_showo", "grpo_janus", "grpo_janus_token", "grpo_janus_semantic")]
