@@ -93,7 +93,7 @@ def test_quickstart_reduced_end_to_end(tmp_path):
            "SHAPES_ORM": str(tmp_path / "no_orm"),
            "SHAPES_CORRECTOR": str(tmp_path / "no_corrector")}
     proc = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1200)
+                          capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = read_table_json(run / "table.json")
     by_name = {row["name"]: row for row in table}
