@@ -140,7 +140,7 @@ class Quickstart:
         return out / "final"
 
     def train_judge(self, name: str) -> str:
-        base = self.judge_vision() if name == "orm" else self.judge_base()  # the others: not yet re-trained this way
+        base = self.judge_vision() if name in ("orm", "parm") else self.judge_base()  # PRM, PARM++: not yet this way
         out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}",
                                                         f"model_dir={base}",
                                                         f"judge_data_dir={self.judge_data()}", *self.cfg.training.judge])
