@@ -48,6 +48,7 @@ __all__ = [
     "TASKS",
     "JudgeDataset",
     "JudgeExample",
+    "image_path",
     "Verdict",
     "clarity_example",
     "clarity_label",
@@ -264,7 +265,7 @@ def read_examples(path: str | Path, *, check_images: bool = True) -> list[JudgeE
             except json.JSONDecodeError as error:
                 raise ValueError(f"{where}: not valid JSON ({error.msg})") from error
             _validate(record, where)
-            if check_images and not _resolve(path, record["image"]).is_file():
+            if check_images and not image_path(path, record["image"]).is_file():
                 raise FileNotFoundError(f"{where}: field 'image' = {record['image']!r}: file not found")
             examples.append(
                 JudgeExample(record["id"], record["task"], record["image"], tuple(record["conversation"]))
@@ -272,9 +273,10 @@ def read_examples(path: str | Path, *, check_images: bool = True) -> list[JudgeE
     return examples
 
 
-def _resolve(jsonl: Path, image: str) -> Path:
+def image_path(jsonl: str | Path, image: str) -> Path:
+    """The file an example's ``image`` names: absolute, or relative to its JSONL file's folder."""
     candidate = Path(image)
-    return candidate if candidate.is_absolute() else jsonl.parent / candidate
+    return candidate if candidate.is_absolute() else Path(jsonl).parent / candidate
 
 
 def _validate(record: object, where: str) -> None:
@@ -343,5 +345,5 @@ class JudgeDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[list[dict[str, str]], Image.Image]:
         path, example = self.items[index]
-        with Image.open(_resolve(path, example.image)) as image:
+        with Image.open(image_path(path, example.image)) as image:
             return [dict(turn) for turn in example.conversation], image.convert("RGB")

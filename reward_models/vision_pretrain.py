@@ -109,7 +109,7 @@ def pretrain_vision_tower(model, pixels: torch.Tensor, targets: Sequence[torch.T
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         heads = torch.nn.ModuleList(torch.nn.Linear(hidden, c) for c in classes)
-    params = [p for p in tower.parameters()] + list(heads.parameters())
+    params = list(tower.parameters()) + list(heads.parameters())
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -28,20 +28,19 @@ from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionP
 from common.io import atomic_write_text, check_finite_tensors
 from common.recipe import check, open_run
 from common.validate import ConfigError, Float, Int
-from reward_models.data import _resolve, read_examples
+from reward_models.data import image_path, read_examples
 from reward_models.lmm_judge import check_judge_directory
-from reward_models.local_model import save_local
+from reward_models.local_model import load_local, save_local
 from reward_models.vision_pretrain import VisionPretrainConfig, judge_pixels, patch_targets, pretrain_vision_tower
 
 SETTINGS = (Int("seed"), Int("pretrain.steps", min=1), Int("pretrain.batch_size", min=1), Float("pretrain.lr", min=0),
             Float("pretrain.val_fraction", min=0, max=0.99), Int("pretrain.log_every", min=1))
 
 
-def load_judge(cfg: DictConfig, directory: str | Path):
-    directory = check_judge_directory(directory)
-    processor = LlavaOnevisionProcessor.from_pretrained(directory, local_files_only=True)
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(directory, dtype=torch.float32,
-                                                                   local_files_only=True, use_safetensors=True)
+def load_judge(directory: str | Path):
+    """``(model, processor)`` of a local LLaVA-OneVision judge, float32 on the CPU."""
+    processor, model = load_local(LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor,
+                                  check_judge_directory(directory), dtype=torch.float32, device="cpu")
     return model, processor
 
 
@@ -50,7 +49,7 @@ def image_paths(files) -> list[Path]:
     seen: dict[Path, None] = {}
     for file in files:
         for example in read_examples(file):
-            seen.setdefault(_resolve(Path(file), example.image).resolve(), None)
+            seen.setdefault(image_path(file, example.image).resolve(), None)
     if not seen:
         raise ConfigError(f"images: no examples in {list(files)}")
     return list(seen)
@@ -65,10 +64,10 @@ def run(cfg: DictConfig) -> Path:
     config = VisionPretrainConfig(**OmegaConf.to_container(cfg.pretrain, resolve=True), seed=cfg.seed)
     labeller = instantiate(cfg.labeller)
     if cfg.init is None:
-        model, processor = load_judge(cfg, cfg.model_dir)
+        model, processor = load_judge(cfg.model_dir)
     else:
         with tempfile.TemporaryDirectory() as init:
-            model, processor = load_judge(cfg, instantiate(cfg.init, directory=init))
+            model, processor = load_judge(instantiate(cfg.init, directory=init))
     vision = model.config.vision_config
     if vision.image_size // vision.patch_size != cfg.data.world.canvas_size // labeller.patch_size:
         raise ConfigError(f"labeller.patch_size = {labeller.patch_size} on {cfg.data.world.canvas_size} px images "
@@ -82,19 +81,11 @@ def run(cfg: DictConfig) -> Path:
             images.append(image.convert("RGB"))
     pixels = judge_pixels(processor, images)
     targets = patch_targets(labeller, images, (vision.image_size // vision.patch_size) ** 2)
-    log = open(out / "metrics.jsonl.tmp", "w")
-
-    def write(step: int, row: dict) -> None:
-        log.write(json.dumps(row) + "\n")
-        log.flush()
-        print(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"), flush=True)
-
-    metrics = pretrain_vision_tower(model, pixels, targets, labeller.classes, config, log=write)
-    log.close()
+    metrics = pretrain_vision_tower(model, pixels, targets, labeller.classes, config, log=lambda step, row: print(
+        f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"), flush=True))
     check_finite_tensors(model.state_dict(), f"{out}: pre-trained judge weights")
     save_local(model, processor, out / "final")
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in metrics))
-    (out / "metrics.jsonl.tmp").unlink()
     print(f"{len(images)} images, {config.steps} steps in {time.perf_counter() - start:.0f} s -> {out / 'final'}")
     return out
 

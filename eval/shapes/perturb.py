@@ -160,6 +160,21 @@ class SceneRenderer:
             return None
 
 
+def seen_objects(detector: ShapesDetector, colors: ShapesColorClassifier, image: Image.Image, threshold: float
+                 ) -> tuple[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray, str]]]:
+    """What the exact detector and colour classifier see in ``image``: its ``(width, height)`` and one ``(label, box,
+    bool mask, colour name)`` per detection scoring above ``threshold``, label by label."""
+    detections = detector.detect_one(image)
+    found = []
+    for label, dets in detections.by_label.items():
+        keep = dets.bboxes[:, 4] > threshold
+        if keep.any():
+            names = colors.classify(image, dets.bboxes[keep], dets.masks[keep], detector.class_names[label])
+            found += [(label, box, np.asarray(mask, dtype=bool), name)
+                      for box, mask, name in zip(dets.bboxes[keep], dets.masks[keep], names)]
+    return detections.image_size, found
+
+
 class ShapesDescriber:
     """What the exact detector sees in an image, as text (the tiny judges' caption task,
     ``reward_models.data.describe_example``): one ``"<colour> <shape> <row> <column>"`` per detection scoring above
@@ -175,18 +190,12 @@ class ShapesDescriber:
         self.threshold = threshold
 
     def __call__(self, image: Image.Image) -> str:
-        detections = self.detector.detect_one(image)
-        width, height = detections.image_size
         found = []
-        for label, dets in detections.by_label.items():
-            keep = dets.bboxes[:, 4] > self.threshold
-            if not keep.any():
-                continue
-            name = self.detector.class_names[label]
-            for box, color in zip(dets.bboxes[keep], self.colors.classify(image, dets.bboxes[keep], dets.masks[keep], name)):
-                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-                row, column = self.ROWS[min(int(3 * cy / height), 2)], self.COLUMNS[min(int(3 * cx / width), 2)]
-                found.append((float(cy), float(cx), f"{color} {name} {row} {column}"))
+        (width, height), objects = seen_objects(self.detector, self.colors, image, self.threshold)
+        for label, box, _, color in objects:
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            row, column = self.ROWS[min(int(3 * cy / height), 2)], self.COLUMNS[min(int(3 * cx / width), 2)]
+            found.append((float(cy), float(cx), f"{color} {self.detector.class_names[label]} {row} {column}"))
         return "; ".join(text for _, _, text in sorted(found)) or "no objects"
 
 
@@ -207,20 +216,14 @@ class ShapesPatchLabeller:
         self.classes = (1 + len(world.shapes), 1 + len(world.colors))
 
     def __call__(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-        detections = self.detector.detect_one(image)
-        width, height = detections.image_size
+        (width, height), objects = seen_objects(self.detector, self.colors, image, self.threshold)
         if width % self.patch_size or height % self.patch_size:
             raise ValueError(f"image {width}x{height} is not a whole number of {self.patch_size} px patches")
         shape = np.zeros((height, width), np.int64)
         color = np.zeros((height, width), np.int64)
-        for label, dets in detections.by_label.items():
-            keep = dets.bboxes[:, 4] > self.threshold
-            if not keep.any():
-                continue
-            names = self.colors.classify(image, dets.bboxes[keep], dets.masks[keep], self.detector.class_names[label])
-            for mask, name in zip(np.asarray(dets.masks[keep], dtype=bool), names):
-                shape[mask] = 1 + label
-                color[mask] = 1 + self.colors.colors.index(name)
+        for label, _, mask, name in objects:
+            shape[mask] = 1 + label
+            color[mask] = 1 + self.colors.colors.index(name)
         return self._majority(shape), self._majority(color)
 
     def _majority(self, ids: np.ndarray) -> np.ndarray:
