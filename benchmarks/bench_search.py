@@ -16,7 +16,9 @@ Strategies (reference imagegen_cot.md §6): ``best_of_n`` (ORM question on N fin
 (released ``parm.py``: clarity until clear, potential once, **every path decoded to the end**, best-of-N' among
 paths with potential, ``Parm(truncate=False)``); ``parm_ours`` (the paper's reading: a path without potential leaves
 the batch at its clear step, ``Parm(truncate=True)``); ``parm_ours_cached`` (``parm_ours`` with the potential
-question reusing the clarity turn's KV cache, ``Parm(reuse_clarity_cache=True)``, when the judge supports it).
+question reusing the clarity turn's KV cache, ``Parm(reuse_clarity_cache=True)``, when the judge supports it);
+``parm_ours_rule`` (``parm_ours_cached`` asking clarity only from the first step the static clarity training rule does
+not label "no", ``Parm(clarity_from="rule")``: step 10 of 18; a scheduled first clear step before it moves to it).
 
 A random judge's answers mean nothing, so PARM's *decisions* are scheduled (every judge forward pass still runs on
 the real random judge and is counted): path i is first judged clear at step ``round(S * c_i / 18)`` with c_i cycling
@@ -177,9 +179,12 @@ def strategies(judge: ScheduledJudge, n: int) -> dict:
     out = {"best_of_n": BestOfN(judge, num_candidates=n, batch_size=n),
            "parm_official": ParmSearch(ScheduledParm(judge, truncate=False), n, batch_size=n),
            "parm_ours": ParmSearch(ScheduledParm(judge, truncate=True), n, batch_size=n)}
-    if hasattr(judge.judge, "ask_follow_up"):
+    reuse = hasattr(judge.judge, "ask_follow_up")
+    if reuse:
         cached = ScheduledParm(judge, truncate=True, reuse_clarity_cache=True)
         out["parm_ours_cached"] = ParmSearch(cached, n, batch_size=n)
+    rule = ScheduledParm(judge, truncate=True, reuse_clarity_cache=reuse, clarity_from="rule")
+    out["parm_ours_rule"] = ParmSearch(rule, n, batch_size=n)
     return out
 
 
@@ -241,6 +246,10 @@ def report(results: dict, ns: Sequence[int]) -> None:
                   f"{cached['flops_judge'] / plain['flops_judge']:.3f}, total CPU time x"
                   f"{cached['cpu_s'] / plain['cpu_s']:.3f},"
                   f" same winner: {cached['chosen'] == plain['chosen']}")
+        rule = rows["parm_ours_rule"]
+        print(f"    clarity from the training rule's first unlabelled step: judge passes {rule['judge_passes']} vs "
+              f"{rows['parm_ours']['judge_passes']}, decoded images {rule['decoded']} vs {rows['parm_ours']['decoded']}, "
+              f"same winner: {rule['chosen'] == rows['parm_ours']['chosen']}")
 
 
 def main() -> None:

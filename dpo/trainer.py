@@ -24,9 +24,12 @@ __all__ = ["DPOObjective"]
 
 @dataclass
 class DPOObjective:
-    """``loss = mean_i(w_i * dpo_i) + guidance`` for one micro-batch, and its metrics (per-batch means, detached).
+    """``loss = mean_i(w_i * dpo_i) + chosen_nll_weight * nll_chosen + guidance`` for one micro-batch, and its metrics
+    (per-batch means, detached).
 
     ``reference=None`` is the reference-free objective and must come with ``reference_free=True``.
+    ``chosen_nll_weight`` > 0 adds the chosen images' negative log-likelihood per scored token (a likelihood anchor, as
+    in RPO, Pang et al. 2024): 0 (default) is the paper's plain DPO.
     """
 
     layout: TokenLayout
@@ -39,8 +42,11 @@ class DPOObjective:
     guidance: Optional[OnlineRewardGuidance] = None
     tokenizer: object = None
     vq_model: Optional[nn.Module] = None
+    chosen_nll_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.chosen_nll_weight >= 0:
+            raise ValueError(f"dpo.chosen_nll_weight must be >= 0, got {self.chosen_nll_weight}")
         if self.reference is None and not self.reference_free:
             raise ValueError("dpo.reference is none: set dpo.reference_free=true to train without a reference on purpose")
 
@@ -60,6 +66,10 @@ class DPOObjective:
             "rewards/rejected": out.rejected_rewards.mean(), "rewards/margin": out.margins.mean(),
             "rewards/accuracy": out.accuracy.mean(), "logps/chosen": pc.detach().mean(), "logps/rejected": pr.detach().mean(),
         }
+        if self.chosen_nll_weight > 0:
+            nll = -(pc / _scored_tokens(masked, self.layout, len(batch)).to(pc.device)).mean()
+            loss = loss + self.chosen_nll_weight * nll
+            metrics["train/chosen_nll"] = nll.detach()
         if self.guidance is not None:
             codes, rewards = self.guidance.sample(generation_model or model, self.layout, self.tokenizer, self.vq_model,
                                                   batch, step, self.seed)
@@ -69,3 +79,9 @@ class DPOObjective:
             metrics["guidance/term"] = term.detach()
         metrics["train/loss"] = loss.detach()
         return loss, metrics
+
+
+def _scored_tokens(masked, layout: TokenLayout, num_pairs: int) -> torch.Tensor:
+    """Scored (masked) image tokens per chosen image, averaged over its draws like ``image_logprob`` ([B], >= 1)."""
+    labels = masked.labels[: num_pairs * masked.num_draws, layout.text_len:]
+    return (labels != -100).sum(-1).view(num_pairs, masked.num_draws).float().mean(-1).clamp(min=1.0)

@@ -51,6 +51,7 @@ __all__ = [
     "image_path",
     "Verdict",
     "clarity_example",
+    "clarity_steps",
     "clarity_label",
     "describe_example",
     "explanation",
@@ -132,6 +133,12 @@ def prm_example(
     no PRM labelling rule; outcome supervision of every step is the usual one and what §5's failure analysis
     assumes: early blurry steps get noisy labels)."""
     return _yes_no_example(id, "prm", prompt, image, final_verdict.correct, question, answers)
+
+
+def clarity_steps(num_steps: int) -> tuple[int, int]:
+    """``(yes_after, no_before)`` of the static clarity rule (1-based steps), scaled from the paper's 11 / 10 of
+    Show-o's 18 steps (§6.4): e.g. 12 steps -> (7, 7): steps 1-6 unclear, 8-12 clear, step 7 unlabelled."""
+    return round(11 * num_steps / 18), round(10 * num_steps / 18)
 
 
 def clarity_label(step: int, *, yes_after: int = 11, no_before: int = 10) -> bool | None:

@@ -54,8 +54,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.io import atomic_write_text
-from reward_models.data import (clarity_example, describe_example, explanation, orm_example, potential_example,
-                                prm_example, reflection_example, save_image, write_examples)
+from reward_models.data import (clarity_example, clarity_steps, describe_example, explanation, orm_example,
+                                potential_example, prm_example, reflection_example, save_image, write_examples)
 from reward_models.judge_finals import build_judge_finals
 from reward_models.rollouts import Labeller, PathSample, StepLabel, load_paths, sample_paths, save_paths
 from showo.data import tokenize_images
@@ -141,12 +141,6 @@ class Item:
     @property
     def correct(self) -> bool:
         return bool(self.verdict.correct)
-
-
-def clarity_steps(num_steps: int) -> tuple[int, int]:
-    """``(yes_after, no_before)`` of the static clarity rule (1-based steps), scaled from the paper's 11 / 10 of
-    Show-o's 18 steps (§6.4): e.g. 12 steps -> (7, 7): steps 1-6 unclear, 8-12 clear, step 7 unlabelled."""
-    return round(11 * num_steps / 18), round(10 * num_steps / 18)
 
 
 def per_line_counts(lines: Sequence[dict], per_line: int, per_tag: int = 0) -> list[int]:

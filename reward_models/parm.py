@@ -14,7 +14,8 @@ A search loop drives it from outside::
 
     state = parm.new_state(num_paths)
     for step in range(num_steps):
-        images = [decode(i) if i in state.awaiting_paths() else None for i in range(num_paths)]
+        judged = parm.judges_step(step, num_steps)  # False before ``clarity_from``
+        images = [decode(i) if judged and i in state.awaiting_paths() else None for i in range(num_paths)]
         decision = parm.observe_step(state, prompts, images, step, num_steps)
         stop decoding decision.pruned_paths
     selection = parm.select(state, prompts, final_images)   # final_images[i] may be None for pruned paths
@@ -31,6 +32,7 @@ import torch
 from PIL import Image
 
 from reward_models.base import JudgeCost, YesNoJudge, validate_images, validate_step
+from reward_models.data import clarity_steps
 from reward_models.lmm_judge import user_turn
 from reward_models.questions import CLARITY_CODE, ORM_QUESTION, POTENTIAL_CODE
 
@@ -138,6 +140,13 @@ class Parm:
             ``potential_follow_up`` and a judge with ``ask_keeping_cache`` / ``ask_follow_up``
             (:class:`~reward_models.lmm_judge.LMMYesNoJudge`). Scores equal the uncached ones up to float rounding
             (tested in float64); off by default.
+        clarity_from: the first step (0-based) at which the clarity question is asked; earlier steps are neither
+            decoded nor judged. ``0`` (default) asks from the first step, as the paper and the released code do.
+            ``"rule"``: from the first step the static training rule of §6.4 does not label "no"
+            (:func:`reward_models.data.clarity_steps`: step 10 of 18, step 7 of 12, 1-based) -- the answer a judge
+            that learned its clarity labels gives at the earlier steps is "no" anyway, so those calls are skipped.
+            A judge that answers "yes" earlier decides later than it would have (measured in docs/speed.md). The
+            last step is always judged.
     """
 
     def __init__(
@@ -152,7 +161,11 @@ class Parm:
         malformed_potential_p_no: float | None = None,
         never_clear_p_no: float = 1.0,
         reuse_clarity_cache: bool = False,
+        clarity_from: int | str = 0,
     ) -> None:
+        if not (clarity_from == "rule" or (isinstance(clarity_from, int) and not isinstance(clarity_from, bool)
+                                           and clarity_from >= 0)):
+            raise ValueError(f"Parm.clarity_from must be a step index >= 0 or 'rule', got {clarity_from!r}")
         if reuse_clarity_cache and not potential_follow_up:
             raise ValueError("Parm.reuse_clarity_cache needs potential_follow_up=True: only a follow-up turn extends "
                              "the clarity conversation")
@@ -169,6 +182,16 @@ class Parm:
         self.malformed_potential_p_no = malformed_potential_p_no
         self.never_clear_p_no = never_clear_p_no
         self.reuse_clarity_cache = reuse_clarity_cache
+        self.clarity_from = clarity_from
+
+    def first_clarity_step(self, num_steps: int) -> int:
+        """The first step (0-based) of ``num_steps`` at which the clarity question is asked (``clarity_from``)."""
+        first = clarity_steps(num_steps)[1] - 1 if self.clarity_from == "rule" else int(self.clarity_from)
+        return min(max(first, 0), num_steps - 1)
+
+    def judges_step(self, step: int, num_steps: int) -> bool:
+        """Whether step ``step`` asks anything (a search loop decodes the awaiting paths' images only then)."""
+        return step >= self.first_clarity_step(num_steps)
 
     def new_state(self, num_paths: int) -> ParmState:
         if num_paths < 1:
@@ -201,10 +224,11 @@ class Parm:
         """Judge step ``step`` (0-based) of ``num_steps`` for the paths awaiting a clarity decision.
 
         ``prompts`` and ``step_images`` have one entry per path; ``step_images[i]`` is path i's predicted clean
-        image and may be ``None`` for paths not in ``state.awaiting_paths()``. Steps must increase across calls.
+        image and may be ``None`` for paths not in ``state.awaiting_paths()`` or at a step that is not judged
+        (``judges_step``: before ``clarity_from``). Steps must increase across calls.
         """
         self._check_call(state, prompts, step, num_steps)
-        awaiting = state.awaiting_paths()
+        awaiting = state.awaiting_paths() if self.judges_step(step, num_steps) else []
         images = self._images_for(step_images, awaiting, state.num_paths, "step_images")
         clear, cost, cache = self._judge_clarity(state, prompts, awaiting, images, step)
         clear_images = [images[awaiting.index(i)] for i in clear]
@@ -301,7 +325,7 @@ class Parm:
         for step in range(num_steps):
             if state.finished:
                 break
-            awaiting = set(state.awaiting_paths())
+            awaiting = set(state.awaiting_paths()) if self.judges_step(step, num_steps) else set()
             images = [step_images[i][step] if i in awaiting else None for i in range(len(prompts))]
             self.observe_step(state, prompts, images, step, num_steps)
         selection = self.select(state, prompts, final_images)

@@ -78,6 +78,9 @@ class ParmPlusPlus:
     def new_state(self, num_paths: int) -> ParmState:
         return self.parm.new_state(num_paths)
 
+    def judges_step(self, step: int, num_steps: int) -> bool:
+        return self.parm.judges_step(step, num_steps)
+
     def observe_step(
         self,
         state: ParmState,

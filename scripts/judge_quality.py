@@ -37,7 +37,7 @@ from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap
 from common.recipe import check, open_run
 from common.validate import ConfigError, Dir, Int
 from reward_models import quality
-from reward_models.judge_data import clarity_steps
+from reward_models.data import clarity_steps
 from reward_models.lmm_judge import LMMYesNoJudge, question_turns
 from reward_models.parm import Parm
 from reward_models.questions import ORM_QUESTION, PRM_QUESTION

@@ -92,6 +92,7 @@ def run(cfg: DictConfig) -> Path:
         layout, masking, cfg.seed, dpo_loss, instantiate(cfg.dpo.reference)(model, ctx),
         reference_free=bool(cfg.dpo.reference_free), pair_weights=pair_weights,
         guidance=guidance, tokenizer=bundle.tokenizer, vq_model=bundle.vq_model,
+        chosen_nll_weight=float(cfg.dpo.chosen_nll_weight),
     )
     if bundle.vq_model is not None:
         bundle.vq_model.to(accelerator.device)

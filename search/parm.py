@@ -58,7 +58,7 @@ class ParmSearch:
         while not group.done:
             step = group.step_index
             preds = group.step()
-            awaiting = state.awaiting_paths()
+            awaiting = state.awaiting_paths() if self.parm.judges_step(step, num_steps) else []
             images: list = [None] * n
             for i, image in zip(awaiting, decode_images(pipe, _stack(preds, awaiting), cost)):
                 images[i] = image

@@ -163,7 +163,7 @@ def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_c
         step = group.step_index
         preds = group.step()
         need = set(ids) if step in steps else set()
-        if state is not None:
+        if state is not None and parm.judges_step(step, num_steps):
             need |= set(state.awaiting_paths())
         order = sorted(need)
         decoded = dict(zip(order, decode_images(pipe, torch.stack([preds[i] for i in order]), cost))) if order else {}

@@ -159,6 +159,29 @@ def test_guided_gradient_differs_from_plain_dpo(world, variant):
     assert (guided - plain).abs().max() > 1e-6
 
 
+def test_chosen_nll_anchor_adds_the_chosen_images_nll_per_scored_token(world, tmp_path):
+    bundle = load_bundle(world / "bundle")
+    bundle.model.train()
+    pairs = load_pairs(world / "pairs.jsonl", bundle.layout)
+    ids = T2IPrompting(bundle.tokenizer, bundle.layout).tokenize([p.prompt for p in pairs])
+    batch = collate_pairs(pairs, ids, [0, 1, 2, 3], 0)
+    plain, plain_metrics = _objective(bundle, pairs)(bundle.model, batch, step=0)
+    anchored, metrics = _objective(bundle, pairs, chosen_nll_weight=0.5)(bundle.model, batch, step=0)
+    # by hand: the chosen rows' summed log-probs over their masked tokens, divided by how many were masked
+    masked = mask_pairs(batch, bundle.layout, MaskingConfig(), 0)
+    ell_chosen, _ = pair_logprobs(bundle.model, masked, bundle.layout)
+    scored = (masked.labels[: len(batch), bundle.layout.text_len:] != -100).sum(-1).float()
+    nll = -(ell_chosen / scored).mean()
+    assert nll > 0 and metrics["train/chosen_nll"] == pytest.approx(float(nll), rel=1e-5)
+    assert float(anchored - plain) == pytest.approx(0.5 * float(nll), rel=1e-5)
+    assert "train/chosen_nll" not in plain_metrics
+    with pytest.raises(ValueError, match="chosen_nll_weight must be >= 0"):
+        _objective(bundle, pairs, chosen_nll_weight=-1.0)
+    RECIPE.run(_cfg(world, tmp_path / "a", "dpo.chosen_nll_weight=1.0", "train.max_steps=1"))
+    (m,) = read_metrics(tmp_path / "a")
+    assert m["train/chosen_nll"] > 0
+
+
 def test_guided_recipe_runs_with_a_scripted_judge(world, tmp_path):
     cfg = _cfg(world, tmp_path / "g", "dpo=parm_guided", "train.max_steps=1",
                "~dpo.guidance.judge", "+dpo.guidance.judge={_target_: dpo.toy.MeanChannelJudge}",

@@ -206,3 +206,52 @@ def test_parm_yaml_on_the_tiny_judge(tmp_path):
     sel = result.selection
     assert 0 <= sel.index < 3 and result.cost.forward_passes >= 3
     assert all(0 <= v <= 1 for v in sel.p_no.tolist())
+
+
+def test_clarity_from_skips_early_steps_and_changes_nothing_when_they_are_unclear():
+    """``clarity_from=k`` asks nothing before step k; with a judge that answers "no" there anyway the decisions and
+    the pick are the ones of ``clarity_from=0``, at k fewer clarity questions per path."""
+    tables = dict(
+        clarity={(0, 3): "yes", (1, 2): "yes", (2, 4): "yes"},
+        potential={0: ("yes", 0.3), 1: ("no", 0.7), 2: ("yes", 0.2)},
+        selection={0: 0.6, 2: 0.8},
+    )
+    runs = {}
+    for k in (0, 2):
+        judge = _tables(**tables)
+        parm = Parm(judge, clarity_from=k)
+        state = parm.new_state(4)
+        decisions = []
+        for step in range(6):
+            judged = parm.judges_step(step, 6)
+            images = [_img(i, step) if judged and i in state.awaiting_paths() else None for i in range(4)]
+            decisions.append(parm.observe_step(state, [PROMPT] * 4, images, step, 6))
+        sel = parm.select(state, [PROMPT] * 4, [None if i == 1 else _img(i, FINAL) for i in range(4)])
+        clarity_steps_asked = sorted({img.getpixel((0, 0))[1] for conv, img in judge.calls
+                                      if "certain step" in conv[-1]["content"]})
+        runs[k] = (decisions, sel, state.cost.forward_passes, clarity_steps_asked)
+    (d0, s0, c0, asked0), (d2, s2, c2, asked2) = runs[0], runs[2]
+    assert asked0 == [0, 1, 2, 3, 4, 5] and asked2 == [2, 3, 4, 5]
+    assert [d.judged_paths for d in d2[:2]] == [[], []] and d2[0].cost.forward_passes == 0
+    for a, b in zip(d0, d2):
+        assert (a.clear_paths, a.potential_paths, a.pruned_paths, a.no_potential_paths) == \
+               (b.clear_paths, b.potential_paths, b.pruned_paths, b.no_potential_paths)
+    assert (s0.index, s0.clear_steps, s0.pruned_steps) == (s2.index, s2.clear_steps, s2.pruned_steps) == \
+           (2, [3, 2, 4, None], [None, 2, None, None])
+    assert c0 - c2 == 2 * 4  # steps 0 and 1 of the four paths
+
+
+def test_clarity_from_rule_follows_the_training_rule_and_the_last_step_is_judged():
+    judge = _tables(clarity={}, potential={}, selection={})
+    # The static rule (§6.4) labels steps 1-9 of 18 (1-6 of 12) "no": asked from step 10 (7), 0-based 9 (6).
+    assert Parm(judge, clarity_from="rule").first_clarity_step(18) == 9
+    assert Parm(judge, clarity_from="rule").first_clarity_step(12) == 6
+    assert Parm(judge).first_clarity_step(18) == 0
+    late = Parm(judge, clarity_from=50)
+    assert late.first_clarity_step(5) == 4 and [late.judges_step(s, 5) for s in range(5)] == [False] * 4 + [True]
+    state, decisions, sel = _drive(late, num_paths=2, num_steps=5)
+    assert [d.judged_paths for d in decisions] == [[], [], [], [], [0, 1]]
+    assert sel.used_fallback and _nan_list(sel.p_no) == [1.0, 1.0]  # never clear: the released 1.0
+    for bad in (-1, "early", True, 2.5):
+        with pytest.raises(ValueError, match="clarity_from"):
+            Parm(judge, clarity_from=bad)

@@ -175,3 +175,27 @@ def test_step_level_rejects_a_bad_schedule(world):
         StepLevelSearch(HashProcessJudge(), schedule=[3, 1]).search(pipe, SLOT, SAMPLING)
     with pytest.raises(ValueError, match="keep has 1 entries for 2"):
         StepLevelSearch(HashProcessJudge(), keep=[1], schedule=[1, 2]).search(pipe, SLOT, SAMPLING)
+
+
+def test_parm_clarity_from_decodes_and_asks_nothing_before_it(world):
+    """A judge that says "no" before step 2 anyway: ``clarity_from=2`` gives the same search at 2 x N fewer decoded
+    step images and clarity questions (the table counts clarity calls, so its clear steps shift by 2)."""
+    pipe, final, _, index = world
+    clear_at = [2, 3, None, 2, 3, 4]
+    results, tables = [], []
+    for k, table_clear in ((0, clear_at), (2, [None if c is None else c - 2 for c in clear_at])):
+        table = _parm_table(index, clear_at=table_clear)
+        results.append(ParmSearch(Parm(table.judge(), clarity_from=k), num_candidates=N, batch_size=4)
+                       .search(pipe, SLOT, SAMPLING))
+        tables.append(table)
+    r0, r2 = results
+    assert r0.chosen == r2.chosen
+    assert [c.stopped_step for c in r0.candidates] == [c.stopped_step for c in r2.candidates] == \
+           [None, 3, None, 2, None, 4]
+    assert r0.cost.generator_forward_passes == r2.cost.generator_forward_passes
+    assert r0.cost.decoded_images - r2.cost.decoded_images == 2 * N
+    clarity = [sum(1 for kind, _ in t.asked if kind == "clarity") for t in tables]
+    assert clarity[0] - clarity[1] == 2 * N
+    for c in r2.candidates:
+        if c.tokens is not None:
+            assert torch.equal(c.tokens, final[c.index])
