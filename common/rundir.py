@@ -71,6 +71,24 @@ def _ignored(key: str, ignore: Iterable[str]) -> bool:
     return any(key == pat or key.startswith(pat + ".") for pat in ignore)
 
 
+ORDER = "[order]"  # suffix of a fingerprint entry holding a mapping's key order
+
+
+def _key_orders(config: Mapping[str, Any], skip: Iterable[str], prefix: str = "") -> dict[str, list[str]]:
+    """``{"<path>[order]": [keys in order]}`` for every mapping of two or more kept keys: a config's mappings are
+    ordered, and order can decide outputs (the shapes palette's order decides every drawn prompt), so it is part of a
+    fingerprint. Ignored keys are left out of the lists."""
+    out: dict[str, list[str]] = {}
+    keys = [str(k) for k in config if not _ignored(f"{prefix}{k}", skip)]
+    if len(keys) > 1:
+        out[f"{prefix.rstrip('.')}{ORDER}"] = keys
+    for key in keys:
+        value = config[key]
+        if isinstance(value, Mapping):
+            out.update(_key_orders(value, skip, f"{prefix}{key}."))
+    return out
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     """What determines a run's outputs: config values by dotted key, and input content hashes by name."""
@@ -89,6 +107,8 @@ class Fingerprint:
         """One line per differing config key or input ("on disk" = ``self``)."""
         lines = []
         for key in sorted(set(self.config) | set(new.config)):
+            if key.endswith(ORDER) and key not in self.config:
+                continue  # written before key orders were fingerprinted: nothing to compare with
             old_v, new_v = self.config.get(key, "<absent>"), new.config.get(key, "<absent>")
             if json.dumps(old_v, sort_keys=True) != json.dumps(new_v, sort_keys=True):
                 lines.append(f"config '{key}': on disk {old_v!r}, now {new_v!r}")
@@ -105,11 +125,15 @@ def fingerprint(config: Any, inputs: Mapping[str, Optional[PathLike]] | None = N
 
     ``inputs`` maps a name to a file or directory (or ``None`` for an absent optional input); when the name is a
     dotted config key, that key's *path string* leaves the config part, so a moved file with the same content still
-    matches. ``ignore`` lists dotted keys (and their sub-keys) that do not change the outputs.
+    matches. ``ignore`` lists dotted keys (and their sub-keys) that do not change the outputs. Every mapping's key
+    order is part of it too (``<key>[order]`` entries; a run directory written without them is not held to them).
     """
     inputs = dict(inputs or {})
     skip = [*ignore, *inputs]
-    flat = {k: v for k, v in flatten(_plain(config)).items() if not _ignored(k, skip)}
+    plain = _plain(config)
+    flat = {k: v for k, v in flatten(plain).items() if not _ignored(k, skip)}
+    if isinstance(plain, Mapping):
+        flat.update(_key_orders(plain, skip))
     hashes = {name: None if path is None else path_sha256(path) for name, path in inputs.items()}
     return Fingerprint(flat, hashes)
 

@@ -22,9 +22,7 @@ training runs as a child process (an accelerate launcher can be configured there
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import time
 from functools import cache
 from pathlib import Path
@@ -177,11 +175,7 @@ class Quickstart:
         paths = {"metadata": self.root / "prompts" / "evaluation_metadata.jsonl",
                  "class_names": self.root / "prompts" / "object_names.txt",
                  "train_prompts": self.root / "prompts" / "train_prompts.txt"}
-        # The suite's own digest: a fingerprint flattens mappings, so a palette listed in another order (which changes
-        # every drawn prompt) would otherwise look like the same data config.
-        digest = hashlib.sha256(json.dumps([suite.train, suite.eval]).encode()).hexdigest()
-        self.stage("prompts", {"data": self.cfg.data, "prompts_per_task": self.cfg.prompts_per_task,
-                               "suite_sha256": digest},
+        self.stage("prompts", {"data": self.cfg.data, "prompts_per_task": self.cfg.prompts_per_task},
                    lambda: {k: str(v) for k, v in write_prompt_sets(self.root / "prompts", suite,
                                                                      self.cfg.prompts_per_task).items()})
         self.paths = paths

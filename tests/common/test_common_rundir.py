@@ -46,6 +46,20 @@ def test_other_config_is_refused_with_every_differing_key(tmp_path):
     assert (tmp_path / "run" / "out.png").read_bytes() == b"old output"  # nothing touched
 
 
+def test_key_order_is_part_of_the_fingerprint_but_not_of_old_run_directories(tmp_path):
+    """A mapping's order can decide outputs (the shapes palette's order decides every drawn prompt): the same keys and
+    values in another order are refused, naming the mapping; ignored keys are left out of the order."""
+    palette = {"red": [220, 20, 30], "blue": [30, 60, 230]}
+    RunDir.open(tmp_path / "run", _cfg(palette=palette, hook=1), ignore=["batch_size", "hook"])
+    RunDir.open(tmp_path / "run", _cfg(palette=palette), ignore=["batch_size", "hook"])  # an ignored key dropped
+    with pytest.raises(RunMismatch, match=r"config 'palette\[order\]': on disk \['red', 'blue'\], now \['blue', 'red'\]"):
+        RunDir.open(tmp_path / "run", _cfg(palette=dict(reversed(list(palette.items())))), ignore=["batch_size", "hook"])
+    old = fingerprint(_cfg(palette=palette))
+    written_before = type(old)({k: v for k, v in old.config.items() if not k.endswith("[order]")}, old.inputs)
+    assert old.config["[order]"] == ["seed", "batch_size", "model", "prompts", "palette"]
+    assert written_before.differences(old) == []  # a run.json without order entries still resumes
+
+
 def test_input_content_is_compared_not_its_path(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("red circle\n")
