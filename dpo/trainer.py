@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from showo.logprob import MaskingConfig
+from showo.loss import IGNORE_INDEX
 from showo.tokens import TokenLayout
 
 from .batch import PairBatch, mask_pairs, pair_logprobs
@@ -84,4 +85,4 @@ class DPOObjective:
 def _scored_tokens(masked, layout: TokenLayout, num_pairs: int) -> torch.Tensor:
     """Scored (masked) image tokens per chosen image, averaged over its draws like ``image_logprob`` ([B], >= 1)."""
     labels = masked.labels[: num_pairs * masked.num_draws, layout.text_len:]
-    return (labels != -100).sum(-1).view(num_pairs, masked.num_draws).float().mean(-1).clamp(min=1.0)
+    return (labels != IGNORE_INDEX).sum(-1).view(num_pairs, masked.num_draws).float().mean(-1).clamp(min=1.0)
