@@ -32,6 +32,8 @@ format ``scripts/train_judge.py`` reads, :mod:`reward_models.data`):
   :mod:`showo.self_correction` format;
 * with ``finals_per_line``: ``finals.jsonl`` / ``finals_describe.jsonl``, the Show-o's own final images in bulk
   (:mod:`reward_models.judge_finals`: unbalanced, labelled and described exactly; what a judge ranks at test time);
+* with ``steps_per_line``: ``potential_steps.jsonl``, PARM's potential data the paper's way (§6.4): clear step images
+  of the Show-o's own paths labelled with their path's final verdict, line-balanced (:mod:`reward_models.judge_steps`);
 * ``lines.jsonl``: the lines used (``index``, ``prompt``, ``tag``); every example id starts with ``<index:05d>_``.
 
 Nothing here knows the shapes world: the labeller and the scene source are injected (``scripts/build_judge_data.py``
@@ -57,6 +59,7 @@ from common.io import atomic_write_text
 from reward_models.data import (clarity_example, clarity_steps, describe_example, explanation, orm_example,
                                 potential_example, prm_example, reflection_example, save_image, write_examples)
 from reward_models.judge_finals import build_judge_finals
+from reward_models.judge_steps import build_judge_steps
 from reward_models.rollouts import Labeller, PathSample, StepLabel, load_paths, sample_paths, save_paths
 from showo.data import tokenize_images
 from showo.magvit import image_transform
@@ -109,6 +112,9 @@ class JudgeDataConfig:
     finals_per_line: int = 0      # own final images per line in bulk (reward_models.judge_finals; 0: none) ...
     finals_seed: int = 7          # ... seeded image_seed(finals_seed, i, k): not ``seed``, whose images are the paths'
     finals_batch_size: int = 64   # ... (does not change the images)
+    steps_per_line: int = 0       # own paths per line for PARM's potential data (reward_models.judge_steps; 0: none) ...
+    steps_per_path: int = 2       # ... clear steps kept per path ...
+    steps_seed: int = 11          # ... seeded image_seed(steps_seed, i, k)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rollout_steps", tuple(int(s) for s in self.rollout_steps))
@@ -119,6 +125,11 @@ class JudgeDataConfig:
         if self.finals_per_line and self.finals_seed == self.seed:
             raise ValueError(f"JudgeDataConfig.finals_seed = seed = {self.seed}: the finals would repeat the paths' "
                              "images; pick another finals_seed")
+        if self.steps_per_line and self.steps_seed in (self.seed, self.finals_seed):
+            raise ValueError(f"JudgeDataConfig.steps_seed = {self.steps_seed} is also seed or finals_seed: the potential "
+                             "steps would repeat those images; pick another steps_seed")
+        if self.steps_per_line < 0:
+            raise ValueError(f"JudgeDataConfig: steps_per_line >= 0 needed, got {self.steps_per_line}")
         if self.finals_per_line < 0 or self.finals_batch_size < 1:
             raise ValueError(f"JudgeDataConfig: finals_per_line >= 0 and finals_batch_size >= 1 needed, got "
                              f"{self.finals_per_line}, {self.finals_batch_size}")
@@ -363,10 +374,13 @@ def _answer_counts(task: str, items: Sequence) -> dict[str, int]:
 
 
 def _write(root: Path, lines: Sequence[dict], examples: dict[str, list], groups: list, sources: Counter,
-           num_image_tokens: int, config: JudgeDataConfig, finals: dict | None = None) -> dict[str, Any]:
+           num_image_tokens: int, config: JudgeDataConfig, finals: dict | None = None,
+           steps: dict | None = None) -> dict[str, Any]:
     counts: dict[str, Any] = {task: _answer_counts(task, items) for task, items in examples.items()}
     if finals is not None:
         counts["finals"] = finals
+    if steps is not None:
+        counts["potential_steps"] = steps
     for task, items in examples.items():
         write_examples(root / f"{task}.jsonl", items)
     empty = torch.zeros(0, num_image_tokens, dtype=torch.long)
@@ -428,4 +442,10 @@ def build_judge_data(bundle, lines: Sequence[dict], labeller: Labeller, scenes: 
                                     seed=config.finals_seed, batch_size=config.finals_batch_size, describer=describer,
                                     sampling={"guidance_scale": config.guidance_scale,
                                               "num_inference_steps": config.num_inference_steps})
-    return _write(root, lines, examples, groups, sources, bundle.layout.num_image_tokens, config, finals)
+    steps = None
+    if config.steps_per_line:
+        steps = build_judge_steps(pipe, lines, labeller, root, per_line=config.steps_per_line,
+                                  steps_per_path=config.steps_per_path, seed=config.steps_seed,
+                                  guidance_scale=config.guidance_scale, num_steps=config.num_inference_steps,
+                                  batch_size=config.batch_size)
+    return _write(root, lines, examples, groups, sources, bundle.layout.num_image_tokens, config, finals, steps)

@@ -92,6 +92,7 @@ def base_overrides(name: str, w: World) -> list[str]:
         "quickstart": [],
         "build_judge_data": [],
         "judge_quality": [f"run={w.root}"],
+        "parm_pruning": [f"run={w.root}"],
         "pretrain_judge_vision": ["model_dir=unused", "+experiment=shapes/judge_vision"],
     }
     return ["threads=1", *fast[name]]

@@ -1,0 +1,92 @@
+"""scripts/parm_pruning.py end to end on a small candidate pool (committed tiny Show-o at 4 steps, committed ORM and
+PARM): the paths generated again are the pool's, the PARM replay picks what the pool's live PARM picked, with the
+same generator passes, and the table holds every row."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from eval.shapes.data import build_suite
+from eval.shapes.rows import write_prompt_sets
+from eval.stats import geneval_score
+from search.pool import OrmPolicy, ParmPolicy, load_pool
+from search.step_replay import parm_pick, records_from_json
+from tests.helpers import REPO_ROOT
+
+CKPT = REPO_ROOT / "checkpoints" / "shapes"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def _run(script, *args):
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *map(str, args)], cwd=REPO_ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    for name in ("showo/vq", "orm", "parm"):
+        if not (CKPT / name).is_dir():
+            pytest.skip(f"committed checkpoint missing: {CKPT / name}")
+    run = tmp_path_factory.mktemp("run")
+    write_prompt_sets(run / "prompts", build_suite("shapes32"), prompts_per_task=1)
+    _run("run_search.py", "+experiment=shapes/pool", f"prompts={run}/prompts/evaluation_metadata.jsonl",
+         f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/train/pool", "images_per_prompt=1",
+         "search.strategy.num_candidates=3", "model.sampling.num_inference_steps=4",
+         f"model.bundle.directory={CKPT / 'showo'}", f"search.strategy.outcome_judge.judge.model_dir={CKPT / 'orm'}",
+         f"search.strategy.parm.judge.model_dir={CKPT / 'parm'}")
+    stdout = _run("parm_pruning.py", f"run={run}", f"judges.parm={CKPT / 'parm'}")
+    return run, stdout
+
+
+def test_the_replay_reproduces_the_pools_live_parm_and_orm(run):
+    run, _ = run
+    entries = load_pool(run / "train" / "pool" / "pool")
+    records = records_from_json(torch.load(run / "parm_pruning" / "records.pt", weights_only=True))
+    assert len(records) == len(entries) == 6
+    for entry, slot in zip(entries, records):
+        assert len(slot) == 3 and all(p.num_steps == 4 for p in slot)
+        live = ParmPolicy().select(entry)
+        assert parm_pick(slot, "parm") == (live.index, live.forward_passes)  # same pick, same generator passes
+        # the last step's predicted image is the final image: its verdict is the pool's exact verdict
+        assert [p.verdict[-1] for p in slot] == [bool(v) for v in entry.named_scores["oracle"]]
+
+
+def test_the_table_holds_every_row_with_intervals(run):
+    run, stdout = run
+    rows = json.loads((run / "parm_pruning" / "parm_pruning.json").read_text())
+    names = [r["row"] for r in rows]
+    assert names[:3] == ["Show-o (baseline, path 0)", "ORACLE: best-of-3 by the exact verdict", "ORM best-of-3"]
+    assert "parm: final answer best-of-3 (no pruning)" in names and "parm: PARM, clarity from step 1" in names
+    assert sum(n.startswith("CEILING: prune at step") for n in names) == 2  # rule for 4 steps: (2, 2) -> steps 2, 3
+    entries = load_pool(run / "train" / "pool" / "pool")
+    tags = {json.loads(line)["prompt"]: json.loads(line)["tag"]
+            for line in (run / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()}
+    orm = {(e.slot.prompt_index, e.slot.sample_index):
+           (tags[e.slot.prompt], bool(e.named_scores["oracle"][OrmPolicy().select(e).index])) for e in entries}
+    assert rows[2]["passes"] == 12.0 and "vs_orm" not in rows[2] and "vs_baseline" in rows[2]
+    assert rows[2]["overall"] == pytest.approx(100 * geneval_score(orm))  # the pool's ORM picks, as the quickstart
+    for r in rows[1:]:
+        ci = r["vs_baseline"]
+        assert ci["low"] <= ci["estimate"] <= ci["high"]
+    assert "| ORM best-of-3 |" in stdout and (run / "parm_pruning" / "parm_pruning.md").is_file()
+
+
+def test_candidates_replays_the_first_paths_and_refuses_more_than_the_pool_holds(run):
+    run, _ = run
+    _run("parm_pruning.py", f"run={run}", f"run_dir={run}/first2", "candidates=2", f"judges.parm={CKPT / 'parm'}")
+    records = records_from_json(torch.load(run / "first2" / "records.pt", weights_only=True))
+    for entry, slot in zip(load_pool(run / "train" / "pool" / "pool"), records):
+        live = ParmPolicy(2).select(entry)
+        assert len(slot) == 2 and parm_pick(slot, "parm") == (live.index, live.forward_passes)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "parm_pruning.py"), f"run={run}",
+                           f"run_dir={run}/first4", "candidates=4"], cwd=REPO_ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0 and "candidates=4 but a pool slot holds 3 paths" in proc.stderr
+    assert not (run / "first4" / "records.pt").exists()
