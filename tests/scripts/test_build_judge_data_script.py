@@ -31,10 +31,11 @@ def data(tmp_path_factory):
         pytest.skip(f"committed tiny Show-o missing: {SHOWO}")
     out = tmp_path_factory.mktemp("judge_data")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    args = [f"run_dir={out}", "if_exists=overwrite", f"showo={SHOWO}", "lines_per_tag=1", "builder.num_inference_steps=3",
+    args = [f"run_dir={out}", "if_exists=overwrite", f"showo={SHOWO}", "lines_per_tag=1", "builder.num_inference_steps=4",
             "builder.paths_per_line=2", "builder.paths_per_tag=0", "builder.rollout_steps=[0]", "builder.rollouts=2",
             "builder.examples_per_line=6", "builder.examples_per_tag=0", "builder.batch_size=4",
-            "builder.finals_per_line=2", "builder.finals_batch_size=3"]
+            "builder.finals_per_line=2", "builder.finals_batch_size=3", "builder.steps_per_line=3",
+            "builder.steps_per_path=1"]
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "build_judge_data.py"),
                            "+experiment=shapes/judge_data", *args], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -46,7 +47,7 @@ def test_no_eval_split_prompt_is_in_the_judge_data(data):
     held_out = {line["prompt"] for line in build_suite("shapes32").eval}
     lines = [json.loads(line) for line in (data / "lines.jsonl").read_text().splitlines()]
     assert len({line["tag"] for line in lines}) == 6 and not {line["prompt"] for line in lines} & held_out
-    texts = [turn["content"] for task in (*TASK_FILES, "finals", "finals_describe")
+    texts = [turn["content"] for task in (*TASK_FILES, "finals", "finals_describe", "potential_steps")
              for ex in read_examples(data / f"{task}.jsonl") for turn in ex.conversation]
     assert texts and not [p for p in held_out if any(p + "." in t or p + "'" in t for t in texts)]
     groups = SelfCorrectionDataset(data / "self_correction").groups
@@ -96,3 +97,19 @@ def test_own_finals_are_labelled_and_described_by_the_exact_judge(data):
         assert desc.conversation[1]["content"] == describe(image), ex.id
     summary = json.loads((data / "summary.json").read_text())
     assert summary["counts"]["finals"]["examples"] == len(finals)
+
+
+def test_potential_steps_carry_their_paths_final_verdict_balanced_per_line(data):
+    """potential_steps.jsonl (reward_models/judge_steps.py): clear step images of own paths, each answered with its
+    path's final verdict, as many "yes" as "no" per line; the prompt is its line's."""
+    lines = [json.loads(line)["prompt"] for line in (data / "lines.jsonl").read_text().splitlines()]
+    examples = read_examples(data / "potential_steps.jsonl")  # check_images: every image exists
+    assert examples  # the counting line has an accepted and a rejected path (seeded; 1 + 1 examples)
+    answers = Counter((int(ex.id[:5]), ex.conversation[-1]["content"]) for ex in examples)
+    for i in range(len(lines)):
+        assert answers[i, "yes"] == answers[i, "no"], lines[i]
+    for ex in examples:
+        assert ex.id[5:7] == "_t" and ex.id.endswith("_s02")  # 4 steps: the one clear step before the last
+        assert f"'{lines[int(ex.id[:5])]}.'" in ex.conversation[0]["content"]
+    summary = json.loads((data / "summary.json").read_text())["counts"]["potential_steps"]
+    assert summary["paths"] == 3 * len(lines) and summary["examples"] == len(examples)
