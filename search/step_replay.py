@@ -88,7 +88,8 @@ def parm_pick(paths: Sequence[StepRecord], judge: str, clarity_from: int = 0) ->
 
 def prune_pick(keep: Sequence[bool], scores: Sequence[float], step: int, num_steps: int) -> tuple[int, int]:
     """``(picked path, generator forward passes)``: paths with ``keep`` false stop after 0-based ``step``; the best
-    ``scores`` among the kept ones, or over every path (decoded on to the end) when none is kept."""
+    ``scores`` among the kept ones, or over every path when none is kept (the pick then generated again to its last
+    step)."""
     if len(keep) != len(scores) or not keep:
         raise ValueError(f"prune_pick: {len(keep)} keep flags for {len(scores)} scores")
     if not 0 <= step < num_steps:
