@@ -141,6 +141,12 @@ def clarity_steps(num_steps: int) -> tuple[int, int]:
     return round(11 * num_steps / 18), round(10 * num_steps / 18)
 
 
+def rule_clarity_start(num_steps: int) -> int:
+    """0-based first step the static clarity rule does not call unclear (``no_before - 1``): where
+    ``Parm(clarity_from="rule")`` starts asking."""
+    return clarity_steps(num_steps)[1] - 1
+
+
 def clarity_label(step: int, *, yes_after: int = 11, no_before: int = 10) -> bool | None:
     """Static clarity label of a 1-based ``step`` (§6.4): True after ``yes_after``, False before ``no_before``,
     ``None`` (unlabelled) in between. Pipelines count steps from 0: pass ``step + 1``."""

@@ -112,7 +112,7 @@ class JudgeDataConfig:
     finals_per_line: int = 0      # own final images per line in bulk (reward_models.judge_finals; 0: none) ...
     finals_seed: int = 7          # ... seeded image_seed(finals_seed, i, k): not ``seed``, whose images are the paths'
     finals_batch_size: int = 64   # ... (does not change the images)
-    steps_per_line: int = 0       # own paths per line for PARM's potential data (reward_models.judge_steps; 0: none) ...
+    steps_per_line: int = 0       # own paths per line, PARM's potential data (reward_models.judge_steps; 0: none) ...
     steps_per_path: int = 2       # ... clear steps kept per path ...
     steps_seed: int = 11          # ... seeded image_seed(steps_seed, i, k)
 
@@ -126,8 +126,8 @@ class JudgeDataConfig:
             raise ValueError(f"JudgeDataConfig.finals_seed = seed = {self.seed}: the finals would repeat the paths' "
                              "images; pick another finals_seed")
         if self.steps_per_line and self.steps_seed in (self.seed, self.finals_seed):
-            raise ValueError(f"JudgeDataConfig.steps_seed = {self.steps_seed} is also seed or finals_seed: the potential "
-                             "steps would repeat those images; pick another steps_seed")
+            raise ValueError(f"JudgeDataConfig.steps_seed = {self.steps_seed} is also seed or finals_seed: the "
+                             "potential steps would repeat those images; pick another steps_seed")
         if self.steps_per_line < 0:
             raise ValueError(f"JudgeDataConfig: steps_per_line >= 0 needed, got {self.steps_per_line}")
         if self.finals_per_line < 0 or self.finals_batch_size < 1:

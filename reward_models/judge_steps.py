@@ -85,4 +85,5 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
     write_examples(root / POTENTIAL_STEPS, examples)
     return {"paths": sum(paths.values()), "accepted": sum(accepted.values()), "examples": len(examples),
             "yes": sum(ex.conversation[-1]["content"] == "yes" for ex in examples),
-            "by_tag": {tag: {"paths": n, "accepted": accepted[tag], "kept_paths": kept[tag]} for tag, n in paths.items()}}
+            "by_tag": {tag: {"paths": n, "accepted": accepted[tag], "kept_paths": kept[tag]}
+                       for tag, n in paths.items()}}

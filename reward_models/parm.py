@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from reward_models.base import JudgeCost, YesNoJudge, validate_images, validate_step
-from reward_models.data import clarity_steps
+from reward_models.data import rule_clarity_start
 from reward_models.lmm_judge import user_turn
 from reward_models.questions import CLARITY_CODE, ORM_QUESTION, POTENTIAL_CODE
 
@@ -186,7 +186,7 @@ class Parm:
 
     def first_clarity_step(self, num_steps: int) -> int:
         """The first step (0-based) of ``num_steps`` at which the clarity question is asked (``clarity_from``)."""
-        first = clarity_steps(num_steps)[1] - 1 if self.clarity_from == "rule" else int(self.clarity_from)
+        first = rule_clarity_start(num_steps) if self.clarity_from == "rule" else int(self.clarity_from)
         return min(max(first, 0), num_steps - 1)
 
     def judges_step(self, step: int, num_steps: int) -> bool:

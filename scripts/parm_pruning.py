@@ -36,7 +36,7 @@ from common.recipe import build_generator, check, open_run
 from common.validate import ConfigError, Int
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.stats import geneval_score, paired_bootstrap
-from reward_models.data import clarity_steps
+from reward_models.data import rule_clarity_start
 from reward_models.lmm_judge import LMMYesNoJudge, user_turn
 from reward_models.parm import Parm
 from search.base import CostCounter, PathGroup, decode_images
@@ -59,6 +59,10 @@ def run(cfg: DictConfig) -> Path:
     if not cfg.judges:
         raise ConfigError("parm_pruning: judges is empty (name -> PARM model dir)")
     entries = load_pool(pool_dir / "pool")
+    unjudged = [f"{e.slot.prompt_index}/{e.slot.sample_index}" for e in entries if "oracle" not in e.named_scores]
+    if unjudged:
+        raise ConfigError(f"parm_pruning: pool slots {unjudged[:3]} hold no exact verdicts (named score 'oracle'): "
+                          "build the pool with +experiment=shapes/pool")
     if cfg.candidates is not None and cfg.candidates > min(e.size for e in entries):
         raise ConfigError(f"parm_pruning: candidates={cfg.candidates} but a pool slot holds "
                           f"{min(e.size for e in entries)} paths")
@@ -118,7 +122,7 @@ def measure(cfg: DictConfig, pool_cfg: DictConfig, entries: list[PoolEntry], spe
             finals = judge.ask([[user_turn(parm.selection_question, spec.prompt, judge.image_token)]] * len(ids),
                                steps[-1]).scores
             for i in ids:
-                rows = [k for k, (j, _) in enumerate(flat) if j == i]
+                rows = range(i * len(steps), (i + 1) * len(steps))  # flat is path-major
                 slot[i].judges[name] = JudgeSteps([float(clarity[k]) for k in rows],
                                                   [float(potential["p_yes_norm"][k]) for k in rows],
                                                   [float(potential["p_no"][k]) for k in rows], float(finals[i]))
@@ -161,8 +165,7 @@ def table(entries: list[PoolEntry], specs, records: list[list[StepRecord]], cand
         lambda e, slot: (max(range(n), key=lambda i: (verdict[e.slot.prompt_index, e.slot.sample_index][i], -i)),
                          n * num_steps))[0], float(n * num_steps))
     add(f"ORM best-of-{n}", orm, orm_passes)
-    yes_after, no_before = clarity_steps(num_steps)
-    rule = no_before - 1  # the first step the static rule does not call unclear: Parm(clarity_from="rule")
+    rule = rule_clarity_start(num_steps)  # where Parm(clarity_from="rule") starts asking
     for name in judges:
         add(f"{name}: final answer best-of-{n} (no pruning)",
             *row_of(lambda e, slot: (max(range(n), key=lambda i: (slot[i].judges[name].final, -i)), n * num_steps)))

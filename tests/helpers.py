@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,27 @@ def assert_same_image(a, b, what: str = "image") -> None:
     assert a.shape == b.shape, f"{what}: shape {a.shape} vs {b.shape}"
     worst = int(np.abs(a - b).max()) if a.size else 0
     assert worst <= 1, f"{what}: pixels differ by up to {worst} levels"
+
+
+def run_script(script: str, *args) -> str:
+    """``python scripts/<script> args...`` from the repo root, one thread, wandb off; asserts it succeeded (stderr's
+    tail in the message) and returns its stdout."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *map(str, args)], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@dataclass
+class ScriptedVerdict:
+    correct: bool
+    reason: str = "scripted"
+
+
+def parity_labeller(line, image) -> ScriptedVerdict:
+    """A labeller for builders of judge data: accept an image iff the sum of its pixels is even (deterministic,
+    about half of the images)."""
+    import torch
+
+    return ScriptedVerdict(int(torch.tensor(list(image.getdata())).sum()) % 2 == 0)

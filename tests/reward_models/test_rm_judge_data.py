@@ -2,8 +2,6 @@
 reward_models/rollouts.py), on a tiny random Show-o with a tiny MAGVIT-v2 and a scripted labeller."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
@@ -11,20 +9,11 @@ from reward_models.judge_data import Item, balance, clarity_steps, per_line_coun
 from reward_models.rollouts import fork_state, rollout_seed, sample_paths
 from showo.factory import build_tiny_showo
 from common.seeding import generators
+from tests.helpers import ScriptedVerdict, parity_labeller
 from tests.search.search_doubles import TINY_VQ, WORDS
 
 STEPS = 4
 
-
-@dataclass
-class _Verdict:
-    correct: bool
-    reason: str = "scripted"
-
-
-def _labeller(line, image):
-    """Accept an image iff the sum of its pixels is even: deterministic, about half of the images."""
-    return _Verdict(int(torch.tensor(list(image.getdata())).sum()) % 2 == 0)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +25,9 @@ LINES = [{"prompt": "a photo of a red circle", "tag": "colors"}, {"prompt": "a b
 
 
 def _sample(pipe, jobs, batch_size, rollout_steps=lambda i, k: set(), rollouts=3):
-    return list(sample_paths(pipe, LINES, jobs, lambda i, k: 100 * i + k, labeller=_labeller, guidance_scale=1.5,
-                             num_steps=STEPS, keep=lambda i, k: {1}, rollout_steps=rollout_steps, rollouts=rollouts,
-                             seed=5, batch_size=batch_size))
+    return list(sample_paths(pipe, LINES, jobs, lambda i, k: 100 * i + k, labeller=parity_labeller,
+                             guidance_scale=1.5, num_steps=STEPS, keep=lambda i, k: {1}, rollout_steps=rollout_steps,
+                             rollouts=rollouts, seed=5, batch_size=batch_size))
 
 
 def test_rollouts_continue_the_step_state_with_fresh_seeds_and_leave_the_path_alone(pipe):
@@ -77,7 +66,7 @@ def test_fork_state_is_independent_of_the_original(pipe):
 
 
 def _items(spec):
-    return [Item(f"{source}{n}", None, _Verdict(ok), source) for source, ok, count in spec for n in range(count)]
+    return [Item(f"{source}{n}", None, ScriptedVerdict(ok), source) for source, ok, count in spec for n in range(count)]
 
 
 def test_balance_keeps_as_many_yes_as_no_in_priority_order():

@@ -4,10 +4,8 @@ tiny MAGVIT-v2 and a scripted labeller."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
-import torch
 from PIL import Image
 
 from common.seeding import generators, image_seed
@@ -15,20 +13,11 @@ from reward_models.data import read_examples
 from reward_models.judge_data import JudgeDataConfig
 from reward_models.judge_steps import POTENTIAL_STEPS, build_judge_steps, clear_steps
 from showo.factory import build_tiny_showo
+from tests.helpers import parity_labeller
 from tests.search.search_doubles import TINY_VQ, WORDS
 
 STEPS = 6  # clarity rule scaled to 6 steps: yes_after = 4 -> clear steps 4 (0-based), the last step excluded
 
-
-@dataclass
-class _Verdict:
-    correct: bool
-    reason: str = "scripted"
-
-
-def _labeller(line, image):
-    """Accept an image iff the sum of its pixels is even: deterministic, about half of the images."""
-    return _Verdict(int(torch.tensor(list(image.getdata())).sum()) % 2 == 0)
 
 
 LINES = [{"prompt": "a photo of a red circle", "tag": "colors"}, {"prompt": "a blue square", "tag": "colors"},
@@ -41,7 +30,7 @@ def pipe():
 
 
 def _build(pipe, out, batch_size, per_line=5):
-    return build_judge_steps(pipe, LINES, _labeller, out, per_line=per_line, steps_per_path=1, seed=3,
+    return build_judge_steps(pipe, LINES, parity_labeller, out, per_line=per_line, steps_per_path=1, seed=3,
                              guidance_scale=1.5, num_steps=STEPS, batch_size=batch_size)
 
 
@@ -63,7 +52,7 @@ def test_examples_carry_their_paths_final_verdict_balanced_per_line(pipe, tmp_pa
         final = pipe([LINES[i]["prompt"]], generator=generators([image_seed(3, i, k)]), guidance_scale=1.5,
                      num_inference_steps=STEPS).images[0]
         answer = ex.conversation[-1]["content"]
-        assert answer == ("yes" if _labeller(LINES[i], final).correct else "no"), ex.id
+        assert answer == ("yes" if parity_labeller(LINES[i], final).correct else "no"), ex.id
         assert ex.conversation[1] == {"role": "assistant", "content": "yes"}  # follow-up after a clarity "yes"
         assert f"'{LINES[i]['prompt']}.'" in ex.conversation[0]["content"]
         with Image.open(tmp_path / ex.image) as im:
@@ -84,8 +73,8 @@ def test_the_file_does_not_depend_on_the_batch_size(pipe, tmp_path):
 
 def test_bad_settings_are_refused(pipe, tmp_path):
     with pytest.raises(ValueError, match="steps_per_path in \\[1, 1\\]"):
-        build_judge_steps(pipe, LINES, _labeller, tmp_path, per_line=2, steps_per_path=2, seed=3, guidance_scale=1.5,
-                          num_steps=STEPS)
+        build_judge_steps(pipe, LINES, parity_labeller, tmp_path, per_line=2, steps_per_path=2, seed=3,
+                          guidance_scale=1.5, num_steps=STEPS)
     with pytest.raises(ValueError, match="steps_seed = 7 is also seed or finals_seed"):
         JudgeDataConfig(finals_per_line=1, steps_per_line=1, steps_seed=7)
     with pytest.raises(ValueError, match="steps_per_line >= 0"):

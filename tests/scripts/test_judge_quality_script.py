@@ -3,9 +3,6 @@ set is the baseline's own paths (same seeds, same final images), cached; the tab
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,17 +11,10 @@ from PIL import Image
 from eval.shapes.data import build_suite
 from eval.shapes.rows import write_prompt_sets
 from showo.factory import load_bundle
-from tests.helpers import REPO_ROOT, assert_same_image
+from tests.helpers import REPO_ROOT, assert_same_image, run_script
 
 CKPT = REPO_ROOT / "checkpoints" / "shapes"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
-
-def _run(script, *args):
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *map(str, args)], cwd=REPO_ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +24,13 @@ def quality(tmp_path_factory):
             pytest.skip(f"committed checkpoint missing: {CKPT / name}")
     run = tmp_path_factory.mktemp("run")
     write_prompt_sets(run / "prompts", build_suite("shapes32"), prompts_per_task=1)
-    _run("generate.py", "+experiment=shapes/generate", f"prompts={run}/prompts/evaluation_metadata.jsonl",
+    run_script("generate.py", "+experiment=shapes/generate", f"prompts={run}/prompts/evaluation_metadata.jsonl",
          f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/rows/baseline", "images_per_prompt=2",
          "model.sampling.num_inference_steps=2", f"model.bundle.directory={CKPT / 'showo'}")
     args = [f"run={run}", f"showo={CKPT / 'showo'}", "images_per_prompt=2", "sampling.num_inference_steps=2",
             "steps.paths_per_prompt=1", "steps.rollout_steps=[0]", "steps.rollouts=2", "~judges.prm", "~judges.parmpp",
             f"judges.orm.model_dir={CKPT / 'orm'}", f"judges.parm.model_dir={CKPT / 'parm'}"]
-    stdout = _run("judge_quality.py", *args)
+    stdout = run_script("judge_quality.py", *args)
     return run, args, stdout
 
 
@@ -64,7 +54,7 @@ def test_step_set_is_the_baseline_and_is_reused(quality):
     run, args, _ = quality
     cache = run / "judge_quality" / "steps.pt"
     stamp = cache.stat().st_mtime_ns
-    _run("judge_quality.py", *args)
+    run_script("judge_quality.py", *args)
     assert cache.stat().st_mtime_ns == stamp  # cached, not sampled again
     stored = torch.load(cache, weights_only=True)
     assert len(stored["paths"]) == 6 and all(sorted(p["rollouts"]) == [0] for p in stored["paths"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,17 +17,10 @@ from eval.shapes.rows import write_prompt_sets
 from eval.stats import geneval_score
 from search.pool import OrmPolicy, ParmPolicy, load_pool
 from search.step_replay import parm_pick, records_from_json
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, run_script
 
 CKPT = REPO_ROOT / "checkpoints" / "shapes"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
-
-def _run(script, *args):
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *map(str, args)], cwd=REPO_ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +30,12 @@ def run(tmp_path_factory):
             pytest.skip(f"committed checkpoint missing: {CKPT / name}")
     run = tmp_path_factory.mktemp("run")
     write_prompt_sets(run / "prompts", build_suite("shapes32"), prompts_per_task=1)
-    _run("run_search.py", "+experiment=shapes/pool", f"prompts={run}/prompts/evaluation_metadata.jsonl",
+    run_script("run_search.py", "+experiment=shapes/pool", f"prompts={run}/prompts/evaluation_metadata.jsonl",
          f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/train/pool", "images_per_prompt=1",
          "search.strategy.num_candidates=3", "model.sampling.num_inference_steps=4",
          f"model.bundle.directory={CKPT / 'showo'}", f"search.strategy.outcome_judge.judge.model_dir={CKPT / 'orm'}",
          f"search.strategy.parm.judge.model_dir={CKPT / 'parm'}")
-    stdout = _run("parm_pruning.py", f"run={run}", f"judges.parm={CKPT / 'parm'}")
+    stdout = run_script("parm_pruning.py", f"run={run}", f"judges.parm={CKPT / 'parm'}")
     return run, stdout
 
 
@@ -80,13 +74,30 @@ def test_the_table_holds_every_row_with_intervals(run):
 
 def test_candidates_replays_the_first_paths_and_refuses_more_than_the_pool_holds(run):
     run, _ = run
-    _run("parm_pruning.py", f"run={run}", f"run_dir={run}/first2", "candidates=2", f"judges.parm={CKPT / 'parm'}")
+    run_script("parm_pruning.py", f"run={run}", f"run_dir={run}/first2", "candidates=2", f"judges.parm={CKPT / 'parm'}")
     records = records_from_json(torch.load(run / "first2" / "records.pt", weights_only=True))
     for entry, slot in zip(load_pool(run / "train" / "pool" / "pool"), records):
         live = ParmPolicy(2).select(entry)
         assert len(slot) == 2 and parm_pick(slot, "parm") == (live.index, live.forward_passes)
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "parm_pruning.py"), f"run={run}",
-                           f"run_dir={run}/first4", "candidates=4"], cwd=REPO_ROOT, env=ENV, capture_output=True,
+                           f"run_dir={run}/first4", "candidates=4"], cwd=REPO_ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode != 0 and "candidates=4 but a pool slot holds 3 paths" in proc.stderr
     assert not (run / "first4" / "records.pt").exists()
+
+
+def test_a_pool_without_exact_verdicts_is_refused_before_any_output(run, tmp_path):
+    run, _ = run
+    other = tmp_path / "run"
+    shutil.copytree(run / "prompts", other / "prompts")
+    shutil.copytree(run / "train" / "pool", other / "train" / "pool")
+    for path in (other / "train" / "pool" / "pool").glob("*.json"):
+        entry = json.loads(path.read_text())
+        entry["named_scores"] = {}
+        path.write_text(json.dumps(entry))
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "parm_pruning.py"), f"run={other}"],
+                          cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode != 0 and "hold no exact verdicts (named score 'oracle')" in proc.stderr
+    assert not (other / "parm_pruning").exists()
