@@ -18,13 +18,22 @@ changed is an error naming them (``if_exists=overwrite`` redoes it).
    (``grpo_reward_curves.png``; each training run's own in its run dir), then the wall time per stage.
 
 Recipes run in-process through their ``run(cfg)`` (configs composed with Hydra, as on the command line); only DPO
-training runs as a child process (an accelerate launcher can be configured there).
+training runs as a child process (an accelerate launcher can be configured there). With ``jobs=N`` (default 2) the
+recipe rows run first, ``N`` at a time, each as ``python scripts/<recipe>.py`` with the config composed here (a row
+starts once every row it reads has finished; its output goes to ``RUN/logs/<stage>.log``); the pass in table order
+that follows then finds them done. Each child pins ``threads`` itself, so ``jobs`` changes the wall time, not a number
+of the table (a run started with one ``jobs`` resumes with another).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from functools import cache
+from string import Formatter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,7 +63,7 @@ from showo.magvit import MAGVITv2, decode_codes
 SCRIPTS = Path(__file__).resolve().parents[1]
 SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True), Int("steps", min=1),
             Int("candidates", min=1), Int("pool_candidates", min=1), Bool("train"), Int("seed"),
-            Int("table.replicates", min=100))
+            Int("table.replicates", min=100), Int("jobs", min=1))
 
 
 @cache
@@ -76,7 +85,7 @@ class Quickstart:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
-        self.run = open_run(cfg)
+        self.run = open_run(cfg, ignore=("jobs",))  # how many rows run at once changes no output
         self.stages = Stages(self.run, cfg.if_exists)
         self.root = self.run.path
         self.models: dict[str, str] = {}
@@ -93,6 +102,30 @@ class Quickstart:
         cfg = recipe_config(getattr(module, "CONFIG_NAME", recipe_name), [*overrides, *self.common, f"run_dir={out}"])
         self.stage(key, cfg, lambda: {"run_dir": str(module.run(cfg))})
         return out
+
+    def launch(self, key: str, recipe_name: str, overrides: list[str]) -> Callable[[], dict]:
+        """The stage ``key`` of :meth:`call` run as a child process, ``python scripts/<recipe>.py`` with the same
+        overrides (so the same config and fingerprint); composed here, run by the returned function."""
+        out = self.root / key
+        args = [*overrides, *self.common, f"run_dir={out}"]
+        cfg = recipe_config(getattr(recipe(recipe_name), "CONFIG_NAME", recipe_name), args)
+        log = self.root / "logs" / f"{key.replace('/', '_')}.log"
+
+        def child() -> dict:
+            print(f"== {key}: started in a child process (log {log})", flush=True)
+            start = time.perf_counter()
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as stream:
+                code = subprocess.run([sys.executable, str(SCRIPTS / f"{recipe_name}.py"), *args], stdout=stream,
+                                      stderr=subprocess.STDOUT, env=child_env()).returncode
+            if code:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise RuntimeError(f"stage '{key}' ({recipe_name}) failed with exit code {code}; its log: {log}\n"
+                                   f"{tail}")
+            print(f"== {key}: finished in {time.perf_counter() - start:.0f} s", flush=True)
+            return {"run_dir": str(out)}
+
+        return lambda: self.stages(key, cfg, child)
 
     # ------------------------------------------------------------------------------------------------ 1. models
     def model(self, name: str, present: str, train: Callable[[], str]) -> str:
@@ -206,6 +239,46 @@ class Quickstart:
             self.specs, MAGVITv2.from_pretrained(vq_dir), self.root / "rows" / "chance" / "images", n, seed))},
             inputs={"metadata": self.paths["metadata"], "vq": vq_dir})
 
+    def row_stage(self, key: str, row: DictConfig) -> str:
+        """The stage (and run directory under RUN) of a recipe row."""
+        return f"rows/{key}" if row.images else f"train/{key}"
+
+    def recipe_rows(self) -> dict[str, DictConfig]:
+        """The rows that run a recipe (not a policy replayed on a pool), in table order; their run directories are
+        ``row_<key>`` of the overrides."""
+        rows = {key: row for key, row in self.cfg.rows.items() if row.get("policy") is None and row.get("recipe")}
+        self.row_outputs = {key: str(self.root / self.row_stage(key, row)) for key, row in rows.items()}
+        return rows
+
+    def run_parallel(self, jobs: int) -> None:
+        """Every recipe row as a child process (:meth:`launch`), ``jobs`` at a time, in table order as far as the
+        rows they read (``{row_<key>}`` in their overrides) have finished. A failed row stops new starts; the
+        running ones finish, then its error is raised."""
+        rows = self.recipe_rows()
+        reads = {key: {field[4:] for text in row.overrides for _, field, _, _ in Formatter().parse(text)
+                       if field and field.startswith("row_") and field[4:] in rows} for key, row in rows.items()}
+        pending = {key: self.launch(self.row_stage(key, row), row.recipe, self.row_overrides(row))
+                   for key, row in rows.items()}  # composed here, in this thread
+        done: set[str] = set()
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(jobs) as pool:
+            running: dict = {}
+            while pending or running:
+                ready = [key for key in pending if reads[key] <= done] if not errors else []
+                for key in ready[:jobs - len(running)]:
+                    running[pool.submit(pending.pop(key))] = key
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    if future.exception() is None:
+                        done.add(key)
+                    else:
+                        errors.append(future.exception())
+        if errors:
+            raise errors[0]
+
     def row_overrides(self, row: DictConfig) -> list[str]:
         """A row's recipe overrides with the run's prompts, sampling, models and candidate count filled in."""
         fill = {"metadata": self.paths["metadata"], "class_names": self.paths["class_names"],
@@ -220,14 +293,13 @@ class Quickstart:
         """Every row of the table: ``(key, name, summary path)``, in table order."""
         entries = [(k, n, self.evaluate(k, n)) for k, n in (("ground_truth", "rendered ground truth (reference)"),
                                                             ("chance", "random codes (chance)"))]
-        self.row_outputs = {}
+        recipes = self.recipe_rows()
         for key, row in self.cfg.rows.items():
             name = row.name.format(candidates=self.cfg.candidates)
             if row.get("policy") is not None:  # a selection policy replayed on a stored pool: no new generation
                 self.pool_row(key, row)
-            elif row.recipe is not None:
-                out = self.call(f"rows/{key}" if row.images else f"train/{key}", row.recipe, self.row_overrides(row))
-                self.row_outputs[key] = str(out)
+            elif key in recipes:  # done already when run_parallel ran it
+                self.call(self.row_stage(key, row), row.recipe, self.row_overrides(row))
             if row.images:
                 plain = row.get("recipe") == "generate"  # one pass per image and step; the others report their cost
                 entries.append((key, name, self.evaluate(key, name, self.cfg.steps if plain else None)))
@@ -281,6 +353,12 @@ class Quickstart:
                               title=f"shapes world: test-time scaling from one pool of {ns[-1]} paths per slot")
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH`` (a checkout that is not installed)."""
+    path = [str(SCRIPTS.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
 def grpo_runs(rows: DictConfig, root: Path) -> list[tuple[str, Path]]:
     """(name, metrics.jsonl) of every GRPO training row; policy rows have no ``recipe`` key (read with ``get``: the
     config is in struct mode)."""
@@ -292,10 +370,12 @@ def run(cfg: DictConfig) -> Path:
     check(cfg, "quickstart", SETTINGS)
     start = time.perf_counter()
     q = Quickstart(cfg)
-    print(f"== shapes world quickstart: run dir {q.root} (threads {cfg.threads})", flush=True)
+    print(f"== shapes world quickstart: run dir {q.root} (threads {cfg.threads}, jobs {cfg.jobs})", flush=True)
     q.load_models()
     q.prompts()
     q.reference_rows()
+    if cfg.jobs > 1:
+        q.run_parallel(cfg.jobs)
     entries = q.rows()
 
     # ---- 4. table (intervals, oracle share), scaling curves, qualitative grid, where the time went

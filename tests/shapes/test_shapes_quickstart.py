@@ -89,7 +89,7 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     # the committed Show-o, PRM and PARM are loaded; the ORM, the PARM++ judge and the self-correction Show-o are
     # missing on purpose, so the reduced run also goes through judge data, the vision pre-training, the judge recipe
     # and self-correction tuning
-    env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "1", "SHAPES_PARMPP": str(tmp_path / "no_parmpp"),
+    env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "2", "SHAPES_PARMPP": str(tmp_path / "no_parmpp"),
            "SHAPES_ORM": str(tmp_path / "no_orm"),
            "SHAPES_CORRECTOR": str(tmp_path / "no_corrector")}
     proc = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
@@ -130,7 +130,10 @@ def test_quickstart_reduced_end_to_end(tmp_path):
         assert by_name[name]["forward_passes_per_image"] > base, name
     assert not [row for row in table if "not_run" in row]  # every Table 1 row is measured
     env_record = json.loads((run / "table.json").read_text())["environment"]
-    assert env_record["torch_threads"] == 2 and env_record["cpu"]  # pinned by the config, whatever OMP says
+    assert env_record["torch_threads"] == 1 and env_record["cpu"]  # pinned by the config, whatever OMP says
+    # jobs=2 (the default): every recipe row ran as a child process with its own log, the models trained here did not
+    assert "== rows/prm: started in a child process" in proc.stdout and (run / "logs" / "rows_prm.log").is_file()
+    assert "== train/orm: started in a child process" not in proc.stdout
     # PARM++ reflected on every slot: its slot records carry the judge's verdict (and corrections where it said no)
     slots = [json.loads(p.read_text()) for p in sorted((run / "rows" / "parmpp" / "slots").glob("*.json"))]
     assert len(slots) == expected_images
@@ -161,10 +164,12 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     train = {line["prompt"] for line in build_suite("shapes32").train}
     assert not train & {p["prompt"] for p in prompts}
 
-    # a second run resumes every stage; the same run dir with another setting is refused, naming it
-    again = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
+    # a second run, every row in this process (jobs=1), resumes every stage the children finished (same fingerprints,
+    # nothing redone); the same run dir with another setting is refused, naming it
+    again = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run), "jobs=1"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and read_table_json(run / "table.json") == table
+    assert again.returncode == 0 and read_table_json(run / "table.json") == table, again.stderr[-3000:]
+    assert "started in a child process" not in again.stdout
     changed = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run), "candidates=3"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
     assert changed.returncode != 0 and "config 'candidates': on disk 2, now 3" in changed.stderr

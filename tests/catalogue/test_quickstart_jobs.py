@@ -1,0 +1,116 @@
+"""``jobs=N`` of the shapes quickstart (scripts/shapes/quickstart.py, ``Quickstart.run_parallel``): recipe rows run as
+child processes, a row only once the rows it reads have finished, never more than ``jobs`` at once; a child's row is
+the row the in-process pass would have made (same fingerprint, same images), and a failed child names its stage and
+log before anything else starts."""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from tests.catalogue.world import REPO, base_overrides, config, recipe, tree
+
+
+@contextmanager
+def composing():
+    """The quickstart composes its rows' configs inside ``hydra.main``; here, inside this."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        yield
+
+
+def quickstart(world, run_dir, rows: dict, jobs: int):
+    cfg = config("quickstart", world, run_dir, [f"jobs={jobs}"])
+    with open_dict(cfg):
+        cfg.rows = rows
+        cfg.eval_set = {}
+    q = recipe("quickstart").Quickstart(cfg)
+    q.paths = {"metadata": world.metadata, "class_names": world.class_names, "train_prompts": world.prompts}
+    return q
+
+
+def test_rows_wait_for_the_rows_they_read_and_never_exceed_jobs(world, tmp_path, monkeypatch):
+    rows = {"a": {"name": "A", "recipe": "generate", "images": False, "overrides": []},
+            "b": {"name": "B", "recipe": "generate", "images": True, "overrides": ["x={row_a}/final"]},
+            "c": {"name": "C", "recipe": "generate", "images": True, "overrides": []},
+            "d": {"name": "D", "recipe": "generate", "images": True, "overrides": ["x={row_c}", "y={row_a}"]}}
+    q = quickstart(world, tmp_path / "run", rows, jobs=2)
+    events, lock, running = [], threading.Lock(), set()
+    most = []
+
+    def fake_launch(key, recipe_name, overrides):
+        def job():
+            with lock:
+                running.add(key)
+                most.append(len(running))
+                events.append(("start", key, overrides))
+            time.sleep({"train/a": 0.3, "rows/c": 0.05}.get(key, 0.01))
+            with lock:
+                running.discard(key)
+                events.append(("end", key, None))
+        return job
+
+    monkeypatch.setattr(q, "launch", fake_launch)
+    q.run_parallel(2)
+    order = [(what, key) for what, key, _ in events]
+    assert max(most) == 2  # two at once, never three
+    assert order.index(("start", "rows/b")) > order.index(("end", "train/a"))
+    assert order.index(("start", "rows/d")) > max(order.index(("end", "train/a")), order.index(("end", "rows/c")))
+    assert order[:2] == [("start", "train/a"), ("start", "rows/c")]  # b waits; c, the next ready row, does not
+    started = {key: overrides for what, key, overrides in events if what == "start"}
+    assert started["rows/b"] == [f"x={tmp_path / 'run' / 'train' / 'a'}/final"]  # {row_a}: a's run directory
+
+
+def test_a_failed_row_stops_new_starts_and_names_itself(world, tmp_path, monkeypatch):
+    rows = {"a": {"name": "A", "recipe": "generate", "images": True, "overrides": []},
+            "slow": {"name": "S", "recipe": "generate", "images": True, "overrides": []},
+            "after": {"name": "B", "recipe": "generate", "images": True, "overrides": ["x={row_a}"]},
+            "free": {"name": "F", "recipe": "generate", "images": True, "overrides": []}}
+    q = quickstart(world, tmp_path / "run", rows, jobs=2)
+    started, ended = [], []
+
+    def fake_launch(key, recipe_name, overrides):
+        def job():
+            started.append(key)
+            if key == "rows/a":
+                raise RuntimeError("stage 'rows/a' failed")
+            time.sleep(0.2)
+            ended.append(key)
+        return job
+
+    monkeypatch.setattr(q, "launch", fake_launch)
+    with pytest.raises(RuntimeError, match="stage 'rows/a' failed"):
+        q.run_parallel(2)
+    assert started == ["rows/a", "rows/slow"] and ended == ["rows/slow"]  # the running row finished, none started
+
+
+def test_a_child_row_is_the_in_process_row_and_resumes_in_process(world, tmp_path):
+    gen = [o for o in base_overrides("generate", world) if not o.startswith("threads=")]
+    rows = {"gen": {"name": "tiny", "recipe": "generate", "images": True, "overrides": gen}}
+    child = quickstart(world, tmp_path / "child", rows, jobs=2)
+    alone = quickstart(world, tmp_path / "alone", rows, jobs=1)
+    with composing():
+        child.run_parallel(2)
+        log = tmp_path / "child" / "logs" / "rows_gen.log"
+        assert log.is_file() and (tmp_path / "child" / "stages" / "rows" / "gen.json").is_file()
+        for q in (child, alone):  # the serial pass: child's stage is found done (the same fingerprint) or it raises
+            row = q.recipe_rows()["gen"]
+            q.call("rows/gen", "generate", q.row_overrides(row))
+    images = [tree(root / "rows" / "gen" / "images") for root in (tmp_path / "child", tmp_path / "alone")]
+    assert images[0] and images[0] == images[1]  # byte for byte
+
+
+def test_a_failing_child_names_its_stage_and_log_and_marks_nothing_done(world, tmp_path):
+    gen = [o for o in base_overrides("generate", world) if not o.startswith("threads=")]
+    rows = {"bad": {"name": "bad", "recipe": "generate", "images": True, "overrides": [*gen, "images_per_prompt=0"]}}
+    q = quickstart(world, tmp_path / "run", rows, jobs=2)
+    with composing(), pytest.raises(RuntimeError, match=r"stage 'rows/bad' \(generate\) failed with exit code [1-9].*rows_bad.log"
+                                           r"(.|\n)*images_per_prompt"):
+        q.run_parallel(2)
+    assert "images_per_prompt" in (tmp_path / "run" / "logs" / "rows_bad.log").read_text()
+    assert not (tmp_path / "run" / "stages" / "rows" / "bad.json").exists()
