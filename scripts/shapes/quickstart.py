@@ -66,6 +66,12 @@ SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, opti
             Int("table.replicates", min=100), Int("jobs", min=1))
 
 
+def say(line: str) -> None:
+    """One line to stdout in one write (rows running at once print from several threads)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 @cache
 def recipe(name: str):
     """``scripts/<name>.py`` as a module (recipes are scripts, never imported by the library)."""
@@ -95,24 +101,26 @@ class Quickstart:
         print(f"== {name}", flush=True)
         return self.stages(name, config, fn, **kw)
 
+    def recipe_args(self, key: str, recipe_name: str, overrides: list[str]) -> tuple[list[str], DictConfig]:
+        """The command-line overrides of a recipe run into ``RUN/<key>`` and the config they compose."""
+        args = [*overrides, *self.common, f"run_dir={self.root / key}"]
+        return args, recipe_config(getattr(recipe(recipe_name), "CONFIG_NAME", recipe_name), args)
+
     def call(self, key: str, recipe_name: str, overrides: list[str]) -> Path:
-        """Run a recipe into ``RUN/<key>`` as a stage; returns its run directory."""
-        out = self.root / key
-        module = recipe(recipe_name)
-        cfg = recipe_config(getattr(module, "CONFIG_NAME", recipe_name), [*overrides, *self.common, f"run_dir={out}"])
-        self.stage(key, cfg, lambda: {"run_dir": str(module.run(cfg))})
-        return out
+        """Run a recipe into ``RUN/<key>`` as a stage, in this process; returns its run directory."""
+        _, cfg = self.recipe_args(key, recipe_name, overrides)
+        self.stage(key, cfg, lambda: {"run_dir": str(recipe(recipe_name).run(cfg))})
+        return self.root / key
 
     def launch(self, key: str, recipe_name: str, overrides: list[str]) -> Callable[[], dict]:
-        """The stage ``key`` of :meth:`call` run as a child process, ``python scripts/<recipe>.py`` with the same
-        overrides (so the same config and fingerprint); composed here, run by the returned function."""
+        """The stage of :meth:`call` as a child process, ``python scripts/<recipe>.py`` with the same overrides (so
+        the same config and fingerprint); composed here, run by the returned function."""
         out = self.root / key
-        args = [*overrides, *self.common, f"run_dir={out}"]
-        cfg = recipe_config(getattr(recipe(recipe_name), "CONFIG_NAME", recipe_name), args)
+        args, cfg = self.recipe_args(key, recipe_name, overrides)
         log = self.root / "logs" / f"{key.replace('/', '_')}.log"
 
         def child() -> dict:
-            print(f"== {key}: started in a child process (log {log})", flush=True)
+            say(f"== {key}: started in a child process (log {log})")
             start = time.perf_counter()
             log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "w") as stream:
@@ -122,7 +130,7 @@ class Quickstart:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
                 raise RuntimeError(f"stage '{key}' ({recipe_name}) failed with exit code {code}; its log: {log}\n"
                                    f"{tail}")
-            print(f"== {key}: finished in {time.perf_counter() - start:.0f} s", flush=True)
+            say(f"== {key}: finished in {time.perf_counter() - start:.0f} s")
             return {"run_dir": str(out)}
 
         return lambda: self.stages(key, cfg, child)
