@@ -4,9 +4,16 @@ explicitly and recorded").
 Float results on a CPU depend on the kernels the CPU runs (AVX2 vs AVX-512 reductions differ in the last bits) and on
 the intra-op thread count (it changes how reductions are split). :func:`set_threads` pins the count a recipe runs with
 (recorded in its config, so a resume with another count is refused); :func:`environment` records the rest.
+
+:func:`keep_freed_memory` (called with :func:`set_threads` at the start of every recipe) changes speed, not results:
+with glibc's default malloc a tensor above its adaptive threshold is a fresh ``mmap`` and the heap's free top is given
+back to the kernel, so every sampling step of the small shapes-world models pays its memory again in page faults
+(13 % of a quickstart's CPU time went to the kernel, 219 M minor faults). Memory a process freed is kept for its next
+tensor instead (``IMAGECOT_MALLOC=default`` keeps glibc's behaviour; ``benchmarks/bench_allocator.py`` measures both).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import subprocess
@@ -17,7 +24,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["PACKAGES", "cpu_model", "environment", "git_hash", "set_threads"]
+__all__ = ["PACKAGES", "cpu_model", "environment", "git_hash", "keep_freed_memory", "set_threads"]
 
 PACKAGES = ("torch", "torchvision", "transformers", "accelerate", "diffusers", "open_clip_torch", "hydra-core",
             "numpy", "pillow", "safetensors")
@@ -61,6 +68,28 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+# glibc's mallopt parameters (malloc.h) and the values set: allocations below 32 MiB come from the heap, and the heap
+# is trimmed only when more than 2 GiB - 1 (the largest int mallopt takes) lies free at its top, i.e. in practice never
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 2**31 - 1
+_allocator = "glibc defaults"
+
+
+def keep_freed_memory() -> str:
+    """Make glibc's malloc keep freed memory in this process (see the module docstring); returns what is in effect,
+    as :func:`environment` records it. Not glibc (macOS, musl) or ``IMAGECOT_MALLOC=default``: nothing changes."""
+    global _allocator
+    if os.environ.get("IMAGECOT_MALLOC", "") == "default":
+        _allocator = "glibc defaults (IMAGECOT_MALLOC=default)"
+    elif platform.libc_ver()[0] != "glibc":
+        _allocator = "system defaults (not glibc)"
+    else:
+        mallopt = ctypes.CDLL(None).mallopt
+        ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        _allocator = f"glibc, mmap threshold {MMAP_THRESHOLD >> 20} MiB, no trim" if ok else "glibc defaults (mallopt refused)"
+    return _allocator
+
+
 def environment(device: str | torch.device | None = None) -> dict[str, Any]:
     """Git hash, Python and package versions, torch threads, CPU model and the device a run used."""
     if device is None:  # not told: the accelerator this process would use
@@ -75,6 +104,7 @@ def environment(device: str | torch.device | None = None) -> dict[str, Any]:
         "packages": {name: _version(name) for name in PACKAGES},
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "allocator": _allocator,
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),

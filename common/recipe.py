@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .env import set_threads
+from .env import keep_freed_memory, set_threads
 from .rundir import IF_EXISTS, RunDir, _plain, flatten
 from .validate import Choice, ConfigError, Int, Setting, Str, lookup, validate
 
@@ -61,12 +61,14 @@ def unset_variables(cfg: Any) -> list[str]:
 
 def check(cfg: Any, recipe: str, settings: Iterable[Setting] = ()) -> int:
     """Validate the run settings and ``settings`` (all violations at once, unset environment variables included:
-    :func:`unset_variables`), then pin torch's thread count to ``cfg.threads``; returns it."""
+    :func:`unset_variables`), then pin torch's thread count to ``cfg.threads`` and keep freed memory in the process
+    (:func:`common.env.keep_freed_memory`: speed, not results); returns the thread count."""
     unset = unset_variables(cfg)
     if unset:
         raise ConfigError(f"{recipe}: {len(unset)} setting{'s' * (len(unset) > 1)} from unset environment "
                           "variables\n  " + "\n  ".join(unset))
     validate(cfg, (*RUN_SETTINGS, *settings), recipe)
+    keep_freed_memory()
     return set_threads(cfg.threads)
 
 

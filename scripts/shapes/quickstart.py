@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from functools import cache
@@ -96,6 +98,7 @@ class Quickstart:
         self.root = self.run.path
         self.models: dict[str, str] = {}
         self.common = [f"threads={cfg.threads}"]  # recipes resume: an overwritten quickstart starts from an empty dir
+        self.children: set[subprocess.Popen] = set()  # the rows running as child processes (run_parallel)
 
     def stage(self, name: str, config: Any, fn: Callable[[], Any], **kw) -> dict:
         print(f"== {name}", flush=True)
@@ -124,8 +127,13 @@ class Quickstart:
             start = time.perf_counter()
             log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "w") as stream:
-                code = subprocess.run([sys.executable, str(SCRIPTS / f"{recipe_name}.py"), *args], stdout=stream,
-                                      stderr=subprocess.STDOUT, env=child_env()).returncode
+                proc = subprocess.Popen(self.child_command(recipe_name, args), stdout=stream,
+                                        stderr=subprocess.STDOUT, env=child_env())
+                self.children.add(proc)
+                try:
+                    code = proc.wait()
+                finally:
+                    self.children.discard(proc)
             if code:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
                 raise RuntimeError(f"stage '{key}' ({recipe_name}) failed with exit code {code}; its log: {log}\n"
@@ -134,6 +142,9 @@ class Quickstart:
             return {"run_dir": str(out)}
 
         return lambda: self.stages(key, cfg, child)
+
+    def child_command(self, recipe_name: str, args: list[str]) -> list[str]:
+        return [sys.executable, str(SCRIPTS / f"{recipe_name}.py"), *args]
 
     # ------------------------------------------------------------------------------------------------ 1. models
     def model(self, name: str, present: str, train: Callable[[], str]) -> str:
@@ -261,7 +272,8 @@ class Quickstart:
     def run_parallel(self, jobs: int) -> None:
         """Every recipe row as a child process (:meth:`launch`), ``jobs`` at a time, in table order as far as the
         rows they read (``{row_<key>}`` in their overrides) have finished. A failed row stops new starts; the
-        running ones finish, then its error is raised."""
+        running ones finish, then its error is raised. Interrupted (Ctrl-C, or SIGTERM, which is turned into
+        ``SystemExit`` here), it terminates the running children before it stops: none is left writing the run."""
         rows = self.recipe_rows()
         reads = {key: {field[4:] for text in row.overrides for _, field, _, _ in Formatter().parse(text)
                        if field and field.startswith("row_") and field[4:] in rows} for key, row in rows.items()}
@@ -269,21 +281,33 @@ class Quickstart:
                    for key, row in rows.items()}  # composed here, in this thread
         done: set[str] = set()
         errors: list[BaseException] = []
-        with ThreadPoolExecutor(jobs) as pool:
-            running: dict = {}
-            while pending or running:
-                ready = [key for key in pending if reads[key] <= done] if not errors else []
-                for key in ready[:jobs - len(running)]:
-                    running[pool.submit(pending.pop(key))] = key
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    key = running.pop(future)
-                    if future.exception() is None:
-                        done.add(key)
-                    else:
-                        errors.append(future.exception())
+        main = threading.current_thread() is threading.main_thread()  # signal handlers: the main thread's only
+        previous = signal.signal(signal.SIGTERM, terminated) if main else None
+        try:
+            with ThreadPoolExecutor(jobs) as pool:
+                running: dict = {}
+                try:
+                    while pending or running:
+                        ready = [key for key in pending if reads[key] <= done] if not errors else []
+                        for key in ready[:jobs - len(running)]:
+                            running[pool.submit(pending.pop(key))] = key
+                        if not running:
+                            break
+                        # a timeout, so an interrupt reaches this thread within a second whichever thread got it
+                        finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            key = running.pop(future)
+                            if future.exception() is None:
+                                done.add(key)
+                            else:
+                                errors.append(future.exception())
+                except BaseException:
+                    for proc in list(self.children):
+                        proc.terminate()
+                    raise
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
         if errors:
             raise errors[0]
 
@@ -359,6 +383,10 @@ class Quickstart:
         atomic_write_json(self.root / "scaling.json", rows)
         return scaling_curves(rows, self.root / "scaling.png",
                               title=f"shapes world: test-time scaling from one pool of {ns[-1]} paths per slot")
+
+
+def terminated(signum, frame) -> None:
+    raise SystemExit(f"quickstart: terminated (signal {signum})")
 
 
 def child_env() -> dict[str, str]:

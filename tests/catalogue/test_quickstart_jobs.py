@@ -4,6 +4,7 @@ the row the in-process pass would have made (same fingerprint, same images), and
 log before anything else starts."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -114,3 +115,36 @@ def test_a_failing_child_names_its_stage_and_log_and_marks_nothing_done(world, t
         q.run_parallel(2)
     assert "images_per_prompt" in (tmp_path / "run" / "logs" / "rows_bad.log").read_text()
     assert not (tmp_path / "run" / "stages" / "rows" / "bad.json").exists()
+
+
+def test_an_interrupted_run_terminates_its_children(world, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, turned into SystemExit) while rows run as child processes: the children are terminated
+    before the quickstart stops, none is left writing into the run, no stage is marked done."""
+    import _thread
+    import sys
+
+    gen = [o for o in base_overrides("generate", world) if not o.startswith("threads=")]
+    rows = {key: {"name": key, "recipe": "generate", "images": True, "overrides": gen} for key in ("one", "two")}
+    q = quickstart(world, tmp_path / "run", rows, jobs=2)
+    monkeypatch.setattr(q, "child_command", lambda recipe_name, args: [sys.executable, "-c", "import time; time.sleep(300)"])
+    seen, handlers, before = [], [], signal.getsignal(signal.SIGTERM)
+
+    def interrupt_when_both_run():
+        deadline = time.monotonic() + 60
+        while len(q.children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.extend(q.children)
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_both_run, daemon=True).start()
+    start = time.monotonic()
+    with composing(), pytest.raises(KeyboardInterrupt):
+        q.run_parallel(2)
+    assert len(seen) == 2 and all(proc.poll() is not None for proc in seen)  # both terminated, not left running
+    assert time.monotonic() - start < 60 and not q.children
+    assert not (tmp_path / "run" / "stages" / "rows").exists()
+    # SIGTERM takes the same way out while rows run (SystemExit), and the previous handler is back afterwards
+    assert handlers == [recipe("quickstart").terminated] and signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(SystemExit, match="terminated"):
+        recipe("quickstart").terminated(signal.SIGTERM, None)

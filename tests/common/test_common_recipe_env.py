@@ -28,3 +28,33 @@ def test_unresolvable_interpolations_are_named_and_plain_missing_values_stay_laz
     assert len(problems) == 1 and problems[0].startswith("a = ") and "IMAGECOT_TEST_NONE" in problems[0]
     # "c" (a plain ???, e.g. iterative.prompts of scripts/train_dpo.py) fails only where it is read; "d" is a null
     assert OmegaConf.is_missing(cfg, "c") and cfg.d is None
+
+
+def test_a_recipe_keeps_freed_memory_and_records_it(monkeypatch):
+    import platform
+
+    from common import env
+
+    monkeypatch.delenv("IMAGECOT_MALLOC", raising=False)
+    check(OmegaConf.create(BASE), "recipe")
+    expected = "glibc, mmap threshold 32 MiB, no trim" if platform.libc_ver()[0] == "glibc" else "system defaults"
+    assert env.environment()["allocator"].startswith(expected)
+    monkeypatch.setenv("IMAGECOT_MALLOC", "default")  # the opt-out is recorded as such
+    assert env.keep_freed_memory() == "glibc defaults (IMAGECOT_MALLOC=default)"
+    assert env.environment()["allocator"] == "glibc defaults (IMAGECOT_MALLOC=default)"
+
+
+def test_the_allocator_benchmark_finds_the_same_images_both_ways():
+    """benchmarks/bench_allocator.py: one run per allocator; where memory comes from changes no pixel."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / "checkpoints" / "shapes" / "showo" / "showo" / "config.json").is_file():
+        pytest.skip("the committed shapes Show-o is missing")
+    proc = subprocess.run([sys.executable, "benchmarks/bench_allocator.py", "--runs", "1", "--images-per-prompt", "1"],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "images identical across every run and both allocators: True" in proc.stdout
+    assert "| glibc defaults |" in proc.stdout and "| freed memory kept |" in proc.stdout
