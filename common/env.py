@@ -72,21 +72,25 @@ def set_threads(threads: int | None) -> int:
 # is trimmed only when more than 2 GiB - 1 (the largest int mallopt takes) lies free at its top, i.e. in practice never
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 2**31 - 1
-_allocator = "glibc defaults"
+KEPT = f"glibc, mmap threshold {MMAP_THRESHOLD >> 20} MiB, no trim"
+_allocator = "system defaults"
 
 
 def keep_freed_memory() -> str:
     """Make glibc's malloc keep freed memory in this process (see the module docstring); returns what is in effect,
-    as :func:`environment` records it. Not glibc (macOS, musl) or ``IMAGECOT_MALLOC=default``: nothing changes."""
+    as :func:`environment` records it. Not glibc (macOS, musl) or ``IMAGECOT_MALLOC=default``: nothing changes. Once
+    set, it stays set for the life of the process (and is reported so)."""
     global _allocator
+    if _allocator == KEPT:
+        return _allocator
     if os.environ.get("IMAGECOT_MALLOC", "") == "default":
-        _allocator = "glibc defaults (IMAGECOT_MALLOC=default)"
+        _allocator = "system defaults (IMAGECOT_MALLOC=default)"
     elif platform.libc_ver()[0] != "glibc":
         _allocator = "system defaults (not glibc)"
     else:
         mallopt = ctypes.CDLL(None).mallopt
         ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-        _allocator = f"glibc, mmap threshold {MMAP_THRESHOLD >> 20} MiB, no trim" if ok else "glibc defaults (mallopt refused)"
+        _allocator = KEPT if ok else "system defaults (mallopt refused)"
     return _allocator
 
 

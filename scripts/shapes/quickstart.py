@@ -35,8 +35,8 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from functools import cache
-from string import Formatter
 from pathlib import Path
+from string import Formatter
 from typing import Any, Callable
 
 import hydra
