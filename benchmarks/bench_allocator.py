@@ -1,6 +1,7 @@
 """What keeping freed memory in the process (``common.env.keep_freed_memory``) saves, against glibc's defaults.
 
-    python benchmarks/bench_allocator.py [--runs 3] [--images-per-prompt 6] [--threads 1] [--showo checkpoints/shapes/showo]
+    python benchmarks/bench_allocator.py [--runs 3] [--images-per-prompt 6] [--threads 1] \
+        [--showo checkpoints/shapes/showo]
 
 The same recipe runs in child processes, taking turns (order alternating run by run): ``scripts/generate.py`` with the
 committed tiny shapes Show-o (12 steps, guidance 3: the quickstart's setting) on a fixed list of shapes prompts, once
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS = ["a photo of a red circle", "a photo of a blue square and a yellow triangle", "a photo of three green squares",
+PROMPTS = ["a photo of a red circle", "a photo of a blue square and a yellow triangle",
+           "a photo of three green squares",
            "a photo of a purple triangle left of a white circle", "a photo of two orange circles",
            "a photo of a pink square", "a photo of a brown triangle above a black square", "a photo of a blue circle"]
 SETTINGS = {"glibc defaults": {"IMAGECOT_MALLOC": "default"}, "freed memory kept": {}}
@@ -42,7 +44,8 @@ def run_once(env_extra: dict, args, prompts: Path, out: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "IMAGECOT_MALLOC"}
     env.update(env_extra, PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     command = [sys.executable, str(REPO / "scripts" / "generate.py"), "+experiment=shapes/generate",
-               f"model.bundle.directory={args.showo}", f"prompts={prompts}", f"images_per_prompt={args.images_per_prompt}",
+               f"model.bundle.directory={args.showo}", f"prompts={prompts}",
+               f"images_per_prompt={args.images_per_prompt}",
                "model.sampling.num_inference_steps=12", "grid=false", f"threads={args.threads}", f"run_dir={out}",
                "if_exists=overwrite"]
     start = time.perf_counter()
@@ -83,7 +86,8 @@ def main() -> None:
     print("| allocator | wall s | user s | kernel s | minor faults | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, m in median.items():
-        print(f"| {name} | {m['wall']:.1f} | {m['user']:.1f} | {m['sys']:.1f} | {m['faults']:,.0f} | {m['rss_mb']:.0f} |")
+        print(f"| {name} | {m['wall']:.1f} | {m['user']:.1f} | {m['sys']:.1f} | {m['faults']:,.0f} "
+              f"| {m['rss_mb']:.0f} |")
     base, kept = median["glibc defaults"], median["freed memory kept"]
     cpu = (kept["user"] + kept["sys"]) / (base["user"] + base["sys"])
     print(f"kept / default: wall {kept['wall'] / base['wall']:.2f}x, CPU time {cpu:.2f}x, "

@@ -50,6 +50,20 @@ def raise_on_hard_exit(monkeypatch) -> None:
     monkeypatch.setattr(os, "_exit", hard_exit)
 
 
+def shapes_eval_run(tmp_path_factory, *models: str) -> Path:
+    """A run dir holding the shapes eval split's prompts (one per task, ``RUN/prompts``), for script tests that run the
+    committed shapes checkpoints ``models`` (names under ``checkpoints/shapes``; a missing one skips the test)."""
+    from eval.shapes.data import build_suite
+    from eval.shapes.rows import write_prompt_sets
+
+    for name in models:
+        if not (REPO_ROOT / "checkpoints" / "shapes" / name).is_dir():
+            pytest.skip(f"committed checkpoint missing: {REPO_ROOT / 'checkpoints' / 'shapes' / name}")
+    run = tmp_path_factory.mktemp("run")
+    write_prompt_sets(run / "prompts", build_suite("shapes32"), prompts_per_task=1)
+    return run
+
+
 def load_recipe(script: str | Path):
     """``scripts/<script>.py`` (or the script at a given ``Path``) as a module, so a test can call its ``run(cfg)``
     in-process: recipes are scripts, never imported by the library."""

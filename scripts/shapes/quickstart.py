@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from string import Formatter
@@ -99,6 +100,7 @@ class Quickstart:
         self.models: dict[str, str] = {}
         self.common = [f"threads={cfg.threads}"]  # recipes resume: an overwritten quickstart starts from an empty dir
         self.children: set[subprocess.Popen] = set()  # the rows running as child processes (run_parallel)
+        self.row_outputs = {key: str(self.root / self.row_stage(key, row)) for key, row in self.recipe_rows().items()}
 
     def stage(self, name: str, config: Any, fn: Callable[[], Any], **kw) -> dict:
         print(f"== {name}", flush=True)
@@ -263,11 +265,9 @@ class Quickstart:
         return f"rows/{key}" if row.images else f"train/{key}"
 
     def recipe_rows(self) -> dict[str, DictConfig]:
-        """The rows that run a recipe (not a policy replayed on a pool), in table order; their run directories are
-        ``row_<key>`` of the overrides."""
-        rows = {key: row for key, row in self.cfg.rows.items() if row.get("policy") is None and row.get("recipe")}
-        self.row_outputs = {key: str(self.root / self.row_stage(key, row)) for key, row in rows.items()}
-        return rows
+        """The rows that run a recipe (not a policy replayed on a pool), in table order; their run directories
+        (``self.row_outputs``) are ``row_<key>`` of the overrides."""
+        return {key: row for key, row in self.cfg.rows.items() if row.get("policy") is None and row.get("recipe")}
 
     def run_parallel(self, jobs: int) -> None:
         """Every recipe row as a child process (:meth:`launch`), ``jobs`` at a time, in table order as far as the
@@ -281,33 +281,27 @@ class Quickstart:
                    for key, row in rows.items()}  # composed here, in this thread
         done: set[str] = set()
         errors: list[BaseException] = []
-        main = threading.current_thread() is threading.main_thread()  # signal handlers: the main thread's only
-        previous = signal.signal(signal.SIGTERM, terminated) if main else None
-        try:
-            with ThreadPoolExecutor(jobs) as pool:
-                running: dict = {}
-                try:
-                    while pending or running:
-                        ready = [key for key in pending if reads[key] <= done] if not errors else []
-                        for key in ready[:jobs - len(running)]:
-                            running[pool.submit(pending.pop(key))] = key
-                        if not running:
-                            break
-                        # a timeout, so an interrupt reaches this thread within a second whichever thread got it
-                        finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-                        for future in finished:
-                            key = running.pop(future)
-                            if future.exception() is None:
-                                done.add(key)
-                            else:
-                                errors.append(future.exception())
-                except BaseException:
-                    for proc in list(self.children):
-                        proc.terminate()
-                    raise
-        finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
+        running: dict = {}
+        with sigterm_as_exit(), ThreadPoolExecutor(jobs) as pool:
+            try:
+                while pending or running:
+                    ready = [key for key in pending if reads[key] <= done] if not errors else []
+                    for key in ready[:jobs - len(running)]:
+                        running[pool.submit(pending.pop(key))] = key
+                    if not running:
+                        break
+                    # a timeout, so an interrupt reaches this thread within a second whichever thread got it
+                    finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        key = running.pop(future)
+                        if future.exception() is None:
+                            done.add(key)
+                        else:
+                            errors.append(future.exception())
+            except BaseException:  # interrupted: no child is left writing into the run
+                for proc in list(self.children):
+                    proc.terminate()
+                raise
         if errors:
             raise errors[0]
 
@@ -387,6 +381,20 @@ class Quickstart:
 
 def terminated(signum, frame) -> None:
     raise SystemExit(f"quickstart: terminated (signal {signum})")
+
+
+@contextmanager
+def sigterm_as_exit():
+    """SIGTERM raises SystemExit (:func:`terminated`) inside the block, so the block can clean up; the previous
+    handler is back afterwards. Outside the main thread (where handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def child_env() -> dict[str, str]:

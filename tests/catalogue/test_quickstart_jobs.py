@@ -110,8 +110,8 @@ def test_a_failing_child_names_its_stage_and_log_and_marks_nothing_done(world, t
     gen = [o for o in base_overrides("generate", world) if not o.startswith("threads=")]
     rows = {"bad": {"name": "bad", "recipe": "generate", "images": True, "overrides": [*gen, "images_per_prompt=0"]}}
     q = quickstart(world, tmp_path / "run", rows, jobs=2)
-    with composing(), pytest.raises(RuntimeError, match=r"stage 'rows/bad' \(generate\) failed with exit code [1-9].*rows_bad.log"
-                                           r"(.|\n)*images_per_prompt"):
+    failed = r"stage 'rows/bad' \(generate\) failed with exit code [1-9].*rows_bad.log(.|\n)*images_per_prompt"
+    with composing(), pytest.raises(RuntimeError, match=failed):
         q.run_parallel(2)
     assert "images_per_prompt" in (tmp_path / "run" / "logs" / "rows_bad.log").read_text()
     assert not (tmp_path / "run" / "stages" / "rows" / "bad.json").exists()
@@ -126,7 +126,8 @@ def test_an_interrupted_run_terminates_its_children(world, tmp_path, monkeypatch
     gen = [o for o in base_overrides("generate", world) if not o.startswith("threads=")]
     rows = {key: {"name": key, "recipe": "generate", "images": True, "overrides": gen} for key in ("one", "two")}
     q = quickstart(world, tmp_path / "run", rows, jobs=2)
-    monkeypatch.setattr(q, "child_command", lambda recipe_name, args: [sys.executable, "-c", "import time; time.sleep(300)"])
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+    monkeypatch.setattr(q, "child_command", lambda recipe_name, args: sleeper)
     seen, handlers, before = [], [], signal.getsignal(signal.SIGTERM)
 
     def interrupt_when_both_run():

@@ -48,7 +48,8 @@ def test_a_recipe_keeps_freed_memory_and_records_it(monkeypatch):
         monkeypatch.setenv("IMAGECOT_MALLOC", "default")
         assert env.keep_freed_memory() == "glibc, mmap threshold 32 MiB, no trim"
     # the opt-out, in a fresh process, is recorded as such
-    code = "from common.env import environment, keep_freed_memory; keep_freed_memory(); print(environment()['allocator'])"
+    code = ("from common.env import environment, keep_freed_memory; keep_freed_memory(); "
+            "print(environment()['allocator'])")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "IMAGECOT_MALLOC": "default"},
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "system defaults (IMAGECOT_MALLOC=default)"

@@ -31,7 +31,8 @@ def data(tmp_path_factory):
         pytest.skip(f"committed tiny Show-o missing: {SHOWO}")
     out = tmp_path_factory.mktemp("judge_data")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    args = [f"run_dir={out}", "if_exists=overwrite", f"showo={SHOWO}", "lines_per_tag=1", "builder.num_inference_steps=4",
+    args = [f"run_dir={out}", "if_exists=overwrite", f"showo={SHOWO}", "lines_per_tag=1",
+            "builder.num_inference_steps=4",
             "builder.paths_per_line=2", "builder.paths_per_tag=0", "builder.rollout_steps=[0]", "builder.rollouts=2",
             "builder.examples_per_line=6", "builder.examples_per_tag=0", "builder.batch_size=4",
             "builder.finals_per_line=2", "builder.finals_batch_size=3", "builder.steps_per_line=3",

@@ -8,25 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from eval.shapes.data import build_suite
-from eval.shapes.rows import write_prompt_sets
 from showo.factory import load_bundle
-from tests.helpers import REPO_ROOT, assert_same_image, run_script
+from tests.helpers import REPO_ROOT, assert_same_image, run_script, shapes_eval_run
 
 CKPT = REPO_ROOT / "checkpoints" / "shapes"
 
 
-
 @pytest.fixture(scope="module")
 def quality(tmp_path_factory):
-    for name in ("showo/vq", "orm", "parm"):
-        if not (CKPT / name).is_dir():
-            pytest.skip(f"committed checkpoint missing: {CKPT / name}")
-    run = tmp_path_factory.mktemp("run")
-    write_prompt_sets(run / "prompts", build_suite("shapes32"), prompts_per_task=1)
+    run = shapes_eval_run(tmp_path_factory, "showo/vq", "orm", "parm")
     run_script("generate.py", "+experiment=shapes/generate", f"prompts={run}/prompts/evaluation_metadata.jsonl",
-         f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/rows/baseline", "images_per_prompt=2",
-         "model.sampling.num_inference_steps=2", f"model.bundle.directory={CKPT / 'showo'}")
+               f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/rows/baseline", "images_per_prompt=2",
+               "model.sampling.num_inference_steps=2", f"model.bundle.directory={CKPT / 'showo'}")
     args = [f"run={run}", f"showo={CKPT / 'showo'}", "images_per_prompt=2", "sampling.num_inference_steps=2",
             "steps.paths_per_prompt=1", "steps.rollout_steps=[0]", "steps.rollouts=2", "~judges.prm", "~judges.parmpp",
             f"judges.orm.model_dir={CKPT / 'orm'}", f"judges.parm.model_dir={CKPT / 'parm'}"]

@@ -12,29 +12,23 @@ import sys
 import pytest
 import torch
 
-from eval.shapes.data import build_suite
-from eval.shapes.rows import write_prompt_sets
 from eval.stats import geneval_score
 from search.pool import OrmPolicy, ParmPolicy, load_pool
 from search.step_replay import parm_pick, records_from_json
-from tests.helpers import REPO_ROOT, run_script
+from tests.helpers import REPO_ROOT, run_script, shapes_eval_run
 
 CKPT = REPO_ROOT / "checkpoints" / "shapes"
 
 
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    for name in ("showo/vq", "orm", "parm"):
-        if not (CKPT / name).is_dir():
-            pytest.skip(f"committed checkpoint missing: {CKPT / name}")
-    run = tmp_path_factory.mktemp("run")
-    write_prompt_sets(run / "prompts", build_suite("shapes32"), prompts_per_task=1)
+    run = shapes_eval_run(tmp_path_factory, "showo/vq", "orm", "parm")
     run_script("run_search.py", "+experiment=shapes/pool", f"prompts={run}/prompts/evaluation_metadata.jsonl",
-         f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/train/pool", "images_per_prompt=1",
-         "search.strategy.num_candidates=3", "model.sampling.num_inference_steps=4",
-         f"model.bundle.directory={CKPT / 'showo'}", f"search.strategy.outcome_judge.judge.model_dir={CKPT / 'orm'}",
-         f"search.strategy.parm.judge.model_dir={CKPT / 'parm'}")
+               f"class_names={run}/prompts/object_names.txt", f"run_dir={run}/train/pool", "images_per_prompt=1",
+               "search.strategy.num_candidates=3", "model.sampling.num_inference_steps=4",
+               f"model.bundle.directory={CKPT / 'showo'}",
+               f"search.strategy.outcome_judge.judge.model_dir={CKPT / 'orm'}",
+               f"search.strategy.parm.judge.model_dir={CKPT / 'parm'}")
     stdout = run_script("parm_pruning.py", f"run={run}", f"judges.parm={CKPT / 'parm'}")
     return run, stdout
 
