@@ -5,7 +5,8 @@ difference of their scores is estimated *paired*: every bootstrap replicate draw
 both rows on it. The GenEval score is a macro-average over tasks (:func:`geneval_score`), and the resample follows
 that structure:
 
-1. within every task, draw its prompts with replacement (a task's prompts are its units of generalisation);
+1. within every task, draw its prompts with replacement (a task's prompts are its units of generalisation; the
+   repeats of one prompt, ``units``, are one prompt);
 2. within every drawn prompt, draw its sample slots with replacement (a task with one or two prompts still varies
    through its images instead of showing zero variance).
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -91,19 +92,27 @@ def geneval_score(verdicts: Mapping[Slot, tuple[str, bool]]) -> float:
 
 
 def paired_bootstrap(baseline: Mapping[Slot, tuple[str, bool]], method: Mapping[Slot, tuple[str, bool]],
-                     replicates: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
-    """Interval of ``geneval_score(method) - geneval_score(baseline)`` over the slots both rows judged."""
+                     replicates: int = 2000, level: float = 0.95, seed: int = 0,
+                     units: Mapping[int, Hashable] | None = None) -> Interval:
+    """Interval of ``geneval_score(method) - geneval_score(baseline)`` over the slots both rows judged.
+
+    ``units``: prompt index -> the prompt it samples (e.g. its text); indices of one unit are resampled together as
+    one prompt (a metadata line repeated for more images, :func:`eval.shapes.suite.repeat_per_task`, is more samples
+    of its prompt, not another prompt). ``None``: every index is its own prompt."""
     if set(baseline) != set(method):
         missing = sorted(set(baseline) ^ set(method))[:5]
         raise ValueError(f"the two rows judged different slots (e.g. {missing}); a paired comparison needs the same")
     if not baseline:
         raise ValueError("no judged slots to compare")
-    # [task][prompt] -> array of (baseline, method) correctness over its slots
-    tasks: dict[str, dict[int, list[tuple[bool, bool]]]] = defaultdict(lambda: defaultdict(list))
+    if units is not None and (missing := sorted({i for i, _ in baseline} - set(units))):
+        raise ValueError(f"units names no prompt for prompt indices {missing[:5]}")
+    # [task][prompt] -> array of (baseline, method) correctness over its slots, prompts in order of first index
+    tasks: dict[str, dict[Hashable, list[tuple[bool, bool]]]] = defaultdict(dict)
     for slot in sorted(baseline):
         task = baseline[slot][0]
-        tasks[task][slot[0]].append((baseline[slot][1], method[slot][1]))
-    groups = [[np.asarray(pairs, dtype=np.float64) for _, pairs in sorted(prompts.items())]
+        unit = slot[0] if units is None else units[slot[0]]
+        tasks[task].setdefault(unit, []).append((baseline[slot][1], method[slot][1]))
+    groups = [[np.asarray(pairs, dtype=np.float64) for pairs in prompts.values()]
               for _, prompts in sorted(tasks.items())]
     rng = np.random.default_rng(seed)
     diffs = np.empty(replicates)

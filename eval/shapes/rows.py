@@ -1,7 +1,8 @@
 """The miniature table's prompt files and reference rows (``scripts/shapes/quickstart.py``).
 
 * :func:`write_prompt_sets`: the eval split as GenEval metadata (``<dir>/evaluation_metadata.jsonl`` +
-  ``object_names.txt``; ``prompts_per_task`` keeps the first N lines of each task, the reduced CI setting) and the
+  ``object_names.txt``; ``prompts_per_task`` keeps the first N lines of each task, the reduced CI setting;
+  ``images_per_task`` repeats each task's lines until it has that many images, the balanced eval) and the
   training prompts as text (``<dir>/train_prompts.txt``, the DPO recipes' prompts; same reduction);
 * :func:`ground_truth_images`: rendered scenes of every eval prompt (the detector's ceiling, a sanity row);
 * :func:`random_code_images`: uniformly random codes decoded by the tokenizer (the floor).
@@ -22,18 +23,21 @@ from eval.geneval.layout import write_prompt_folder
 from eval.geneval.prompts import PromptSpec
 from eval.shapes.data import CLASS_NAMES_NAME, METADATA_NAME, write_prompt_files
 from eval.shapes.render import ShapesWorld, render_scene, scene_seed
-from eval.shapes.suite import ShapesSuite, first_per_task
+from eval.shapes.suite import ShapesSuite, first_per_task, repeat_per_task
 from showo.magvit import MAGVITv2, decode_codes
 
 TRAIN_PROMPTS_NAME = "train_prompts.txt"
 
 
-def write_prompt_sets(directory: str | os.PathLike, suite: ShapesSuite, prompts_per_task: int | None = None
-                      ) -> dict[str, Path]:
+def write_prompt_sets(directory: str | os.PathLike, suite: ShapesSuite, prompts_per_task: int | None = None,
+                      images_per_task: int | None = None, images_per_prompt: int = 4) -> dict[str, Path]:
     """Eval-split metadata + class names + training prompts; returns their paths (``metadata``, ``class_names``,
-    ``train_prompts``)."""
+    ``train_prompts``). ``images_per_task``: every eval line repeated so that each task gets at least that many
+    images at ``images_per_prompt`` per line (:func:`eval.shapes.suite.repeat_per_task`; the training prompts are
+    not repeated)."""
     directory = Path(directory)
-    metadata = write_prompt_files(directory, first_per_task(suite.eval, prompts_per_task), suite.config.world)
+    lines = repeat_per_task(first_per_task(suite.eval, prompts_per_task), images_per_task, images_per_prompt)
+    metadata = write_prompt_files(directory, lines, suite.config.world)
     train = first_per_task(suite.train, prompts_per_task)
     atomic_write_text(directory / TRAIN_PROMPTS_NAME, "".join(line["prompt"] + "\n" for line in train))
     return {"metadata": metadata, "class_names": directory / CLASS_NAMES_NAME,

@@ -88,6 +88,23 @@ def first_per_task(lines: Sequence[dict], per_task: int | None) -> list[dict]:
     return kept
 
 
+def repeat_per_task(lines: Sequence[dict], images_per_task: int | None, images_per_prompt: int) -> list[dict]:
+    """Every line of a tag written ``ceil(images_per_task / (lines of the tag x images_per_prompt))`` times in a row,
+    so that every tag gets at least ``images_per_task`` images (``None``: the lines as they are). A repeated line is
+    a new prompt index, hence new per-image seeds: more samples of the same prompt, not a new prompt (the table's
+    bootstrap counts a prompt's repeats as one prompt, :func:`eval.stats.paired_bootstrap`'s ``units``)."""
+    if images_per_task is None:
+        return list(lines)
+    if images_per_task < 1 or images_per_prompt < 1:
+        raise ValueError(f"images_per_task ({images_per_task}) and images_per_prompt ({images_per_prompt}) must be "
+                         ">= 1")
+    per_tag: dict[str, int] = {}
+    for line in lines:
+        per_tag[line["tag"]] = per_tag.get(line["tag"], 0) + 1
+    return [line for line in lines
+            for _ in range(-(-images_per_task // (per_tag[line["tag"]] * images_per_prompt)))]
+
+
 def images_per_line(lines: Sequence[dict], images_per_prompt: int, images_per_tag: int = 0) -> list[int]:
     """Scenes to render per line: ``images_per_prompt``, raised so that every tag gets about ``images_per_tag``
     scenes in all (``ceil(images_per_tag / lines of the tag)``; ``0`` turns balancing off)."""

@@ -64,7 +64,8 @@ from search.scaling import default_policies, evaluate_policies, powers_of_two, s
 from showo.magvit import MAGVITv2, decode_codes
 
 SCRIPTS = Path(__file__).resolve().parents[1]
-SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True), Int("steps", min=1),
+SETTINGS = (Int("images_per_prompt", min=1), Int("prompts_per_task", min=1, optional=True),
+            Int("images_per_task", min=1, optional=True), Int("steps", min=1),
             Int("candidates", min=1), Int("pool_candidates", min=1), Bool("train"), Int("seed"),
             Int("table.replicates", min=100), Int("jobs", min=1))
 
@@ -229,9 +230,13 @@ class Quickstart:
         paths = {"metadata": self.root / "prompts" / "evaluation_metadata.jsonl",
                  "class_names": self.root / "prompts" / "object_names.txt",
                  "train_prompts": self.root / "prompts" / "train_prompts.txt"}
-        self.stage("prompts", {"data": self.cfg.data, "prompts_per_task": self.cfg.prompts_per_task},
-                   lambda: {k: str(v) for k, v in write_prompt_sets(self.root / "prompts", suite,
-                                                                     self.cfg.prompts_per_task).items()})
+        balance = self.cfg.images_per_task
+        self.stage("prompts", {"data": self.cfg.data, "prompts_per_task": self.cfg.prompts_per_task,
+                               **({} if balance is None else {"images_per_task": balance,
+                                                              "images_per_prompt": self.cfg.images_per_prompt})},
+                   lambda: {k: str(v) for k, v in write_prompt_sets(
+                       self.root / "prompts", suite, self.cfg.prompts_per_task, balance,
+                       self.cfg.images_per_prompt).items()})
         self.paths = paths
         self.specs = load_prompts(paths["metadata"], load_class_names(paths["class_names"]))
         return paths
@@ -357,7 +362,8 @@ class Quickstart:
             delta = share = None
             mine = self.cfg.rows[key].get("baseline", base) if key in self.cfg.rows else base  # a row may name its own
             if key not in (mine, "ground_truth", "chance") and mine in verdicts:
-                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed)
+                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed,
+                                         units={s.index: s.prompt for s in self.specs})
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
@@ -429,7 +435,10 @@ def run(cfg: DictConfig) -> Path:
     columns = [(name, path.parent.parent / "images",
                 {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
                for key, name, path in entries if key != "chance"]
-    qualitative_grid(columns, {s.index: s.prompt for s in q.specs}, q.root / "grid.png")
+    first = {}  # one grid row per prompt: a repeated line's first index
+    for s in q.specs:
+        first.setdefault(s.prompt, s.index)
+    qualitative_grid(columns, {i: p for p, i in first.items()}, q.root / "grid.png")
     reward_curves(grpo_runs(cfg.rows, q.root), q.root / "grpo_reward_curves.png")  # each run's own: its run dir
     print(text)
     timings = q.stages.timings()

@@ -74,3 +74,21 @@ def test_best_of_n_slots_replays_the_pick_per_chunk_by_hand():
     assert oracle == {(0, 0): ("colors", True), (0, 1): ("colors", True), (1, 0): ("counting", True)}
     with pytest.raises(ValueError, match="2 scores for 13"):
         best_of_n_slots(records, scores[:2], 4)
+
+
+def test_repeated_lines_of_one_prompt_are_one_prompt():
+    # prompt "x" written as lines 0 and 1 (2 images each), prompt "y" as line 2 (4 images): with units the bootstrap
+    # is the one over the merged slots, (0, 0..3) for "x" and (2, 0..3) for "y", replicate for replicate
+    rng = np.random.default_rng(3)
+    base = {(i, k): ("t", bool(rng.integers(2))) for i in (0, 1) for k in (0, 1)}
+    base |= {(2, k): ("t", bool(rng.integers(2))) for k in range(4)}
+    method = {s: ("t", bool(rng.integers(2))) for s in base}
+    merged = {(0 if i < 2 else 2, k + 2 * i if i < 2 else k): v for (i, k), v in base.items()}
+    merged_method = {(0 if i < 2 else 2, k + 2 * i if i < 2 else k): v for (i, k), v in method.items()}
+    units = {0: "x", 1: "x", 2: "y"}
+    grouped = paired_bootstrap(base, method, replicates=300, seed=5, units=units)
+    assert grouped == paired_bootstrap(merged, merged_method, replicates=300, seed=5)
+    # ... and not the bootstrap that counts line 1 as a third prompt
+    assert grouped != paired_bootstrap(base, method, replicates=300, seed=5)
+    with pytest.raises(ValueError, match=r"no prompt for prompt indices \[2\]"):
+        paired_bootstrap(base, method, replicates=10, units={0: "x", 1: "x"})
