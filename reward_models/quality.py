@@ -7,6 +7,7 @@ rejected image) of the *same* group, the fraction the judge orders correctly (ti
 Mann-Whitney AUC restricted to same-group pairs, pooled over groups (each pair weighs the same).
 
 * :func:`pairwise_counts` / :func:`within_group_auc` / :func:`pairwise_accuracy`: same-group pairs (ties 1/2 / 0);
+  :func:`within_group_auc_interval`: its two-stage bootstrap interval (groups, then images within a group);
 * :func:`auc`: the plain AUC over every (positive, negative) pair;
 * :func:`expected_calibration_error`: equal-width bins of the predicted P(yes), weighted |accuracy - confidence|;
 * :func:`accuracy`: decisions against labels (clarity against its static rule, potential against roll-out labels);
@@ -21,8 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
+import numpy as np
+
 __all__ = ["accuracy", "auc", "best_of_n", "expected_calibration_error", "pairwise_accuracy", "pairwise_counts",
-           "within_group_auc"]
+           "within_group_auc", "within_group_auc_interval"]
 
 
 def _check(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[Hashable] | None = None) -> None:
@@ -56,6 +59,40 @@ def within_group_auc(scores: Sequence[float], labels: Sequence[bool], groups: Se
     """Same-group pairs ordered correctly, ties counting one half; ``None`` without such a pair."""
     wins, ties, pairs = pairwise_counts(scores, labels, groups)
     return (wins + 0.5 * ties) / pairs if pairs else None
+
+
+def within_group_auc_interval(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[Hashable],
+                              replicates: int = 2000, level: float = 0.95, seed: int = 0
+                              ) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of :func:`within_group_auc`, two-stage like the table's (``eval.stats``): draw
+    the groups with replacement, then within every drawn group its images with replacement; a replicate is the
+    pooled same-group AUC of the drawn images. ``None`` without a same-group pair. Seeded: a function of its inputs."""
+    _check(scores, labels, groups)
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    tables = []  # per group: its label mask and the (item x item) win table (1 win, 1/2 tie, 0 else; pos rows only)
+    for idx in members.values():
+        s = np.asarray([float(scores[i]) for i in idx])
+        y = np.asarray([bool(labels[i]) for i in idx])
+        win = (s[:, None] > s[None, :]) + 0.5 * (s[:, None] == s[None, :])
+        tables.append((y.astype(np.float64), win * np.outer(y, ~y)))
+    if not any((y.sum() * (1 - y).sum()) for y, _ in tables):
+        return None
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(replicates):
+        num = pairs = 0.0
+        for g in rng.integers(0, len(tables), len(tables)):
+            y, win = tables[g]
+            w = rng.multinomial(len(y), np.full(len(y), 1.0 / len(y))).astype(np.float64)
+            num += w @ win @ w
+            pairs += (w * y).sum() * (w * (1 - y)).sum()
+        if pairs:
+            stats.append(num / pairs)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def pairwise_accuracy(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[Hashable]) -> float | None:

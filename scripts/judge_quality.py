@@ -146,6 +146,7 @@ def score_finals(judge: LMMYesNoJudge, spec: DictConfig, records: list[dict]) ->
                                     [r["image"] for r in records])
     labels = [bool(r["correct"]) for r in records]
     metrics = _metrics(scores, probs, decisions, labels, prompts)
+    metrics["within_auc_ci"] = quality.within_group_auc_interval(scores, labels, prompts)  # prompts, then images
     metrics["best_of_4"] = quality.best_of_n(scores, labels, prompts, 4)
     metrics["best_of_4_vs_first"] = best_of_n_interval(records, scores, 4)
     metrics["by_tag"] = {tag: quality.within_group_auc(*zip(*[(s, y, p) for s, y, p, r in
@@ -212,12 +213,14 @@ def markdown(rows: list[dict], n_final: int, n_paths: int) -> str:
     """Three tables: final images (selection), best-of-4 with intervals, step images (process, clarity,
     potential)."""
     lines = [f"Final images ({n_final} baseline images of held-out prompts):", "",
-             "| judge | within-prompt AUC | pairwise acc | pairs | AUC | accuracy | ECE | best-of-4 (random / oracle) |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| judge | within-prompt AUC [95% CI] | pairwise acc | pairs | AUC | accuracy | ECE | "
+             "best-of-4 (random / oracle) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         f = row["final"]
         b = f["best_of_4"] or {}
-        lines.append(f"| {row['judge']} | {_f(f['within_auc'])} | {_f(f['pairwise_accuracy'])} | {f['pairs']} | "
+        ci = f.get("within_auc_ci")
+        auc_ci = _f(f["within_auc"]) + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
+        lines.append(f"| {row['judge']} | {auc_ci} | {_f(f['pairwise_accuracy'])} | {f['pairs']} | "
                      f"{_f(f['auc'])} | {_f(f['accuracy'])} | {_f(f['ece'])} | "
                      f"{_f(b.get('judge'))} ({_f(b.get('random'))} / {_f(b.get('oracle'))}) |")
     lines += ["", "Best-of-4 on the same images as a table row would measure it (one slot = 4 consecutive images of a "

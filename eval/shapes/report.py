@@ -61,6 +61,33 @@ class Row:
     against: str | None = None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The paired difference ``name - against`` over the slots both rows judged (:func:`eval.stats.paired_bootstrap`),
+    with each row's generator forward passes per image when known."""
+
+    name: str
+    against: str
+    delta: Interval
+    passes: float | None = None
+    against_passes: float | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "against": self.against, "delta": self.delta.to_json(),
+                "forward_passes_per_image": self.passes, "against_forward_passes_per_image": self.against_passes}
+
+
+def markdown_comparisons(comparisons: Sequence[Comparison], digits: int = 1) -> str:
+    """One line per comparison: the difference with its interval, and the two rows' generator forward passes."""
+    def passes(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0f}"
+
+    lines = [[f"{c.name} − {c.against}",
+              f"{100 * c.delta.estimate:+.{digits}f} [{100 * c.delta.low:+.{digits}f}, {100 * c.delta.high:+.{digits}f}]",
+              f"{passes(c.passes)} / {passes(c.against_passes)}"] for c in comparisons]
+    return markdown_lines(["Paired difference", "Δ [95% CI]", "generator forward passes per image"], lines)
+
+
 def table_rows(entries: Sequence[tuple[str, str]]) -> list[Row]:
     """``(name, summary_path)`` pairs -> rows; a missing summary becomes "not run (no summary at <path>)"."""
     rows = []
@@ -117,9 +144,10 @@ def scaling_plot(rows: Sequence[Row], path: str | os.PathLike, title: str = "sha
     return save_figure(fig, path)
 
 
-def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None) -> None:
+def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None,
+                     comparisons: Sequence[Comparison] = ()) -> None:
     """The table as JSON (name, overall, per-task accuracies, images, generator forward passes per image when known,
-    or the not-run reason) and the environment it was measured in, atomically."""
+    or the not-run reason), the comparisons between rows, and the environment it was measured in, atomically."""
     data = []
     for row in rows:
         if row.summary is None:
@@ -131,7 +159,9 @@ def write_table_json(path: str | os.PathLike, rows: Sequence[Row], environment: 
                          "delta": None if row.delta is None else row.delta.to_json(), "against": row.against,
                          "oracle_share": row.oracle_share,
                          "forward_passes_per_image": (row.summary.get("config") or {}).get("forward_passes_per_image")})
-    atomic_write_text(path, json.dumps({"rows": data, "environment": environment}, indent=1) + "\n")
+    out = {"rows": data, **({"comparisons": [c.to_json() for c in comparisons]} if comparisons else {}),
+           "environment": environment}
+    atomic_write_text(path, json.dumps(out, indent=1) + "\n")
 
 
 def read_table_json(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -140,12 +170,16 @@ def read_table_json(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def write_table(run_dir: str | os.PathLike, rows: Sequence[Row], environment: dict[str, Any] | None = None,
-                title: str = "shapes world: accuracy vs generator compute") -> str:
-    """``table.md`` / ``table.json`` (with the environment) and ``compute.png`` (each row's accuracy against its
-    generator forward passes per image) in ``run_dir``; returns the Markdown table."""
+                title: str = "shapes world: accuracy vs generator compute", comparisons: Sequence[Comparison] = ()
+                ) -> str:
+    """``table.md`` / ``table.json`` (with the environment; the ``comparisons`` as a second table) and
+    ``compute.png`` (each row's accuracy against its generator forward passes per image) in ``run_dir``; returns the
+    Markdown."""
     run_dir = Path(run_dir)
     text = markdown_table(rows)
+    if comparisons:
+        text += "\n" + markdown_comparisons(comparisons)
     atomic_write_text(run_dir / "table.md", text)
-    write_table_json(run_dir / "table.json", rows, environment)
+    write_table_json(run_dir / "table.json", rows, environment, comparisons)
     scaling_plot(rows, run_dir / "compute.png", title=title)
     return text

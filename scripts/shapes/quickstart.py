@@ -47,14 +47,14 @@ from omegaconf import DictConfig
 
 from common.recipe import check, open_run
 from common.stages import Stages
-from common.validate import Bool, Int
+from common.validate import Bool, ConfigError, Int
 from eval.geneval.prompts import load_class_names, load_prompts
 from common.io import atomic_write_json
 from eval.geneval.report import load_summary
 from eval.geneval.score import read_results
 from eval.plots import scaling_curves
 from eval.shapes.figures import qualitative_grid
-from eval.shapes.report import Row, evaluate_shapes_folder, write_table
+from eval.shapes.report import Comparison, Row, evaluate_shapes_folder, write_table
 from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
 from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
@@ -371,6 +371,26 @@ class Quickstart:
             rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share, against=against))
         return rows
 
+    def comparisons(self, entries: list[tuple[str, str, Path]]) -> list[Comparison]:
+        """``table.comparisons``: the paired difference of each ``[row, against]`` pair of rows (the paper's claims
+        are comparisons between methods, not only against the baseline). A pair naming a row that is not in the
+        table is an error naming it."""
+        found = {key: (name, path) for key, name, path in entries}
+        out = []
+        for pair in self.cfg.table.get("comparisons") or []:
+            key, against = pair
+            missing = [k for k in (key, against) if k not in found]
+            if missing:
+                raise ConfigError(f"quickstart: table.comparisons names {missing}, not rows of this table "
+                                  f"(rows: {', '.join(found)})")
+            (name, path), (other, other_path) = found[key], found[against]
+            verdicts = [slot_verdicts(read_results(p.parent / "results.jsonl")) for p in (path, other_path)]
+            delta = paired_bootstrap(verdicts[1], verdicts[0], self.cfg.table.replicates, seed=self.cfg.seed,
+                                     units={s.index: s.prompt for s in self.specs})
+            passes = [(load_summary(p).get("config") or {}).get("forward_passes_per_image") for p in (path, other_path)]
+            out.append(Comparison(name, other, delta, *passes))
+        return out
+
     def scaling(self) -> Path | None:
         """Accuracy vs N / generator / judge forward passes of every policy, from the pool row's stored candidates."""
         pool = Path(self.row_outputs.get(self.cfg.table.pool, "")) / "pool"
@@ -416,8 +436,19 @@ def grpo_runs(rows: DictConfig, root: Path) -> list[tuple[str, Path]]:
             if row.get("recipe") == "train_grpo"]
 
 
+def check_comparisons(cfg: DictConfig) -> None:
+    """Every ``table.comparisons`` entry is a pair of table rows (a recipe or policy row with images, or a reference
+    row), checked before anything runs."""
+    rows = {"ground_truth", "chance", *(k for k, row in cfg.rows.items() if row.get("images", True))}
+    for i, pair in enumerate(cfg.table.get("comparisons") or []):
+        if len(pair) != 2 or any(k not in rows for k in pair):
+            raise ConfigError(f"quickstart: table.comparisons[{i}] = {list(pair)} must be [row, against], two of the "
+                              f"table's rows ({', '.join(sorted(rows))})")
+
+
 def run(cfg: DictConfig) -> Path:
     check(cfg, "quickstart", SETTINGS)
+    check_comparisons(cfg)
     start = time.perf_counter()
     q = Quickstart(cfg)
     print(f"== shapes world quickstart: run dir {q.root} (threads {cfg.threads}, jobs {cfg.jobs})", flush=True)
@@ -430,7 +461,7 @@ def run(cfg: DictConfig) -> Path:
 
     # ---- 4. table (intervals, oracle share), scaling curves, qualitative grid, where the time went
     rows = q.table_rows(entries)
-    text = write_table(q.root, rows, environment=q.run.environment)
+    text = write_table(q.root, rows, environment=q.run.environment, comparisons=q.comparisons(entries))
     q.scaling()
     columns = [(name, path.parent.parent / "images",
                 {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})

@@ -1,6 +1,7 @@
 """Judge-quality metrics against numbers computed by hand (reward_models/quality.py)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from reward_models.quality import (accuracy, auc, best_of_n, expected_calibration_error, pairwise_accuracy,
@@ -60,3 +61,30 @@ def test_mismatched_lengths_name_the_sizes():
         auc([0.1, 0.2, 0.3], [True, False])
     with pytest.raises(ValueError, match="1 groups"):
         within_group_auc([0.1, 0.2], [True, False], ["a"])
+
+
+def test_within_group_auc_interval_brackets_the_estimate_and_narrows_with_data():
+    from reward_models.quality import within_group_auc_interval
+
+    rng = np.random.default_rng(0)
+
+    def sample(groups: int, per_group: int):
+        labels = rng.random(groups * per_group) < 0.4
+        scores = labels * 0.6 + rng.random(len(labels))  # informative but noisy: AUC about 0.8
+        names = [g for g in range(groups) for _ in range(per_group)]
+        return scores.tolist(), labels.tolist(), names
+
+    small, big = sample(6, 8), sample(40, 32)
+    lo_s, hi_s = within_group_auc_interval(*small, replicates=500)
+    lo_b, hi_b = within_group_auc_interval(*big, replicates=500)
+    assert lo_s <= within_group_auc(*small) <= hi_s and lo_b <= within_group_auc(*big) <= hi_b
+    assert hi_b - lo_b < (hi_s - lo_s) / 2
+    assert within_group_auc_interval(*big, replicates=500) == (lo_b, hi_b)  # seeded
+
+
+def test_within_group_auc_interval_of_a_perfect_ranker_and_of_no_pairs():
+    from reward_models.quality import within_group_auc_interval
+
+    scores, labels, groups = [0.9, 0.1, 0.8, 0.2], [True, False, True, False], ["a", "a", "b", "b"]
+    assert within_group_auc_interval(scores, labels, groups, replicates=200) == (1.0, 1.0)
+    assert within_group_auc_interval([0.3, 0.4], [True, False], ["a", "b"]) is None

@@ -84,6 +84,31 @@ def test_a_row_compared_to_its_own_baseline_names_it():
     assert "| +12.5 [-25.0, +50.0] |" in text  # the table's own baseline is not repeated on every row
 
 
+def test_comparisons_must_name_two_rows_of_the_table():
+    from omegaconf import OmegaConf
+
+    from common.validate import ConfigError
+    from tests.helpers import load_recipe
+
+    check_comparisons = load_recipe("shapes/quickstart").check_comparisons
+    cfg = OmegaConf.create({"rows": {"orm": {"images": True}, "parm": {"images": True}, "pool": {"images": False}},
+                            "table": {"comparisons": [["parm", "orm"]]}})
+    check_comparisons(cfg)
+    for bad in (["parm", "pool"], ["parm", "nope"], ["parm"]):  # a training row has no images; an unknown row
+        cfg.table.comparisons = [bad]
+        with pytest.raises(ConfigError, match=r"table.comparisons\[0\]"):
+            check_comparisons(cfg)
+
+
+def test_comparison_table_names_both_rows_and_their_passes():
+    from eval.shapes.report import Comparison, markdown_comparisons
+
+    text = markdown_comparisons([Comparison("+ PARM", "+ ORM", Interval(-0.05, -0.1, 0.0, 0.95, 100), 30.0, 48.0),
+                                 Comparison("+ DPO", "+ GRPO", Interval(0.0125, -0.02, 0.04, 0.95, 100))])
+    assert "| + PARM − + ORM | -5.0 [-10.0, +0.0] | 30 / 48 |" in text
+    assert "| + DPO − + GRPO | +1.2 [-2.0, +4.0] | – / – |" in text
+
+
 def test_quickstart_reduced_end_to_end(tmp_path):
     run = tmp_path / "run"
     # the committed Show-o, PRM and PARM are loaded; the ORM, the PARM++ judge and the self-correction Show-o are
@@ -129,6 +154,14 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     for name in ("+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)"):
         assert by_name[name]["forward_passes_per_image"] > base, name
     assert not [row for row in table if "not_run" in row]  # every Table 1 row is measured
+    # the paired differences between rows (table.comparisons), in table.md and table.json
+    comparisons = json.loads((run / "table.json").read_text())["comparisons"]
+    assert [(c["name"], c["against"]) for c in comparisons][:2] == [("+ PARM (2 paths)", "+ ORM (best-of-2)"),
+                                                                    ("+ PARM++ (2 paths)", "+ PARM (2 paths)")]
+    for c in comparisons:
+        assert c["delta"]["low"] <= c["delta"]["estimate"] <= c["delta"]["high"], c
+        assert c["delta"]["estimate"] == pytest.approx(by_name[c["name"]]["overall"] - by_name[c["against"]]["overall"])
+    assert "| + PARM (2 paths) − + ORM (best-of-2) |" in (run / "table.md").read_text()
     env_record = json.loads((run / "table.json").read_text())["environment"]
     assert env_record["torch_threads"] == 1 and env_record["cpu"]  # pinned by the config, whatever OMP says
     # jobs=2 (the default): every recipe row ran as a child process with its own log, the models trained here did not
