@@ -436,6 +436,15 @@ def grpo_runs(rows: DictConfig, root: Path) -> list[tuple[str, Path]]:
             if row.get("recipe") == "train_grpo"]
 
 
+def grid_prompts(specs) -> dict[int, str]:
+    """Prompt index -> text for the qualitative grid: one row per prompt, at the first line that asks it (the
+    balanced eval repeats lines)."""
+    first: dict[str, int] = {}
+    for spec in specs:
+        first.setdefault(spec.prompt, spec.index)
+    return {index: prompt for prompt, index in first.items()}
+
+
 def check_comparisons(cfg: DictConfig) -> None:
     """Every ``table.comparisons`` entry is a pair of table rows (a recipe or policy row with images, or a reference
     row), checked before anything runs."""
@@ -466,10 +475,7 @@ def run(cfg: DictConfig) -> Path:
     columns = [(name, path.parent.parent / "images",
                 {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
                for key, name, path in entries if key != "chance"]
-    first = {}  # one grid row per prompt: a repeated line's first index
-    for s in q.specs:
-        first.setdefault(s.prompt, s.index)
-    qualitative_grid(columns, {i: p for p, i in first.items()}, q.root / "grid.png")
+    qualitative_grid(columns, grid_prompts(q.specs), q.root / "grid.png")
     reward_curves(grpo_runs(cfg.rows, q.root), q.root / "grpo_reward_curves.png")  # each run's own: its run dir
     print(text)
     timings = q.stages.timings()

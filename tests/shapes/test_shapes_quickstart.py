@@ -100,6 +100,15 @@ def test_comparisons_must_name_two_rows_of_the_table():
             check_comparisons(cfg)
 
 
+def test_the_grid_shows_each_prompt_once():
+    from types import SimpleNamespace
+
+    from tests.helpers import load_recipe
+
+    specs = [SimpleNamespace(index=i, prompt=p) for i, p in enumerate(["a", "a", "b", "b", "b", "c"])]
+    assert load_recipe("shapes/quickstart").grid_prompts(specs) == {0: "a", 2: "b", 5: "c"}
+
+
 def test_comparison_table_names_both_rows_and_their_passes():
     from eval.shapes.report import Comparison, markdown_comparisons
 
