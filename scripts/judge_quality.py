@@ -152,6 +152,9 @@ def score_finals(judge: LMMYesNoJudge, spec: DictConfig, records: list[dict]) ->
     metrics["by_tag"] = {tag: quality.within_group_auc(*zip(*[(s, y, p) for s, y, p, r in
                                                               zip(scores, labels, prompts, records) if r["tag"] == tag]))
                          for tag in dict.fromkeys(r["tag"] for r in records)}
+    # the per-task mean, GenEval's weighting: the pooled AUC weighs a prompt by its pairs (its images squared)
+    per_task = [v for v in metrics["by_tag"].values() if v is not None]
+    metrics["within_auc_task_mean"] = sum(per_task) / len(per_task) if per_task else None
     return metrics
 
 
@@ -213,14 +216,15 @@ def markdown(rows: list[dict], n_final: int, n_paths: int) -> str:
     """Three tables: final images (selection), best-of-4 with intervals, step images (process, clarity,
     potential)."""
     lines = [f"Final images ({n_final} baseline images of held-out prompts):", "",
-             "| judge | within-prompt AUC [95% CI] | pairwise acc | pairs | AUC | accuracy | ECE | "
-             "best-of-4 (random / oracle) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| judge | within-prompt AUC [95% CI] | its mean over tasks | pairwise acc | pairs | AUC | accuracy | ECE "
+             "| best-of-4 (random / oracle) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         f = row["final"]
         b = f["best_of_4"] or {}
         ci = f.get("within_auc_ci")
         auc_ci = _f(f["within_auc"]) + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
-        lines.append(f"| {row['judge']} | {auc_ci} | {_f(f['pairwise_accuracy'])} | {f['pairs']} | "
+        lines.append(f"| {row['judge']} | {auc_ci} | {_f(f.get('within_auc_task_mean'))} | "
+                     f"{_f(f['pairwise_accuracy'])} | {f['pairs']} | "
                      f"{_f(f['auc'])} | {_f(f['accuracy'])} | {_f(f['ece'])} | "
                      f"{_f(b.get('judge'))} ({_f(b.get('random'))} / {_f(b.get('oracle'))}) |")
     lines += ["", "Best-of-4 on the same images as a table row would measure it (one slot = 4 consecutive images of a "

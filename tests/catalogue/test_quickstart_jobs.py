@@ -138,10 +138,16 @@ def test_an_interrupted_run_terminates_its_children(world, tmp_path, monkeypatch
         handlers.append(signal.getsignal(signal.SIGTERM))
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt_when_both_run, daemon=True).start()
-    start = time.monotonic()
-    with composing(), pytest.raises(KeyboardInterrupt):
-        q.run_parallel(2)
+    # Ctrl-C as Python handles it: a process started in the background by a non-interactive shell (`pytest &`)
+    # inherits SIGINT ignored, and then interrupt_main does nothing
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_when_both_run, daemon=True).start()
+        start = time.monotonic()
+        with composing(), pytest.raises(KeyboardInterrupt):
+            q.run_parallel(2)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     assert len(seen) == 2 and all(proc.poll() is not None for proc in seen)  # both terminated, not left running
     assert time.monotonic() - start < 60 and not q.children
     assert not (tmp_path / "run" / "stages" / "rows").exists()

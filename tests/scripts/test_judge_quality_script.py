@@ -38,6 +38,11 @@ def test_tables_hold_every_judge_and_metrics_are_probabilities(quality):
             json.loads(line)["correct"] for line in (run / "rows/baseline/eval/results.jsonl").read_text().splitlines())
         for value in (final["auc"], final["ece"], final["accuracy"], row["steps"]["accuracy"]):
             assert value is None or 0.0 <= value <= 1.0
+        tasks = [v for v in final["by_tag"].values() if v is not None]
+        assert final["within_auc_task_mean"] == (pytest.approx(sum(tasks) / len(tasks)) if tasks else None)
+        ci = final["within_auc_ci"]
+        assert (ci is None) == (final["within_auc"] is None)
+        assert ci is None or ci[0] <= final["within_auc"] <= ci[1]
     parm = rows[1]
     assert parm["step_question"] == "potential" and 0.0 <= parm["clarity"]["accuracy"] <= 1.0
     assert parm["clarity"]["examples"] == 6  # 2 steps: the rule (1, 1) labels step 2 "clear", step 1 not at all
