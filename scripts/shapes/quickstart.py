@@ -101,6 +101,7 @@ class Quickstart:
         self.models: dict[str, str] = {}
         self.common = [f"threads={cfg.threads}"]  # recipes resume: an overwritten quickstart starts from an empty dir
         self.children: set[subprocess.Popen] = set()  # the rows running as child processes (run_parallel)
+        self._verdicts: dict[str, dict] | None = None  # every row's slot verdicts, once the rows are judged
         self.row_outputs = {key: str(self.root / self.row_stage(key, row)) for key, row in self.recipe_rows().items()}
 
     def stage(self, name: str, config: Any, fn: Callable[[], Any], **kw) -> dict:
@@ -354,7 +355,7 @@ class Quickstart:
     def table_rows(self, entries: list[tuple[str, str, Path]]) -> list[Row]:
         """Rows with their paired bootstrap interval against the baseline and, for search rows, the share of the
         oracle's best-of-N gain they reach."""
-        verdicts = {key: slot_verdicts(read_results(path.parent / "results.jsonl")) for key, _, path in entries}
+        verdicts = self.verdicts(entries)
         base, oracle = self.cfg.table.baseline, self.cfg.table.oracle
         scores = {key: geneval_score(v) for key, v in verdicts.items()}
         rows = []
@@ -362,8 +363,7 @@ class Quickstart:
             delta = share = None
             mine = self.cfg.rows[key].get("baseline", base) if key in self.cfg.rows else base  # a row may name its own
             if key not in (mine, "ground_truth", "chance") and mine in verdicts:
-                delta = paired_bootstrap(verdicts[mine], verdicts[key], self.cfg.table.replicates, seed=self.cfg.seed,
-                                         units={s.index: s.prompt for s in self.specs})
+                delta = self.paired(verdicts[mine], verdicts[key])
             gain = scores[oracle] - scores[base] if oracle in scores and base in scores else 0.0
             if key in self.cfg.table.oracle_share and gain > 0:
                 share = (scores[key] - scores[base]) / gain
@@ -371,24 +371,30 @@ class Quickstart:
             rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share, against=against))
         return rows
 
+    def verdicts(self, entries: list[tuple[str, str, Path]]) -> dict[str, dict]:
+        """Every row's slot verdicts (its GenEval ``results.jsonl``), read once for the table, the comparisons and
+        the grid."""
+        if self._verdicts is None:
+            self._verdicts = {key: slot_verdicts(read_results(path.parent / "results.jsonl"))
+                              for key, _, path in entries}
+        return self._verdicts
+
+    def paired(self, baseline: dict, method: dict):
+        """The table's paired bootstrap of ``method - baseline``; a prompt's repeated lines are one prompt."""
+        return paired_bootstrap(baseline, method, self.cfg.table.replicates, seed=self.cfg.seed,
+                                units={s.index: s.prompt for s in self.specs})
+
     def comparisons(self, entries: list[tuple[str, str, Path]]) -> list[Comparison]:
-        """``table.comparisons``: the paired difference of each ``[row, against]`` pair of rows (the paper's claims
-        are comparisons between methods, not only against the baseline). A pair naming a row that is not in the
-        table is an error naming it."""
+        """``table.comparisons`` (checked before the run, :func:`check_comparisons`): the paired difference of each
+        ``[row, against]`` pair of rows (the paper's claims compare methods, not only a method and the baseline)."""
         found = {key: (name, path) for key, name, path in entries}
+        verdicts = self.verdicts(entries)
         out = []
-        for pair in self.cfg.table.get("comparisons") or []:
-            key, against = pair
-            missing = [k for k in (key, against) if k not in found]
-            if missing:
-                raise ConfigError(f"quickstart: table.comparisons names {missing}, not rows of this table "
-                                  f"(rows: {', '.join(found)})")
-            (name, path), (other, other_path) = found[key], found[against]
-            verdicts = [slot_verdicts(read_results(p.parent / "results.jsonl")) for p in (path, other_path)]
-            delta = paired_bootstrap(verdicts[1], verdicts[0], self.cfg.table.replicates, seed=self.cfg.seed,
-                                     units={s.index: s.prompt for s in self.specs})
-            passes = [(load_summary(p).get("config") or {}).get("forward_passes_per_image") for p in (path, other_path)]
-            out.append(Comparison(name, other, delta, *passes))
+        for key, against in self.cfg.table.get("comparisons") or []:
+            passes = [(load_summary(found[k][1]).get("config") or {}).get("forward_passes_per_image")
+                      for k in (key, against)]
+            out.append(Comparison(found[key][0], found[against][0], self.paired(verdicts[against], verdicts[key]),
+                                  *passes))
         return out
 
     def scaling(self) -> Path | None:
@@ -472,8 +478,8 @@ def run(cfg: DictConfig) -> Path:
     rows = q.table_rows(entries)
     text = write_table(q.root, rows, environment=q.run.environment, comparisons=q.comparisons(entries))
     q.scaling()
-    columns = [(name, path.parent.parent / "images",
-                {slot: ok for slot, (_, ok) in slot_verdicts(read_results(path.parent / "results.jsonl")).items()})
+    verdicts = q.verdicts(entries)
+    columns = [(name, path.parent.parent / "images", {slot: ok for slot, (_, ok) in verdicts[key].items()})
                for key, name, path in entries if key != "chance"]
     qualitative_grid(columns, grid_prompts(q.specs), q.root / "grid.png")
     reward_curves(grpo_runs(cfg.rows, q.root), q.root / "grpo_reward_curves.png")  # each run's own: its run dir
