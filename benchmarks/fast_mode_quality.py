@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from hydra.utils import instantiate
 
 from common.io import atomic_write_text, file_sha256
 from eval.geneval.score import read_results
+from eval.results import read_jsonl
 from eval.shapes.report import evaluate_shapes_folder
 from eval.shapes.rows import write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
@@ -60,6 +62,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument("--images-per-task", type=int, default=None,
+                        help="repeat every task's prompts until it has this many images (the quickstart's balanced "
+                             "eval, images_per_task); a prompt's repeats count as one prompt in the bootstrap")
+    parser.add_argument("--only", choices=sorted(ROWS), default=None,
+                        help="generate and judge this row alone and stop (run the modes in parallel processes on the "
+                             "same --out, then once more without --only to compare them from disk)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--compile", action="store_true", help="fast mode with model.fast.compile=auto")
     parser.add_argument("--replicates", type=int, default=2000)
@@ -70,36 +78,48 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         suite = build_shapes_suite(instantiate(compose(config_name="quickstart").data))
-        paths = write_prompt_sets(out / "prompts", suite)
+        paths = write_prompt_sets(out / "prompts", suite, images_per_task=args.images_per_task,
+                                  images_per_prompt=args.images_per_prompt)
+        units = {i: line["prompt"] for i, line in enumerate(read_jsonl(paths["metadata"]))}
         recipe, times, verdicts = generate_recipe(), {}, {}
         rows = {k: v for k, v in ROWS.items() if k not in OPTIONAL or getattr(args, OPTIONAL[k])}
+        if args.only is not None:
+            rows = {args.only: ROWS[args.only]}
         for mode, extra in rows.items():
             extra = extra + (["model.fast.compile=auto"] if args.compile and mode == "fast" else [])
             cfg = compose(config_name="generate", overrides=[
                 "+experiment=shapes/generate", f"prompts={paths['metadata']}", f"class_names={paths['class_names']}",
                 f"images_per_prompt={args.images_per_prompt}", f"model.sampling.num_inference_steps={args.steps}",
                 "grid=false", f"threads={args.threads}", f"run_dir={out / 'rows' / mode}", *extra])
+            wall_file = out / "rows" / mode / "generation_wall.json"  # the wall of the process that generated it
+            known = json.loads(wall_file.read_text()) if wall_file.is_file() else None
             start = time.perf_counter()
             run_dir = recipe.run(cfg)
-            times[mode] = time.perf_counter() - start
+            if known is None:
+                known = {"wall_s": time.perf_counter() - start, "load_average": list(os.getloadavg())}
+                atomic_write_text(wall_file, json.dumps(known) + "\n")
+            times[mode] = known["wall_s"]
             summary = evaluate_shapes_folder(run_dir / "images", run_dir / "eval", paths["metadata"],
                                              paths["class_names"], suite.config.world, f"baseline ({mode})",
                                              args.images_per_prompt)
             verdicts[mode] = slot_verdicts(read_results(run_dir / "eval" / "results.jsonl"))
             print(f"{mode}: overall {summary['scores']['overall']:.4f}, generation wall {times[mode]:.1f} s "
-                  "(0 when resumed from disk)", flush=True)
-    delta = paired_bootstrap(verdicts["exact"], verdicts["fast"], replicates=args.replicates)
+                  f"(load average then {known.get('load_average')})", flush=True)
+    if args.only is not None:
+        return
+    delta = paired_bootstrap(verdicts["exact"], verdicts["fast"], replicates=args.replicates, units=units)
     same, total = identical_images(out / "rows" / "exact" / "images", out / "rows" / "fast" / "images")
     result = {**{k: geneval_score(v) for k, v in verdicts.items()}, "fast_minus_exact": delta.to_json(),
               "identical_images": same, "images": total, "generation_wall_s": times, "threads": args.threads,
-              "compile": args.compile, "images_per_prompt": args.images_per_prompt, "steps": args.steps}
+              "compile": args.compile, "images_per_prompt": args.images_per_prompt,
+              "images_per_task": args.images_per_task, "steps": args.steps}
     if args.bf16_head:
-        head = paired_bootstrap(verdicts["exact"], verdicts["fast_bf16_head"], replicates=args.replicates)
+        head = paired_bootstrap(verdicts["exact"], verdicts["fast_bf16_head"], replicates=args.replicates, units=units)
         result["fast_bf16_head_minus_exact"] = head.to_json()
         print(f"fast, bf16 head {result['fast_bf16_head']:.4f}; - exact {head.estimate:+.4f} "
               f"[{head.low:+.4f}, {head.high:+.4f}]")
     if args.control:
-        noise = paired_bootstrap(verdicts["exact"], verdicts["exact_seed1"], replicates=args.replicates)
+        noise = paired_bootstrap(verdicts["exact"], verdicts["exact_seed1"], replicates=args.replicates, units=units)
         result["exact_seed1_minus_exact"] = noise.to_json()
         print(f"control: exact seed 1 {result['exact_seed1']:.4f}; seed 1 - seed 0 {noise.estimate:+.4f} "
               f"[{noise.low:+.4f}, {noise.high:+.4f}]")

@@ -21,7 +21,7 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "best_of_n_slots", "geneval_score", "paired_bootstrap", "slot_verdicts"]
+__all__ = ["Interval", "best_of_n_slots", "geneval_score", "paired_bootstrap", "prompt_units", "slot_verdicts"]
 
 Slot = tuple[int, int]  # (prompt index, sample index)
 
@@ -48,11 +48,18 @@ class Interval:
 def slot_verdicts(records: Sequence[Mapping]) -> dict[Slot, tuple[str, bool]]:
     """``(prompt index, sample index) -> (task, correct)`` from GenEval ``results.jsonl`` records (file names end in
     ``<prompt:05d>/samples/<k:04d>.png``)."""
-    out = {}
-    for rec in records:
-        parts = str(rec["filename"]).replace("\\", "/").split("/")
-        out[int(parts[-3]), int(parts[-1].split(".")[0])] = (rec["tag"], bool(rec["correct"]))
-    return out
+    return {_slot_of(rec): (rec["tag"], bool(rec["correct"])) for rec in records}
+
+
+def prompt_units(records: Sequence[Mapping]) -> dict[int, str]:
+    """``prompt index -> prompt text`` from GenEval ``results.jsonl`` records: the ``units`` of :func:`paired_bootstrap`
+    (a metadata line repeated for more images, :func:`eval.shapes.suite.repeat_per_task`, counts as one prompt)."""
+    return {_slot_of(rec)[0]: str(rec["prompt"]) for rec in records}
+
+
+def _slot_of(rec: Mapping) -> Slot:
+    parts = str(rec["filename"]).replace("\\", "/").split("/")
+    return int(parts[-3]), int(parts[-1].split(".")[0])
 
 
 def best_of_n_slots(records: Sequence[Mapping], scores: Sequence[float], n: int

@@ -107,6 +107,7 @@ class SamplingState:
     trajectory: Optional[list[StepRecord]] = None
     forward_passes: int = 0  # LM forwards counted per image (one per code or CoT token; the CFG row not apart)
     cots: Optional[list[str]] = None  # the text each image is conditioned on besides its prompt (semantic CoT)
+    cot_passes: Optional[list[int]] = None  # per image: the LM forwards its plan cost (in forward_passes)
 
     @property
     def batch_size(self) -> int:
@@ -137,6 +138,8 @@ class SamplingState:
         self.prompts = [self.prompts[i] for i in idx.tolist()]
         if self.cots is not None:
             self.cots = [self.cots[i] for i in idx.tolist()]
+        if self.cot_passes is not None:
+            self.cot_passes = [self.cot_passes[i] for i in idx.tolist()]
         self.prompt_ids, self.prompt_mask = self.prompt_ids[d], self.prompt_mask[d]
         self.tokens, self.logprobs, self.cond_logprobs = self.tokens[d], self.logprobs[d], self.cond_logprobs[d]
         if isinstance(self.generator, (list, tuple)):
@@ -259,7 +262,7 @@ class JanusPipeline:
         """
         from transformers import DynamicCache
 
-        cot_passes = 0
+        cot_passes, cot_rows = 0, None
         if input_ids is None:
             if not prompts:
                 raise ValueError("prompts is empty")
@@ -268,6 +271,7 @@ class JanusPipeline:
             if cots is None and self.cot is not None:
                 plans = self.cot.sample(prompts, generator=generator)
                 cots, cot_passes = plans.cots, plans.sample.forward_passes
+                cot_rows = [int(n) for n in plans.sample.completion_mask.sum(1).tolist()]
             input_ids = self.image_prompt_ids(prompts, cots)
         elif cots is not None:
             raise ValueError("pass cots with prompts, not with input_ids")
@@ -295,7 +299,7 @@ class JanusPipeline:
             guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
             generator=list(generator) if isinstance(generator, (list, tuple)) else generator,
             trajectory=[] if return_trajectory else None, forward_passes=cot_passes,
-            cots=list(cots) if cots is not None else None,
+            cots=list(cots) if cots is not None else None, cot_passes=cot_rows,
         )
 
     # ---------------------------------------------------------------------------------------------- one code

@@ -8,7 +8,8 @@ T2I-R1 builds); later positions hold the pad id with mask 0. The loop stops when
 ``max_new_tokens`` (T2I-R1: 1024).
 
 ``generator``: one ``torch.Generator`` (one draw call per position over the batch, transformers' order) or one per
-row, so a CoT does not depend on the other prompts of its batch.
+row, so a CoT does not depend on the other prompts of its batch; a row that has ended draws no more from its own
+generator, so what that generator draws next (the row's image) does not depend on its batch either.
 """
 from __future__ import annotations
 
@@ -62,7 +63,15 @@ def sample_text(model, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id:
         scores = logits / temperature
         if top_k is not None:
             scores = top_k_filter(scores, top_k)
-        token = draw(torch.softmax(scores, -1), generator)
+        probs = torch.softmax(scores, -1)
+        if isinstance(generator, (list, tuple)):
+            # one generator per row: a row that has ended draws nothing more, so its generator (which goes on to
+            # sample its image) stands where it would had the row been sampled alone
+            token = torch.full((b,), pad_id, dtype=torch.long, device=device)
+            rows = running.nonzero()[:, 0].tolist()
+            token[rows] = draw(probs[rows], [generator[i] for i in rows])
+        else:
+            token = draw(probs, generator)
         passes += int(running.sum())
         token = torch.where(running, token, torch.full_like(token, pad_id))
         masks.append(running.long())

@@ -33,7 +33,7 @@ from PIL import Image
 from common.io import atomic_write_text
 from eval.geneval.prompts import load_class_names, load_prompts
 from eval.shapes.report import evaluate_shapes_folder
-from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap
+from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap, prompt_units
 from common.recipe import check, open_run
 from common.validate import ConfigError, Dir, Int
 from reward_models import quality
@@ -198,7 +198,8 @@ def best_of_n_interval(records: list[dict], scores: list[float], n: int) -> dict
     baseline, judge, oracle = best_of_n_slots(records, scores, n)
     if not baseline:
         return None
-    j, o = paired_bootstrap(baseline, judge), paired_bootstrap(baseline, oracle)
+    units = prompt_units(records)  # a prompt's repeats (the balanced eval) are one prompt
+    j, o = paired_bootstrap(baseline, judge, units=units), paired_bootstrap(baseline, oracle, units=units)
     return {"n": n, "slots": len(baseline), "baseline": geneval_score(baseline), "judge": geneval_score(judge),
             "oracle": geneval_score(oracle), "judge_vs_first": j.to_json(), "oracle_vs_first": o.to_json(),
             "oracle_share": j.estimate / o.estimate if o.estimate > 0 else None}

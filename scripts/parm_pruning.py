@@ -134,6 +134,7 @@ def table(entries: list[PoolEntry], specs, records: list[list[StepRecord]], cand
           judges: list[str]) -> list[dict]:
     """The rows of the module doc, each with its GenEval overall, intervals and generator passes per image."""
     tags = {s.index: s.tag for s in specs}
+    units = {s.index: s.prompt for s in specs}  # a prompt's repeats (the balanced eval) are resampled as one prompt
     n = candidates or entries[0].size
     num_steps = entries[0].num_steps
     verdict = {(e.slot.prompt_index, e.slot.sample_index): [bool(v) for v in e.named_scores["oracle"][:n]]
@@ -157,7 +158,7 @@ def table(entries: list[PoolEntry], specs, records: list[list[StepRecord]], cand
         for ref, against in (("baseline", base), ("orm", orm)):
             if picked is not against:
                 entry[f"vs_{ref}"] = {k: 100 * v if isinstance(v, float) and k != "level" else v
-                                      for k, v in paired_bootstrap(against, picked).to_json().items()}
+                                      for k, v in paired_bootstrap(against, picked, units=units).to_json().items()}
         rows.append(entry)
 
     add("Show-o (baseline, path 0)", base, float(num_steps))

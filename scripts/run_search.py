@@ -9,7 +9,8 @@ one of configs/search_judge/<search>/<reward>.yaml, so a strategy with the wrong
 is composed (``Could not find 'search_judge/parm/orm_zeroshot'``), before anything is loaded.
 
 Reads top to bottom: check settings -> prompts -> model and strategy (with its judge) -> open the run directory
-(:mod:`common.rundir`) -> for every (prompt, sample) slot: search, store the result JSON
+(:mod:`common.rundir`) -> for every (prompt, sample) slot: search (a strategy with ``search_many``, best-of-N, takes
+``slots_per_call`` slots at once: their paths share forward passes, each keeps its generator), store the result JSON
 (``<run>/slots/<prompt:05d>_<sample:02d>.json``: chosen tokens, every candidate with its seed and scores, the trace
 and the cost) -> once a prompt's samples are done, write its GenEval folder with the very images the judge scored
 (a resumed slot is decoded from its stored tokens by the same decode path, giving the same bytes; a Janus-Pro's
@@ -88,25 +89,47 @@ def run(cfg: DictConfig) -> Path:
     todo = [s for s in mine if not (images_dir / f"{s.index:05d}" / "metadata.jsonl").is_file()]
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)
+    # every slot of the pending prompts, in order: a stored one is decoded from its tokens, the others are searched
+    # `slots_per_call` at a time (a strategy with search_many, e.g. best-of-N, decodes their paths together)
+    chosen: dict[tuple[int, int], tuple] = {}
+    pending = []
     for spec in todo:
-        images, cots = [], []
         for k in range(cfg.images_per_prompt):
             path = slots_dir / f"{spec.index:05d}_{k:02d}.json"
             if path.is_file():  # resumed slot: the stored tokens through the same decode path
                 record = json.loads(path.read_text())
-                chosen = record["candidates"][record["chosen"]]
-                images.append(pipe.decode(torch.tensor([chosen["tokens"]]), "pil")[0])
-                cots.append(chosen["info"].get("cot"))
+                best = record["candidates"][record["chosen"]]
+                chosen[spec.index, k] = (pipe.decode(torch.tensor([best["tokens"]]), "pil")[0], best["info"].get("cot"))
+                bar.update(1)
             else:
-                with torch.no_grad():
-                    result = strategy.search(pipe, Slot(spec.prompt, spec.index, k, cfg.seed), sampling)
-                if "pool_entry" in result.extras:
-                    save_entry(run_dir / "pool", result.extras["pool_entry"])
-                atomic_write_text(path, json.dumps(result.to_json()))
-                images.append(result.image if result.image is not None else pipe.decode(result.tokens[None])[0])
-                cots.append(result.candidates[result.chosen].info.get("cot"))
+                pending.append((spec, k))
+    many = getattr(strategy, "search_many", None)
+    per_call = strategy.slots_per_call if many is not None else 1
+    written = set()
+
+    def write_complete() -> None:
+        for spec in todo:
+            keys = [(spec.index, k) for k in range(cfg.images_per_prompt)]
+            if spec.index not in written and all(key in chosen for key in keys):
+                images, cots = zip(*(chosen.pop(key) for key in keys))
+                write_prompt_folder(images_dir, spec, list(images),
+                                    cots=list(cots) if any(c is not None for c in cots) else None)
+                written.add(spec.index)
+
+    write_complete()
+    for start in range(0, len(pending), per_call):
+        group = pending[start: start + per_call]
+        slots = [Slot(spec.prompt, spec.index, k, cfg.seed) for spec, k in group]
+        with torch.no_grad():
+            results = many(pipe, slots, sampling) if many is not None else [strategy.search(pipe, slots[0], sampling)]
+        for (spec, k), result in zip(group, results):
+            if "pool_entry" in result.extras:
+                save_entry(run_dir / "pool", result.extras["pool_entry"])
+            atomic_write_text(slots_dir / f"{spec.index:05d}_{k:02d}.json", json.dumps(result.to_json()))
+            image = result.image if result.image is not None else pipe.decode(result.tokens[None])[0]
+            chosen[spec.index, k] = (image, result.candidates[result.chosen].info.get("cot"))
             bar.update(1)
-        write_prompt_folder(images_dir, spec, images, cots=cots if any(c is not None for c in cots) else None)
+        write_complete()
     bar.close()
     state.wait_for_everyone()
     if state.is_main_process:

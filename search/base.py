@@ -167,20 +167,29 @@ def argmax_first(scores: Sequence[float]) -> int:
 class PathGroup:
     """Candidate paths of one slot decoded in lockstep, in chunks of at most ``batch_size`` rows.
 
+    ``prompt`` is the slot's prompt, or one prompt per path (the paths of several slots decoded together,
+    :meth:`search.best_of_n.BestOfN.search_many`).
+
     Each row has its own generator, so chunking, pruning (:meth:`keep`) and branching (:meth:`branch`) never change
     what a surviving path draws. ``forward_passes`` counts every row of every step, including stopped paths' past.
     ``cots`` maps a path to the text its image is conditioned on besides the prompt (Janus-Pro's plan; a branched
     child shares its parent's), empty for a generator that writes none.
     """
 
-    def __init__(self, pipe: ImageGenerator, prompt: str, ids: Sequence[int], seeds: Sequence[int], sampling: Sampling,
-                 batch_size: int, input_ids: Optional[torch.Tensor] = None,
+    def __init__(self, pipe: ImageGenerator, prompt: str | Sequence[str], ids: Sequence[int], seeds: Sequence[int],
+                 sampling: Sampling, batch_size: int, input_ids: Optional[torch.Tensor] = None,
                  uncond_input_ids: Optional[torch.Tensor] = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if len(ids) != len(seeds) or not ids:
             raise ValueError(f"need one seed per path (and at least one path), got {len(ids)} ids, {len(seeds)} seeds")
+        prompts = [prompt] * len(ids) if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != len(ids):
+            raise ValueError(f"need one prompt per path, got {len(prompts)} prompts for {len(ids)} paths")
+        if input_ids is not None and len(set(prompts)) > 1:
+            raise ValueError("input_ids condition every path alike: give one prompt, not one per path")
         self.pipe = pipe
+        self.sampling = sampling
         self.num_steps = pipe.num_steps(sampling)
         self.chunks: list[tuple[GenerationState, list[int]]] = []
         self.cots: dict[int, str] = {}
@@ -194,7 +203,7 @@ class PathGroup:
                 kwargs["input_ids"] = input_ids.expand(len(chunk_ids), -1).clone()
                 if uncond_input_ids is not None:
                     kwargs["uncond_input_ids"] = uncond_input_ids.expand(len(chunk_ids), -1).clone()
-            state = pipe.prepare(None if input_ids is not None else [prompt] * len(chunk_ids), generator=gens,
+            state = pipe.prepare(None if input_ids is not None else prompts[start: start + batch_size], generator=gens,
                                  **sampling, **kwargs)
             self.chunks.append((state, chunk_ids))
             if state.cots is not None:
@@ -212,6 +221,21 @@ class PathGroup:
     @property
     def forward_passes(self) -> int:
         return self._retired_passes + sum(state.forward_passes for state, _ in self.chunks)
+
+    def path_forward_passes(self) -> dict[int, int]:
+        """Live path id -> the generator forward passes it has cost so far: its image steps
+        (``pipe.image_forward_passes``) and, when the state records one (Janus-Pro's ``cot_passes``), its plan's
+        tokens. The paths of a chunk add up to the chunk's ``forward_passes`` (checked)."""
+        out: dict[int, int] = {}
+        image = self.pipe.image_forward_passes(self.sampling, self.step_index)
+        for state, ids in self.chunks:
+            cot = getattr(state, "cot_passes", None) or [0] * len(ids)
+            rows = [image + c for c in cot]
+            if sum(rows) != state.forward_passes:
+                raise RuntimeError(f"per-path generator passes {rows} do not add up to the chunk's "
+                                   f"{state.forward_passes} (a path stopped or branched inside the chunk)")
+            out.update(zip(ids, rows))
+        return out
 
     def step(self) -> dict[int, torch.Tensor]:
         """Run one step on every live path; returns path id -> [N] predicted tokens (the model's current guess)."""

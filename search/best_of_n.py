@@ -7,7 +7,7 @@ with Janus-Pro's semantic CoT every candidate writes its own plan from its own g
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -36,18 +36,41 @@ class BestOfN:
         self.num_candidates = num_candidates
         self.batch_size = batch_size
 
+    @property
+    def slots_per_call(self) -> int:
+        """How many slots :meth:`search_many` decodes together: as many as fill ``batch_size`` rows (at least 1)."""
+        return max(1, self.batch_size // self.num_candidates)
+
     def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
-        ids = list(range(self.num_candidates))
-        candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in ids]
-        cost = CostCounter()
-        group = PathGroup(pipe, slot.prompt, ids, [c.seed for c in candidates], sampling, self.batch_size)
+        return self.search_many(pipe, [slot], sampling)[0]
+
+    def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
+        """:meth:`search` for each of ``slots``, their candidates decoded together in chunks of ``batch_size`` rows
+        (one prompt per row). Each candidate keeps its own generator, so the images are the slot-by-slot ones; each
+        slot's images are judged in a call of their own, as :meth:`search` judges them; a slot's cost is its own
+        candidates' (:meth:`search.base.PathGroup.path_forward_passes`)."""
+        if not slots:
+            return []
+        n = self.num_candidates
+        candidates = [[Candidate(index=i, seed=slot.candidate_seed(i)) for i in range(n)] for slot in slots]
+        group = PathGroup(pipe, [slot.prompt for slot in slots for _ in range(n)], list(range(len(slots) * n)),
+                          [c.seed for cands in candidates for c in cands], sampling, self.batch_size)
         while not group.done:
             group.step()
-        final = group.final_tokens()
+        final, passes = group.final_tokens(), group.path_forward_passes()
+        return [self._select(pipe, slot, sampling, cands, {c.index: final[k * n + c.index] for c in cands},
+                             {c.index: group.cots[k * n + c.index] for c in cands if k * n + c.index in group.cots},
+                             sum(passes[k * n + c.index] for c in cands))
+                for k, (slot, cands) in enumerate(zip(slots, candidates))]
+
+    def _select(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling, candidates: list[Candidate],
+                final: dict[int, torch.Tensor], cots: dict[int, str], passes: int) -> SearchResult:
+        ids = [c.index for c in candidates]
+        cost = CostCounter()
         for c in candidates:
             c.tokens = final[c.index].cpu()
-        record_cots(candidates, group.cots)
-        cost.generator_forward_passes = group.forward_passes
+        record_cots(candidates, cots)
+        cost.generator_forward_passes = passes
         trace: list[TraceEvent] = []
         images = decode_images(pipe, torch.stack([c.tokens for c in candidates]), cost) if pipe.can_decode else None
         chosen = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap, slot_verdicts
+from eval.stats import best_of_n_slots, geneval_score, paired_bootstrap, prompt_units, slot_verdicts
 
 
 def test_macro_average_over_tasks():
@@ -92,3 +92,10 @@ def test_repeated_lines_of_one_prompt_are_one_prompt():
     assert grouped != paired_bootstrap(base, method, replicates=300, seed=5)
     with pytest.raises(ValueError, match=r"no prompt for prompt indices \[2\]"):
         paired_bootstrap(base, method, replicates=10, units={0: "x", 1: "x"})
+
+
+def test_prompt_units_read_the_prompt_of_each_line_from_its_records():
+    # lines 0 and 1 are one prompt written twice (the balanced eval), line 2 another
+    records = [_record(i, k, "colors", True) | {"prompt": p} for i, p in enumerate(["a x", "a x", "a y"])
+               for k in range(2)]
+    assert prompt_units(records) == {0: "a x", 1: "a x", 2: "a y"}

@@ -123,3 +123,18 @@ def test_text_logprobs_equal_recorded(tiny64):
     tf_t = text_logprobs(tiny64.model, (s.prompt_ids, s.prompt_mask), s.completion_ids, s.completion_mask,
                          pad_id=lay.pad_id, temperature=2.0)
     assert (tf_t - s.sample_logprobs).abs().max() <= 1e-10  # no top-k here: T=2 is the whole sampling distribution
+
+
+def test_image_after_a_cot_does_not_depend_on_the_batch(tiny32):
+    # the plans end at different lengths; a row's generator samples its plan, then its image: a row that ended early
+    # must not draw on while the others finish, or its image depends on the batch it was planned in
+    pipe = tiny32.pipeline(cot={"max_new_tokens": 40})
+    prompts = ["a red cat", "two green dogs on the left", "a blue cup"]
+    seeds = (0, 1, 2)  # plans of 40 (unfinished), 18 and 7 tokens with these weights
+    batch = pipe(prompts, generator=gens(*seeds), rows_per_step=2, output_type="tokens")
+    lengths = {int(n) for n in pipe.cot.sample(prompts, gens(*seeds)).sample.completion_mask.sum(1)}
+    assert len(lengths) > 1, "the test needs plans of different lengths"
+    for i, (p, s) in enumerate(zip(prompts, seeds)):
+        alone = pipe([p], generator=gens(s), rows_per_step=2, output_type="tokens")
+        assert batch.cots[i] == alone.cots[0]
+        assert torch.equal(batch.tokens[i], alone.tokens[0])

@@ -87,6 +87,21 @@ def test_search_recipe_writes_geneval_layout_and_resumes(tmp_path):
     assert (out / "slots" / "00000_00.json").stat().st_mtime_ns == kept
 
 
+def test_slots_searched_together_write_what_slot_by_slot_writes(tmp_path):
+    # the baseline takes batch_size (16) slots per call; one at a time gives the same slot records and PNG bytes
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\nthree green triangles\n")
+    runs = {}
+    for batch in (1, 16):
+        out = tmp_path / f"b{batch}"
+        _run("scripts/run_search.py", "model=showo_tiny", "search=baseline", f"prompts={prompts}",
+             "images_per_prompt=3", "device=cpu", "seed=5", f"search.strategy.batch_size={batch}", f"run_dir={out}")
+        runs[batch] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*"))
+                       if p.is_file() and (p.suffix == ".png" or p.parent.name == "slots")}
+    assert len([p for p in runs[1] if p.suffix == ".png"]) == 9
+    assert runs[1] == runs[16]
+
+
 def test_pool_report_policies_and_plot(tmp_path):
     n, steps = 3, 4
     tokens = torch.arange(n * 16).view(n, 16) % 64

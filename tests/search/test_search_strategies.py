@@ -67,6 +67,26 @@ def test_candidate_identity_does_not_depend_on_batching_or_n(world, num_candidat
         assert torch.equal(c.tokens, final[c.index]), f"candidate {c.index} changed with N={num_candidates}, batch={batch_size}"
 
 
+def test_search_many_is_search_slot_by_slot(world):
+    # three slots of two prompts decoded together, their 9 rows in chunks of 4 (across slot boundaries): every slot's
+    # candidates, scores, pick, image and cost are those of searching it alone
+    pipe = world[0]
+    judge = ORM(ScriptedYesNoJudge(lambda conv, image: (image_hash_score(image), 0.0, "yes")))
+    slots = [SLOT, Slot("a blue square", prompt_index=4, sample_index=0, seed=7),
+             Slot("a red circle", prompt_index=3, sample_index=2, seed=7)]
+    strategy = BestOfN(judge, num_candidates=3, batch_size=4)
+    assert strategy.slots_per_call == 1 and BestOfN(judge, num_candidates=3, batch_size=6).slots_per_call == 2
+    together = strategy.search_many(pipe, slots, SAMPLING)
+    assert len(together) == 3
+    for slot, many in zip(slots, together):
+        alone = strategy.search(pipe, slot, SAMPLING)
+        assert many.slot == slot and many.chosen == alone.chosen
+        assert many.to_json() == alone.to_json()
+        assert_same_image(many.image, alone.image, f"slot {slot}")
+    assert together[0].cost.generator_forward_passes == 3 * S
+    assert together[0].to_json()["candidates"] != together[1].to_json()["candidates"]
+
+
 def _parm_table(index, **kw):
     args = dict(clear_at=[1, 2, None, 0, 3, 2], potential=[True, False, True, False, True, False],
                 p_no=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], score=SCORES)
