@@ -27,11 +27,10 @@ from hydra.utils import instantiate
 
 from common.io import atomic_write_text, file_sha256
 from eval.geneval.score import read_results
-from eval.results import read_jsonl
 from eval.shapes.report import evaluate_shapes_folder
 from eval.shapes.rows import write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
-from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
+from eval.stats import geneval_score, paired_bootstrap, prompt_units, slot_verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 # row -> extra overrides of scripts/generate.py; "exact_seed1" (--control) is exact mode with other per-image seeds:
@@ -80,8 +79,7 @@ def main() -> None:
         suite = build_shapes_suite(instantiate(compose(config_name="quickstart").data))
         paths = write_prompt_sets(out / "prompts", suite, images_per_task=args.images_per_task,
                                   images_per_prompt=args.images_per_prompt)
-        units = {i: line["prompt"] for i, line in enumerate(read_jsonl(paths["metadata"]))}
-        recipe, times, verdicts = generate_recipe(), {}, {}
+        recipe, times, verdicts, units = generate_recipe(), {}, {}, {}
         rows = {k: v for k, v in ROWS.items() if k not in OPTIONAL or getattr(args, OPTIONAL[k])}
         if args.only is not None:
             rows = {args.only: ROWS[args.only]}
@@ -102,7 +100,9 @@ def main() -> None:
             summary = evaluate_shapes_folder(run_dir / "images", run_dir / "eval", paths["metadata"],
                                              paths["class_names"], suite.config.world, f"baseline ({mode})",
                                              args.images_per_prompt)
-            verdicts[mode] = slot_verdicts(read_results(run_dir / "eval" / "results.jsonl"))
+            records = read_results(run_dir / "eval" / "results.jsonl")
+            verdicts[mode] = slot_verdicts(records)
+            units |= prompt_units(records)  # a prompt's repeats (--images-per-task) are one bootstrap unit
             print(f"{mode}: overall {summary['scores']['overall']:.4f}, generation wall {times[mode]:.1f} s "
                   f"(load average then {known.get('load_average')})", flush=True)
     if args.only is not None:

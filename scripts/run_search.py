@@ -105,18 +105,17 @@ def run(cfg: DictConfig) -> Path:
                 pending.append((spec, k))
     many = getattr(strategy, "search_many", None)
     per_call = strategy.slots_per_call if many is not None else 1
-    written = set()
 
-    def write_complete() -> None:
-        for spec in todo:
+    def write_complete(specs) -> None:
+        """Write the GenEval folder of every prompt of ``specs`` whose samples are all chosen now."""
+        for spec in {spec.index: spec for spec in specs}.values():
             keys = [(spec.index, k) for k in range(cfg.images_per_prompt)]
-            if spec.index not in written and all(key in chosen for key in keys):
+            if all(key in chosen for key in keys):
                 images, cots = zip(*(chosen.pop(key) for key in keys))
                 write_prompt_folder(images_dir, spec, list(images),
                                     cots=list(cots) if any(c is not None for c in cots) else None)
-                written.add(spec.index)
 
-    write_complete()
+    write_complete(todo)  # prompts whose every sample was stored already
     for start in range(0, len(pending), per_call):
         group = pending[start: start + per_call]
         slots = [Slot(spec.prompt, spec.index, k, cfg.seed) for spec, k in group]
@@ -129,7 +128,7 @@ def run(cfg: DictConfig) -> Path:
             image = result.image if result.image is not None else pipe.decode(result.tokens[None])[0]
             chosen[spec.index, k] = (image, result.candidates[result.chosen].info.get("cot"))
             bar.update(1)
-        write_complete()
+        write_complete(spec for spec, _ in group)
     bar.close()
     state.wait_for_everyone()
     if state.is_main_process:

@@ -101,7 +101,6 @@ class Quickstart:
         self.models: dict[str, str] = {}
         self.common = [f"threads={cfg.threads}"]  # recipes resume: an overwritten quickstart starts from an empty dir
         self.children: set[subprocess.Popen] = set()  # the rows running as child processes (run_parallel)
-        self._verdicts: dict[str, dict] | None = None  # every row's slot verdicts, once the rows are judged
         self.row_outputs = {key: str(self.root / self.row_stage(key, row)) for key, row in self.recipe_rows().items()}
 
     def stage(self, name: str, config: Any, fn: Callable[[], Any], **kw) -> dict:
@@ -352,10 +351,9 @@ class Quickstart:
 
         self.stage(f"rows/{key}", {"policy": row.policy, "pool": str(pool)}, replay, inputs={"pool": pool, "vq": vq})
 
-    def table_rows(self, entries: list[tuple[str, str, Path]]) -> list[Row]:
+    def table_rows(self, entries: list[tuple[str, str, Path]], verdicts: dict[str, dict]) -> list[Row]:
         """Rows with their paired bootstrap interval against the baseline and, for search rows, the share of the
         oracle's best-of-N gain they reach."""
-        verdicts = self.verdicts(entries)
         base, oracle = self.cfg.table.baseline, self.cfg.table.oracle
         scores = {key: geneval_score(v) for key, v in verdicts.items()}
         rows = []
@@ -371,24 +369,21 @@ class Quickstart:
             rows.append(Row(name, load_summary(path), delta=delta, oracle_share=share, against=against))
         return rows
 
-    def verdicts(self, entries: list[tuple[str, str, Path]]) -> dict[str, dict]:
-        """Every row's slot verdicts (its GenEval ``results.jsonl``), read once for the table, the comparisons and
-        the grid."""
-        if self._verdicts is None:
-            self._verdicts = {key: slot_verdicts(read_results(path.parent / "results.jsonl"))
-                              for key, _, path in entries}
-        return self._verdicts
+    @staticmethod
+    def verdicts(entries: list[tuple[str, str, Path]]) -> dict[str, dict]:
+        """Every row's slot verdicts (its GenEval ``results.jsonl``): read once by :func:`run` for the table, the
+        comparisons and the grid."""
+        return {key: slot_verdicts(read_results(path.parent / "results.jsonl")) for key, _, path in entries}
 
     def paired(self, baseline: dict, method: dict):
         """The table's paired bootstrap of ``method - baseline``; a prompt's repeated lines are one prompt."""
         return paired_bootstrap(baseline, method, self.cfg.table.replicates, seed=self.cfg.seed,
                                 units={s.index: s.prompt for s in self.specs})
 
-    def comparisons(self, entries: list[tuple[str, str, Path]]) -> list[Comparison]:
+    def comparisons(self, entries: list[tuple[str, str, Path]], verdicts: dict[str, dict]) -> list[Comparison]:
         """``table.comparisons`` (checked before the run, :func:`check_comparisons`): the paired difference of each
         ``[row, against]`` pair of rows (the paper's claims compare methods, not only a method and the baseline)."""
         found = {key: (name, path) for key, name, path in entries}
-        verdicts = self.verdicts(entries)
         out = []
         for key, against in self.cfg.table.get("comparisons") or []:
             passes = [(load_summary(found[k][1]).get("config") or {}).get("forward_passes_per_image")
@@ -475,10 +470,10 @@ def run(cfg: DictConfig) -> Path:
     entries = q.rows()
 
     # ---- 4. table (intervals, oracle share), scaling curves, qualitative grid, where the time went
-    rows = q.table_rows(entries)
-    text = write_table(q.root, rows, environment=q.run.environment, comparisons=q.comparisons(entries))
-    q.scaling()
     verdicts = q.verdicts(entries)
+    rows = q.table_rows(entries, verdicts)
+    text = write_table(q.root, rows, environment=q.run.environment, comparisons=q.comparisons(entries, verdicts))
+    q.scaling()
     columns = [(name, path.parent.parent / "images", {slot: ok for slot, (_, ok) in verdicts[key].items()})
                for key, name, path in entries if key != "chance"]
     qualitative_grid(columns, grid_prompts(q.specs), q.root / "grid.png")
