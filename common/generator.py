@@ -64,6 +64,11 @@ class GenerationState(Protocol):
         """Keep (and possibly repeat) rows in place; a repeated row gets a copy of its generator."""
         ...
 
+    def split(self, rows: Sequence[int]) -> "GenerationState":
+        """A new state holding copies of ``rows`` and of their generators (this one unchanged): stepped on, it draws
+        what those rows would have drawn here, so a stopped path can be resumed instead of generated again."""
+        ...
+
 
 @runtime_checkable
 class GenerationOutput(Protocol):

@@ -47,9 +47,13 @@ def collate_pairs(pairs: Sequence[PreferencePair], prompt_ids: Sequence[Sequence
 
 
 def mask_pairs(batch: PairBatch, layout: TokenLayout, masking: MaskingConfig, seed: int) -> MaskedBatch:
-    """[2B * K] rows: chosen rows first, then rejected. Independent masks and prompt dropout for the two images."""
+    """[2B * K] rows: chosen rows first, then rejected. The two images of a pair get independent masks and prompt
+    dropout (the official recipe), or the same ones with ``masking.pair_masks="shared"`` (a fresh generator from the
+    same seed: the draws never depend on the codes)."""
     gens = [seeded_generator(seed, batch.epoch, i) for i in batch.indices]
     chosen = draw_masked_batch(batch.prompt_ids, batch.chosen, layout, gens, masking)
+    if masking.pair_masks == "shared":
+        gens = [seeded_generator(seed, batch.epoch, i) for i in batch.indices]
     rejected = draw_masked_batch(batch.prompt_ids, batch.rejected, layout, gens, masking)
     return MaskedBatch.cat([chosen, rejected])
 

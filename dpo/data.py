@@ -85,15 +85,26 @@ class YesNoPairing:
     """Paper §8.1: ``pairs_per_prompt`` random (yes, no) pairs without reuse; all-yes or all-no prompts give none.
 
     Labels come from ``pool.labels`` when the judge decided them, else ``score >= threshold`` (P("yes") >= 0.5).
+    ``reuse=True`` draws from every (yes, no) combination instead (an image may be in several pairs, no pair twice),
+    still at most ``pairs_per_prompt``: a prompt with 2 "yes" and 14 "no" images gives up to 28 pairs, not 2.
     """
 
     threshold: float = 0.5
     pairs_per_prompt: int = 1
+    reuse: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pairs_per_prompt < 1:
+            raise ValueError(f"pairing.pairs_per_prompt must be >= 1, got {self.pairs_per_prompt}")
 
     def __call__(self, pool: CandidatePool, generator: torch.Generator) -> list[PreferencePair]:
         labels = pool.labels.bool() if pool.labels is not None else pool.scores >= self.threshold
         yes = torch.nonzero(labels).flatten()
         no = torch.nonzero(~labels).flatten()
+        if self.reuse:
+            combos = [(int(c), int(r)) for c in yes for r in no]
+            order = torch.randperm(len(combos), generator=generator)[: self.pairs_per_prompt].tolist()
+            return [pool.pair(*combos[j]) for j in order]
         k = min(self.pairs_per_prompt, len(yes), len(no))
         yes = yes[torch.randperm(len(yes), generator=generator)][:k]
         no = no[torch.randperm(len(no), generator=generator)][:k]

@@ -45,6 +45,7 @@ world's tiny Janus draws MAGVIT-v2 codes and decodes them with the shapes MAGVIT
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
@@ -155,6 +156,19 @@ class SamplingState:
         if self.trajectory is not None:
             self.trajectory = [StepRecord(r.step, r.input_tokens[d], r.predicted_tokens[d], r.masking[d])
                                for r in self.trajectory]
+
+    def split(self, rows: Sequence[int]) -> "SamplingState":
+        """A new state holding copies of ``rows`` (their KV-cache rows, plans and copies of their generators); this
+        one is unchanged. Stepped on, it draws what the rows would have drawn here (a pruned path kept to be resumed
+        later). Only the selected rows' cache is copied (each cache layer re-indexes into new tensors)."""
+        other = copy.copy(self)
+        other.cache = copy.copy(self.cache)
+        other.cache.layers = [copy.copy(layer) for layer in self.cache.layers]
+        gens = self.generator
+        other.generator = ([clone_generator(g) for g in gens] if isinstance(gens, (list, tuple))
+                           else clone_generator(gens) if isinstance(gens, torch.Generator) else gens)
+        other.select(rows)
+        return other
 
 
 @dataclass

@@ -12,8 +12,9 @@ first ``candidates`` paths of every slot, GenEval overall with paired 95 % boots
 against the baseline (path 0) and against ORM best-of-N (the pool's ORM scores):
 
 * oracle best-of-N; per judge: its final answer best-of-N (no pruning) and the PARM procedure
-  (``search.step_replay.parm_pick``) with clarity asked from the first step and from the first step the static rule
-  does not call unclear (``Parm(clarity_from="rule")``), with the generator forward passes the live search spends;
+  (``search.step_replay.parm_pick``) with clarity asked from the first step, from the first step the static rule
+  does not call unclear (``Parm(clarity_from="rule")``) and from each later step but the last, with the generator
+  forward passes the live search spends;
 * the ceiling of the potential judgment: prune at each step by the **exact verdict of the step image**, survivors by
   the ORM (``prune_pick``).
 
@@ -170,7 +171,9 @@ def table(entries: list[PoolEntry], specs, records: list[list[StepRecord]], cand
     for name in judges:
         add(f"{name}: final answer best-of-{n} (no pruning)",
             *row_of(lambda e, slot: (max(range(n), key=lambda i: (slot[i].judges[name].final, -i)), n * num_steps)))
-        for start, label in ((0, "step 1"), (rule, f"step {rule + 1} (clarity_from=rule)")):
+        starts = [(0, "step 1"), (rule, f"step {rule + 1} (clarity_from=rule)")]
+        starts += [(k, f"step {k + 1}") for k in range(rule + 1, num_steps - 1)]  # later: clearer, fewer passes saved
+        for start, label in starts:
             add(f"{name}: PARM, clarity from {label}", *row_of(lambda e, slot: parm_pick(slot, name, start)))
     for step in range(rule, num_steps - 1):
         add(f"CEILING: prune at step {step + 1} by the exact verdict of the step image, ORM among survivors",

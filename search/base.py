@@ -164,6 +164,23 @@ def argmax_first(scores: Sequence[float]) -> int:
     return int(torch.argmax(torch.as_tensor(list(scores), dtype=torch.float64)))
 
 
+class ParkedPath:
+    """One stopped path (:meth:`PathGroup.park`): a one-row generation state that :meth:`finish` decodes to its last
+    step, drawing what the path would have drawn had it never stopped."""
+
+    def __init__(self, pipe: ImageGenerator, state) -> None:
+        if state.batch_size != 1:
+            raise ValueError(f"a parked path is one row, got {state.batch_size}")
+        self.pipe, self.state = pipe, state
+
+    def finish(self) -> tuple[torch.Tensor, int]:
+        """``([N] final tokens, generator forward passes the remaining steps cost)``."""
+        before = self.state.forward_passes
+        while not self.state.done:
+            self.pipe.step(self.state)
+        return self.state.final_tokens[0], self.state.forward_passes - before
+
+
 class PathGroup:
     """Candidate paths of one slot decoded in lockstep, in chunks of at most ``batch_size`` rows.
 
@@ -254,6 +271,22 @@ class PathGroup:
     def keep(self, ids: Sequence[int]) -> None:
         """Stop every live path not in ``ids`` right now (its rows leave the batch)."""
         self.branch([(i, i, None) for i in ids])
+
+    def park(self, ids: Sequence[int]) -> dict[int, "ParkedPath"]:
+        """Stop the live paths ``ids`` like :meth:`keep` does, but hand each one back as a :class:`ParkedPath` (its row
+        split off its chunk's state, with its generator) that :meth:`ParkedPath.finish` can decode to the end later:
+        the same path, for only the steps it has left."""
+        live = set(self.live)
+        missing = [i for i in ids if i not in live]
+        if missing:
+            raise ValueError(f"cannot park paths {missing}: they are not live")
+        parked = {}
+        for state, chunk_ids in self.chunks:
+            for i in ids:
+                if i in chunk_ids:
+                    parked[i] = ParkedPath(self.pipe, state.split([chunk_ids.index(i)]))
+        self.keep([i for i in self.live if i not in parked])
+        return parked
 
     def branch(self, plan: Sequence[tuple[int, int, Optional[int]]]) -> None:
         """Rebuild the live set from ``(parent, child, seed)`` triples.

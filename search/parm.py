@@ -9,8 +9,9 @@ The decision logic (clarity until clear, potential once clear, best-of-N' or the
   passes. ``saved_forward_passes`` = sum over pruned paths of the passes of the steps after ``pruned_step``
   (``num_steps - 1 - pruned_step`` for Show-o; those steps' codes for Janus-Pro, whose steps are K raster rows and
   whose predicted image fills the rows not drawn yet);
-* if every path is pruned, decoding stops and the fallback winner is regenerated from its seed (its own generator
-  makes it the same path), which costs ``num_steps`` passes, recorded in the trace.
+* a pruned path is parked (:meth:`search.base.PathGroup.park`: its row split off with its generator); if every path
+  is pruned, the fallback winner is resumed from where it stopped and decoded to the end (the same path as if it
+  had never stopped), which costs the passes of its remaining steps, recorded in the trace.
 
 With ``Parm(truncate=False)`` (released-code mode) nothing is pruned and every path is decoded to the end.
 """
@@ -20,8 +21,8 @@ import torch
 
 from common.generator import ImageGenerator
 from reward_models.parm import Parm, ParmSelection, ParmState
-from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images,
-                         record_cots)
+from search.base import (Candidate, CostCounter, ParkedPath, PathGroup, Sampling, SearchResult, Slot, TraceEvent,
+                         decode_images, record_cots)
 
 
 class ParmSearch:
@@ -55,6 +56,7 @@ class ParmSearch:
         record_cots(candidates, group.cots)
         full = pipe.image_forward_passes(sampling, num_steps)
         final: dict[int, torch.Tensor] = {}
+        parked = {}  # pruned paths, resumable should one of them become the fallback winner
         while not group.done:
             step = group.step_index
             preds = group.step()
@@ -73,7 +75,7 @@ class ParmSearch:
                 for i in decision.pruned_paths:
                     candidates[i].stopped_step = step
                 pruned = set(decision.pruned_paths)
-                group.keep([i for i in group.live if i not in pruned])
+                parked.update(group.park([i for i in group.live if i in pruned]))
                 saved = full - pipe.image_forward_passes(sampling, step + 1)
                 trace.append(TraceEvent("prune", step, decision.pruned_paths,
                                         {"saved_forward_passes": len(pruned) * saved}))
@@ -96,7 +98,7 @@ class ParmSearch:
             "survivors": selection.candidates}))
         image = final_images[chosen]
         if selection.needs_completion:
-            image, passes = self._complete(pipe, slot, sampling, candidates[chosen], cost)
+            image, passes = self._complete(pipe, candidates[chosen], parked[chosen], cost)
             trace.append(TraceEvent("complete", None, [chosen], {"forward_passes": passes}))
         return SearchResult(slot=slot, strategy=self.name, chosen=chosen, candidates=candidates, trace=trace, cost=cost,
                             num_steps=num_steps, image=image)
@@ -110,15 +112,14 @@ class ParmSearch:
             c.score = None if score != score else score  # NaN: not a best-of-N' candidate
 
     @staticmethod
-    def _complete(pipe: ImageGenerator, slot: Slot, sampling: Sampling, cand: Candidate, cost: CostCounter):
-        """Regenerate a pruned fallback winner from its seed (same generator, so the same path -- and with a semantic
-        CoT the same plan) to the last step; returns (image, forward passes spent)."""
-        group = PathGroup(pipe, slot.prompt, [cand.index], [cand.seed], sampling, batch_size=1)
-        while not group.done:
-            group.step()
-        cand.tokens = group.final_tokens()[cand.index].cpu()
-        cost.generator_forward_passes += group.forward_passes
-        return decode_images(pipe, cand.tokens[None], cost)[0], group.forward_passes
+    def _complete(pipe: ImageGenerator, cand: Candidate, path: ParkedPath, cost: CostCounter):
+        """Resume a pruned fallback winner where it stopped (its own row and generator: the same path -- and with a
+        semantic CoT the same plan -- as if it had never stopped) to the last step; returns (image, forward passes
+        spent)."""
+        tokens, passes = path.finish()
+        cand.tokens = tokens.cpu()
+        cost.generator_forward_passes += passes
+        return decode_images(pipe, cand.tokens[None], cost)[0], passes
 
 
 def saved_forward_passes(result: SearchResult) -> int:

@@ -323,8 +323,8 @@ class ScorePolicy:
 class ParmPolicy:
     """PARM among the first ``n`` candidates from the stored per-path records (paper §6.1).
 
-    Forward passes: each path runs to its pruning step (all steps when not pruned), plus a full regeneration when
-    the fallback winner was pruned, exactly as :class:`search.parm.ParmSearch` spends them.
+    Forward passes: each path runs to its pruning step (all steps when not pruned), plus the steps the fallback
+    winner had left when it was pruned (it is resumed), exactly as :class:`search.parm.ParmSearch` spends them.
     """
 
     n: Optional[int] = None
@@ -346,7 +346,7 @@ class ParmPolicy:
         passes = sum(entry.passes(s if r.pruned_step is None else r.pruned_step + 1) for r in records)
         pruned = records[index].pruned_step
         if pruned is not None and pruned < s - 1:
-            passes += entry.passes(s)  # the fallback winner is regenerated to its last step
+            passes += entry.passes(s) - entry.passes(pruned + 1)  # the fallback winner resumed to its last step
         # judge: every clarity question, one potential question per clear path, one selection question per survivor
         checks = [r.clarity_checks for r in records]
         judge = None if None in checks else (sum(checks) + sum(r.clear_step is not None for r in records)

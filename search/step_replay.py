@@ -5,8 +5,8 @@ A :class:`StepRecord` holds, for one path of a slot, what ``scripts/parm_pruning
 exact verdict of the step's predicted image, and per judge its clarity and potential P("yes") at every step and its
 final answer. The pickers below choose a path of a slot from those numbers alone, as the live strategies would, and
 return the generator forward passes the live strategy would spend (one per step of a path; a pruned path stops after
-the step it was pruned at; a pruned path picked as the fallback is generated again, as :class:`search.pool.ParmPolicy`
-counts it):
+the step it was pruned at; a pruned path picked as the fallback is resumed for the steps it had left, as
+:class:`search.pool.ParmPolicy` counts it):
 
 =====================  ===================================================================================
 :func:`parm_pick`      the PARM procedure (paper §6.1): first clear step (from ``clarity_from``), potential
@@ -81,15 +81,13 @@ def parm_pick(paths: Sequence[StepRecord], judge: str, clarity_from: int = 0) ->
     if survivors:
         return _argmax([p.judges[judge].final for p in paths], survivors), passes
     fallback = min(range(len(paths)), key=lambda i: (p_no[i], i))
-    if stopped[fallback] < paths[fallback].num_steps:  # the fallback winner is generated again to its last step
-        passes += paths[fallback].num_steps
+    passes += paths[fallback].num_steps - stopped[fallback]  # a pruned fallback winner is resumed to its last step
     return fallback, passes
 
 
 def prune_pick(keep: Sequence[bool], scores: Sequence[float], step: int, num_steps: int) -> tuple[int, int]:
     """``(picked path, generator forward passes)``: paths with ``keep`` false stop after 0-based ``step``; the best
-    ``scores`` among the kept ones, or over every path when none is kept (the pick then generated again to its last
-    step)."""
+    ``scores`` among the kept ones, or over every path when none is kept (the pick then resumed to its last step)."""
     if len(keep) != len(scores) or not keep:
         raise ValueError(f"prune_pick: {len(keep)} keep flags for {len(scores)} scores")
     if not 0 <= step < num_steps:
@@ -99,7 +97,7 @@ def prune_pick(keep: Sequence[bool], scores: Sequence[float], step: int, num_ste
     if kept:
         return _argmax(scores, kept), passes
     pick = _argmax(scores, range(len(keep)))
-    return pick, passes + (num_steps if step + 1 < num_steps else 0)  # generated again to its last step
+    return pick, passes + num_steps - (step + 1)  # resumed to its last step
 
 
 def records_to_json(records: Sequence[Sequence[StepRecord]]) -> list:

@@ -41,14 +41,22 @@ class MaskingConfig:
         min_masking_rate: lower clip of the mask ratio (official 0.0).
         num_draws: independent (mask, dropout) draws averaged per image (official 1).
         count_special: also score the ``<|soi|>``/``<|eoi|>`` copy targets, as the official ``get_batch_logps``.
+        pair_masks: DPO pairs only (:func:`dpo.batch.mask_pairs`): ``"independent"`` (official) draws the chosen and
+            the rejected image's masks and dropout separately; ``"shared"`` gives both images of a pair the same draws
+            (same mask ratio, positions and dropout), so the tokens the two images share at the same positions score
+            alike and the pair's log-likelihood difference comes from where the images differ (Diffusion-DPO shares
+            its timestep and noise the same way).
     """
 
     cond_dropout_prob: float = 0.1
     min_masking_rate: float = 0.0
     num_draws: int = 1
     count_special: bool = True
+    pair_masks: str = "independent"
 
     def __post_init__(self) -> None:
+        if self.pair_masks not in ("independent", "shared"):
+            raise ValueError(f"masking.pair_masks must be 'independent' or 'shared', got {self.pair_masks!r}")
         if not 0.0 <= self.cond_dropout_prob <= 1.0:
             raise ValueError(f"masking.cond_dropout_prob must be in [0, 1], got {self.cond_dropout_prob}")
         if not 0.0 <= self.min_masking_rate <= 1.0:

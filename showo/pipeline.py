@@ -25,6 +25,7 @@ forward optionally compiled. It gives up the official tokens for speed; exact mo
 """
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -111,6 +112,16 @@ class SamplingState:
         if self.trajectory is not None:
             self.trajectory = [StepRecord(r.step, r.input_tokens[idx], r.predicted_tokens[idx], r.masking[idx])
                                for r in self.trajectory]
+
+    def split(self, rows: Sequence[int]) -> "SamplingState":
+        """A new state holding copies of ``rows`` with copies of their generators; this one is unchanged. Stepped
+        on, it draws what the rows would have drawn here (a pruned path kept to be resumed later)."""
+        other = copy.copy(self)  # select() reassigns every field it touches, never mutates a shared tensor
+        gens = self.generator
+        other.generator = ([clone_generator(g) for g in gens] if isinstance(gens, (list, tuple))
+                           else clone_generator(gens) if isinstance(gens, torch.Generator) else gens)
+        other.select(rows)
+        return other
 
 
 def clone_generator(g: torch.Generator) -> torch.Generator:

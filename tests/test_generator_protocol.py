@@ -200,6 +200,41 @@ def test_parm_search_runs_with_every_generator(world):
             assert torch.equal(c.tokens, final[c.index])
 
 
+def test_a_split_row_resumes_as_if_it_had_never_left(world):
+    """GenerationState.split: copies of rows (and of their generators) that, stepped on, draw what the rows would
+    have drawn in their batch; the state split from is unchanged and still finishes every row as before."""
+    _, pipe, sampling, final, *_ = world
+    with torch.no_grad():
+        gens = candidate_generators([SLOT.candidate_seed(i) for i in range(N)])
+        state = pipe.prepare([SLOT.prompt] * N, generator=gens, **sampling)
+        for _ in range(2):
+            pipe.step(state)
+        parked = state.split([3, 1])
+        assert parked.batch_size == 2 and state.batch_size == N
+        before = parked.forward_passes
+        while not state.done:
+            pipe.step(state)
+        while not parked.done:
+            pipe.step(parked)
+    assert torch.equal(state.final_tokens, final)
+    assert torch.equal(parked.final_tokens, final[[3, 1]])
+    left = code_passes(pipe, sampling, 4) - code_passes(pipe, sampling, 2)
+    assert parked.forward_passes - before == 2 * left
+
+
+def test_parm_resumes_a_pruned_fallback_winner_with_every_generator(world):
+    _, pipe, sampling, final, _, out, index = world
+    table = ParmTable(index, clear_at=[1, 0, 1, 2], potential=[False] * N, p_no=[0.4, 0.3, 0.1, 0.2],
+                      score=[0.3, 0.9, 0.5, 0.2])
+    result = ParmSearch(Parm(table.judge()), num_candidates=N, batch_size=2).search(pipe, SLOT, sampling)
+    assert result.chosen == 2  # nobody survives: the lowest P("no")
+    assert torch.equal(result.tokens, final[2])  # resumed after step 2 of 4: the path it would have been
+    full = code_passes(pipe, sampling, 4)
+    spent = sum(code_passes(pipe, sampling, s + 1) for s in (1, 0, 1, 2)) + full - code_passes(pipe, sampling, 2)
+    plans = out.forward_passes - N * full  # a CoT's plans are drawn once, never again
+    assert result.cost.generator_forward_passes == spent + plans
+
+
 def test_parmpp_runs_with_every_generator(world):
     name, pipe, sampling, final, _, out, index = world
     table = ParmTable(index, clear_at=[1, 0, 1, 2], potential=[True, False, True, False], p_no=[0.1, 0.2, 0.3, 0.4],

@@ -34,6 +34,19 @@ def test_yes_no_pairing_uses_judge_labels_and_drops_unanimous_prompts():
     assert len(pairs) == 1  # only one "no" image: no reuse
 
 
+def test_yes_no_pairing_with_reuse_draws_distinct_combinations():
+    pool = _pool([0.9, 0.8, 0.1, 0.2, 0.3])  # 2 yes x 3 no
+    every = YesNoPairing(pairs_per_prompt=100, reuse=True)(pool, torch.Generator().manual_seed(0))
+    combos = {(p.meta["chosen_index"], p.meta["rejected_index"]) for p in every}
+    assert len(every) == 6 and combos == {(c, r) for c in (0, 1) for r in (2, 3, 4)}
+    capped = YesNoPairing(pairs_per_prompt=4, reuse=True)(pool, torch.Generator().manual_seed(0))
+    assert len({(p.meta["chosen_index"], p.meta["rejected_index"]) for p in capped}) == 4
+    assert len(YesNoPairing(pairs_per_prompt=4)(pool, torch.Generator().manual_seed(0))) == 2  # no reuse: 2 yes
+    assert YesNoPairing(pairs_per_prompt=8, reuse=True)(_pool([0.9, 0.8]), torch.Generator()) == []
+    with pytest.raises(ValueError, match="pairs_per_prompt"):
+        YesNoPairing(pairs_per_prompt=0)
+
+
 def test_best_worst_pairing_with_min_margin():
     (pair,) = BestWorstPairing()(_pool([0.3, 0.9, 0.1]), torch.Generator())
     assert (pair.meta["chosen_index"], pair.meta["rejected_index"]) == (1, 2)

@@ -120,6 +120,34 @@ def test_chosen_and_rejected_masks_are_independent(tiny):
     assert any(not torch.equal(masked[i], masked[i + 6]) for i in range(6))
 
 
+def test_shared_pair_masks_cancel_what_the_two_images_share(tiny):
+    """pair_masks=shared: the rejected image gets the chosen one's mask, dropout and draws (the image ids of the two
+    rows differ only where the codes do), so a pair of identical images has a log-likelihood difference of 0;
+    independent draws give the same pair a non-zero difference."""
+    lay = tiny.layout
+    pairs = toy_pairs(lay, ["a red circle", "a blue square"], 6)
+    prompt_ids = [[2, 3, 4], [2, 5, 6]] * 3
+    batch = collate_pairs(pairs, prompt_ids, list(range(6)), 0)
+    shared = MaskingConfig(cond_dropout_prob=0.5, num_draws=2, pair_masks="shared")
+    mb = mask_pairs(batch, lay, shared, seed=0)
+    rows = len(batch) * 2  # chosen rows (pair x draw), then rejected
+    ids, other = mb.input_ids[:rows], mb.input_ids[rows:]
+    assert torch.equal(ids[:, : lay.text_len], other[:, : lay.text_len])  # same prompt dropout
+    assert torch.equal(ids[:, lay.image_slice] == lay.mask_id, other[:, lay.image_slice] == lay.mask_id)
+    assert not torch.equal(ids, other)  # the pairs' images differ (toy pairs), so the visible codes do
+    same = collate_pairs(pairs, prompt_ids, list(range(6)), 0)
+    same.rejected = same.chosen.clone()
+    with torch.no_grad():
+        chosen, rejected = image_logprob(tiny.model, mask_pairs(same, lay, shared, seed=0), lay).chunk(2)
+        c2, r2 = image_logprob(tiny.model, mask_pairs(same, lay, MaskingConfig(num_draws=2), seed=0), lay).chunk(2)
+    # identical rows of one forward: equal up to float32 kernel differences between batch rows (1e-4 of a sum over
+    # up to 66 log-probabilities of about -7); independent draws differ by whole tokens' log-probabilities
+    assert torch.allclose(chosen, rejected, rtol=0, atol=1e-4)
+    assert (c2 - r2).abs().max() > 1.0
+    with pytest.raises(ValueError, match="pair_masks"):
+        MaskingConfig(pair_masks="paired")
+
+
 def test_bad_codes_are_rejected(tiny):
     lay = tiny.layout
     codes = torch.full((1, lay.num_image_tokens), lay.codebook_size)

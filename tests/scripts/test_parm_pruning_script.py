@@ -53,6 +53,9 @@ def test_the_table_holds_every_row_with_intervals(run):
     assert names[:3] == ["Show-o (baseline, path 0)", "ORACLE: best-of-3 by the exact verdict", "ORM best-of-3"]
     assert "parm: final answer best-of-3 (no pruning)" in names and "parm: PARM, clarity from step 1" in names
     assert sum(n.startswith("CEILING: prune at step") for n in names) == 2  # rule for 4 steps: (2, 2) -> steps 2, 3
+    assert [n for n in names if n.startswith("parm: PARM, clarity from")] == [
+        "parm: PARM, clarity from step 1", "parm: PARM, clarity from step 2 (clarity_from=rule)",
+        "parm: PARM, clarity from step 3"]  # and each later step but the last
     entries = load_pool(run / "train" / "pool" / "pool")
     tags = {json.loads(line)["prompt"]: json.loads(line)["tag"]
             for line in (run / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()}

@@ -124,10 +124,12 @@ def test_parm_with_every_path_pruned_takes_the_reference_fallback(world):
     result = ParmSearch(Parm(table.judge()), num_candidates=N, batch_size=N).search(pipe, SLOT, SAMPLING)
     assert result.chosen == 2  # the lowest potential-assessment P("no")
     assert [e.detail["rule"] for e in result.trace if e.action == "select"] == ["fallback_min_p_no"]
-    assert torch.equal(result.tokens, final[2])  # regenerated from its seed: the same path
+    assert torch.equal(result.tokens, final[2])  # resumed where it was pruned: the same path as never stopped
     saved = saved_forward_passes(result)
     assert saved == sum(S - 1 - s for s in table.clear_at)
-    assert result.cost.generator_forward_passes == N * S - saved + S  # + the winner's completion
+    left = S - 1 - table.clear_at[2]  # the steps the winner had left when it was pruned
+    assert result.cost.generator_forward_passes == N * S - saved + left
+    assert [e.detail["forward_passes"] for e in result.trace if e.action == "complete"] == [left]
     assert not [k for k, _ in table.asked if k == "select"]
 
 

@@ -31,13 +31,13 @@ def test_parm_keeps_paths_with_potential_and_picks_the_best_final_answer():
     ]
     assert parm_pick(paths, "j") == (3, 3 + S + S + S)  # path 0 stops after step 3 (1-based), the others run on
     # clarity asked from step 2: path 1 is first clear at step 2 (no potential there), path 3 is never clear
-    # no survivor: the lowest P("no") is path 0 (0.7), stopped after step 3 and generated again
-    assert parm_pick(paths, "j", clarity_from=2) == (0, 3 + 3 + S + S + S)
+    # no survivor: the lowest P("no") is path 0 (0.7), stopped after step 3 and resumed for its last S - 3 steps
+    assert parm_pick(paths, "j", clarity_from=2) == (0, 3 + 3 + S + S + (S - 3))
 
 
-def test_parm_fallback_is_the_lowest_p_no_and_is_generated_again_when_it_was_stopped():
+def test_parm_fallback_is_the_lowest_p_no_and_is_resumed_when_it_was_stopped():
     paths = [_path(_steps(s1=0.9), _steps(s1=0.2), final=0.9), _path(_steps(s2=0.9), _steps(s2=0.4), final=0.1)]
-    assert parm_pick(paths, "j") == (1, 2 + 3 + S)  # both stopped; path 1 (P("no") 0.6 < 0.8) generated again
+    assert parm_pick(paths, "j") == (1, 2 + 3 + (S - 3))  # both stopped; path 1 (P("no") 0.6 < 0.8) resumed
     never = [_path([0.0] * S, [None] * S, final=0.5), _path([0.0] * S, [None] * S, final=0.9)]
     assert parm_pick(never, "j") == (0, 2 * S)  # never clear: P("no") = 1 for both, the first; nothing to redo
 
@@ -51,7 +51,7 @@ def test_a_clear_step_without_a_recorded_potential_is_an_error():
 
 def test_prune_pick_counts_stopped_paths_and_falls_back_to_every_path():
     assert prune_pick([True, False, True], [0.2, 0.9, 0.5], step=2, num_steps=S) == (2, 2 * S + 3)
-    assert prune_pick([False, False], [0.2, 0.9], step=2, num_steps=S) == (1, 2 * 3 + S)
+    assert prune_pick([False, False], [0.2, 0.9], step=2, num_steps=S) == (1, 2 * 3 + (S - 3))  # pick resumed
     assert prune_pick([False, False], [0.2, 0.9], step=S - 1, num_steps=S) == (1, 2 * S)  # nothing left to redo
     with pytest.raises(ValueError, match="step 6 outside"):
         prune_pick([True], [0.1], step=S, num_steps=S)
