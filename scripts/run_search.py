@@ -9,7 +9,7 @@ one of configs/search_judge/<search>/<reward>.yaml, so a strategy with the wrong
 is composed (``Could not find 'search_judge/parm/orm_zeroshot'``), before anything is loaded.
 
 Reads top to bottom: check settings -> prompts -> model and strategy (with its judge) -> open the run directory
-(:mod:`common.rundir`) -> for every (prompt, sample) slot: search (a strategy with ``search_many``, best-of-N, takes
+(:mod:`common.rundir`) -> for every (prompt, sample) slot: search (every strategy has ``search_many`` and takes
 ``slots_per_call`` slots at once: their paths share forward passes, each keeps its generator), store the result JSON
 (``<run>/slots/<prompt:05d>_<sample:02d>.json``: chosen tokens, every candidate with its seed and scores, the trace
 and the cost) -> once a prompt's samples are done, write its GenEval folder with the very images the judge scored
@@ -90,7 +90,7 @@ def run(cfg: DictConfig) -> Path:
     bar = tqdm(total=len(todo) * cfg.images_per_prompt, desc=f"search:{cfg.search.name} [{state.process_index}]",
                disable=not todo, dynamic_ncols=True)
     # every slot of the pending prompts, in order: a stored one is decoded from its tokens, the others are searched
-    # `slots_per_call` at a time (a strategy with search_many, e.g. best-of-N, decodes their paths together)
+    # `slots_per_call` at a time (a strategy with search_many decodes their paths together)
     chosen: dict[tuple[int, int], tuple] = {}
     pending = []
     for spec in todo:

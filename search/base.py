@@ -135,7 +135,9 @@ class SearchResult:
 
 @runtime_checkable
 class Strategy(Protocol):
-    """Searches one slot by driving ``pipe`` from outside."""
+    """Searches one slot by driving ``pipe`` from outside; ``search_many`` searches ``slots_per_call`` slots with their
+    paths decoded together, each slot's result the one ``search`` gives it alone (``scripts/run_search.py`` uses it
+    where a strategy has it: every strategy of this package does)."""
 
     name: str
 
@@ -275,7 +277,8 @@ class PathGroup:
     def park(self, ids: Sequence[int]) -> dict[int, "ParkedPath"]:
         """Stop the live paths ``ids`` like :meth:`keep` does, but hand each one back as a :class:`ParkedPath` (its row
         split off its chunk's state, with its generator) that :meth:`ParkedPath.finish` can decode to the end later:
-        the same path, for only the steps it has left."""
+        the same path, for only the steps it has left. A parked path keeps its row's share of the state (its KV caches
+        as they were), so the group and its parked paths together never hold more than the unpruned batch would."""
         live = set(self.live)
         missing = [i for i in ids if i not in live]
         if missing:

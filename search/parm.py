@@ -17,6 +17,8 @@ With ``Parm(truncate=False)`` (released-code mode) nothing is pruned and every p
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from common.generator import ImageGenerator
@@ -43,48 +45,89 @@ class ParmSearch:
         self.num_candidates = num_candidates
         self.batch_size = batch_size
 
+    @property
+    def slots_per_call(self) -> int:
+        """How many slots :meth:`search_many` decodes together: as many as fill ``batch_size`` rows (at least 1)."""
+        return max(1, self.batch_size // self.num_candidates)
+
     def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
+        return self.search_many(pipe, [slot], sampling)[0]
+
+    def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
+        """:meth:`search` for each of ``slots``, their paths decoded together in chunks of ``batch_size`` rows (one
+        prompt per row). Each path keeps its own generator, each slot has its own PARM state and its images are judged
+        in calls of their own, as :meth:`search` judges them, and a pruned path leaves the batch at once, so every
+        slot's decisions, pick and cost are the slot-by-slot ones."""
         if not pipe.can_decode:
             raise ValueError("PARM search needs a generator that decodes images (a vq_model): the judge looks at them")
+        if not slots:
+            return []
         n, num_steps = self.num_candidates, pipe.num_steps(sampling)
-        ids = list(range(n))
-        candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in ids]
-        cost, trace = CostCounter(), []
-        prompts = [slot.prompt] * n
-        state = self.parm.new_state(n)
-        group = PathGroup(pipe, slot.prompt, ids, [c.seed for c in candidates], sampling, self.batch_size)
-        record_cots(candidates, group.cots)
+        runs = [_SlotRun(slot, [Candidate(index=i, seed=slot.candidate_seed(i)) for i in range(n)],
+                         self.parm.new_state(n)) for slot in slots]
+        group = PathGroup(pipe, [r.slot.prompt for r in runs for _ in range(n)], list(range(len(runs) * n)),
+                          [c.seed for r in runs for c in r.candidates], sampling, self.batch_size)
+        for g, passes in group.path_forward_passes().items():  # before any step: a semantic CoT's plan, else 0
+            runs[g // n].cost.generator_forward_passes += passes
+        for k, r in enumerate(runs):
+            record_cots(r.candidates, {g - k * n: t for g, t in group.cots.items() if g // n == k})
         full = pipe.image_forward_passes(sampling, num_steps)
-        final: dict[int, torch.Tensor] = {}
-        parked = {}  # pruned paths, resumable should one of them become the fallback winner
         while not group.done:
             step = group.step_index
+            per_row = pipe.image_forward_passes(sampling, step + 1) - pipe.image_forward_passes(sampling, step)
+            for g in group.live:
+                runs[g // n].cost.generator_forward_passes += per_row
             preds = group.step()
-            awaiting = state.awaiting_paths() if self.parm.judges_step(step, num_steps) else []
-            images: list = [None] * n
-            for i, image in zip(awaiting, decode_images(pipe, _stack(preds, awaiting), cost)):
-                images[i] = image
-            decision = self.parm.observe_step(state, prompts, images, step, num_steps)
-            cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
-            trace.append(TraceEvent("observe", step, decision.judged_paths, {
-                "clear": decision.clear_paths, "potential": decision.potential_paths,
-                "no_potential": decision.no_potential_paths, "pruned": decision.pruned_paths}))
-            if step == num_steps - 1:  # the last step's predictions are the final images, pruned or not
-                final = {i: preds[i] for i in group.live}
-            elif decision.pruned_paths:
-                for i in decision.pruned_paths:
-                    candidates[i].stopped_step = step
-                pruned = set(decision.pruned_paths)
-                parked.update(group.park([i for i in group.live if i in pruned]))
-                saved = full - pipe.image_forward_passes(sampling, step + 1)
-                trace.append(TraceEvent("prune", step, decision.pruned_paths,
-                                        {"saved_forward_passes": len(pruned) * saved}))
-        cost.generator_forward_passes = group.forward_passes
+            pruned: list[int] = []
+            for k, r in enumerate(runs):
+                live = [g - k * n for g in group.live if g // n == k]
+                if not live:  # every path of this slot pruned: it is decided (searched alone, it would stop here)
+                    continue
+                local = {i: preds[k * n + i] for i in live}
+                for i in self._observe(pipe, r, local, step, num_steps, full, sampling):
+                    pruned.append(k * n + i)
+            if pruned:
+                for g, path in group.park(pruned).items():
+                    runs[g // n].parked[g % n] = path
+        if sum(r.cost.generator_forward_passes for r in runs) != group.forward_passes:
+            raise RuntimeError("per-slot generator passes do not add up to the group's; this is a bug")
+        return [self._select(pipe, r, num_steps) for r in runs]
+
+    def _observe(self, pipe: ImageGenerator, run: "_SlotRun", preds: dict[int, torch.Tensor], step: int,
+                 num_steps: int, full: int, sampling: Sampling) -> list[int]:
+        """One slot's PARM decisions after ``step`` (its live paths' predictions ``preds``); returns the paths it
+        prunes now (the last step's predictions are the final images instead, pruned or not)."""
+        n, state, cost = self.num_candidates, run.state, run.cost
+        awaiting = state.awaiting_paths() if self.parm.judges_step(step, num_steps) else []
+        images: list = [None] * n
+        for i, image in zip(awaiting, decode_images(pipe, _stack(preds, awaiting), cost)):
+            images[i] = image
+        decision = self.parm.observe_step(state, [run.slot.prompt] * n, images, step, num_steps)
+        cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
+        run.trace.append(TraceEvent("observe", step, decision.judged_paths, {
+            "clear": decision.clear_paths, "potential": decision.potential_paths,
+            "no_potential": decision.no_potential_paths, "pruned": decision.pruned_paths}))
+        if step == num_steps - 1:
+            run.final = dict(preds)
+            return []
+        if not decision.pruned_paths:
+            return []
+        for i in decision.pruned_paths:
+            run.candidates[i].stopped_step = step
+        pruned = [i for i in sorted(preds) if i in set(decision.pruned_paths)]
+        saved = full - pipe.image_forward_passes(sampling, step + 1)
+        run.trace.append(TraceEvent("prune", step, decision.pruned_paths,
+                                    {"saved_forward_passes": len(pruned) * saved}))
+        return pruned
+
+    def _select(self, pipe: ImageGenerator, run: "_SlotRun", num_steps: int) -> SearchResult:
+        n, state, cost, candidates, final = self.num_candidates, run.state, run.cost, run.candidates, run.final
+        prompts = [run.slot.prompt] * n
         if not state.finished:  # all paths pruned before the last step: every path is decided already
             raise RuntimeError("PARM state has undecided paths after decoding; this is a bug")
         for i, tokens in final.items():
             candidates[i].tokens = tokens.cpu()
-        finished = [i for i in ids if i in final]
+        finished = [i for i in range(n) if i in final]
         final_images: list = [None] * n
         for i, image in zip(finished, decode_images(pipe, _stack(final, finished), cost)):
             final_images[i] = image
@@ -93,15 +136,15 @@ class ParmSearch:
             cost.add_judge(selection.cost)
         self._record(candidates, state, selection)
         chosen = selection.index
-        trace.append(TraceEvent("select", None, [chosen], {
+        run.trace.append(TraceEvent("select", None, [chosen], {
             "rule": "fallback_min_p_no" if selection.used_fallback else "best_of_n_prime",
             "survivors": selection.candidates}))
         image = final_images[chosen]
         if selection.needs_completion:
-            image, passes = self._complete(pipe, candidates[chosen], parked[chosen], cost)
-            trace.append(TraceEvent("complete", None, [chosen], {"forward_passes": passes}))
-        return SearchResult(slot=slot, strategy=self.name, chosen=chosen, candidates=candidates, trace=trace, cost=cost,
-                            num_steps=num_steps, image=image)
+            image, passes = self._complete(pipe, candidates[chosen], run.parked[chosen], cost)
+            run.trace.append(TraceEvent("complete", None, [chosen], {"forward_passes": passes}))
+        return SearchResult(slot=run.slot, strategy=self.name, chosen=chosen, candidates=candidates, trace=run.trace,
+                            cost=cost, num_steps=num_steps, image=image)
 
     @staticmethod
     def _record(candidates: list[Candidate], state: ParmState, selection: ParmSelection) -> None:
@@ -131,3 +174,14 @@ def _stack(tokens: dict[int, torch.Tensor], ids: list[int]) -> torch.Tensor:
     if not ids:
         return torch.empty(0, 0, dtype=torch.long)
     return torch.stack([tokens[i] for i in ids])
+
+
+class _SlotRun:
+    """One slot's side of :meth:`ParmSearch.search_many`: its candidates, PARM state, cost, trace, final predictions
+    and parked (pruned) paths."""
+
+    def __init__(self, slot: Slot, candidates: list[Candidate], state: ParmState) -> None:
+        self.slot, self.candidates, self.state = slot, candidates, state
+        self.cost, self.trace = CostCounter(), []
+        self.final: dict[int, torch.Tensor] = {}
+        self.parked: dict[int, ParkedPath] = {}

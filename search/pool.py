@@ -149,58 +149,75 @@ def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_c
                      batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None) -> PoolEntry:
     """Decode ``num_candidates`` paths to the end and score them with every judge given (see the module doc);
     ``judges`` are further outcome judges stored by name (``entry.named_scores``), e.g. the shapes world's oracle."""
+    return build_pool_entries(pipe, [slot], sampling, num_candidates, outcome_judge, process_judge, parm,
+                              process_steps, batch_size, judges)[0]
+
+
+def build_pool_entries(pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling, num_candidates: int,
+                       outcome_judge: Optional[OutcomeJudge] = None, process_judge: Optional[ProcessJudge] = None,
+                       parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
+                       batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None) -> list[PoolEntry]:
+    """:func:`build_pool_entry` for each of ``slots``, their paths decoded together in chunks of ``batch_size`` rows
+    (one prompt per row, each path its own generator); every judge is called per slot as for one slot alone, so each
+    entry is the one :func:`build_pool_entry` writes for its slot."""
     judges = dict(judges or {})
-    num_steps = pipe.num_steps(sampling)
-    ids = list(range(num_candidates))
-    seeds = [slot.candidate_seed(i) for i in ids]
+    n, num_steps = num_candidates, pipe.num_steps(sampling)
+    ids = list(range(n))
     steps = set(range(num_steps) if process_steps is None else process_steps) if process_judge is not None else set()
-    prompts = [slot.prompt] * num_candidates
-    cost = CostCounter()
-    group = PathGroup(pipe, slot.prompt, ids, seeds, sampling, batch_size)
-    process: list[dict[int, float]] = [{} for _ in ids]
-    state = parm.new_state(num_candidates) if parm is not None else None
+    group = PathGroup(pipe, [slot.prompt for slot in slots for _ in ids], list(range(len(slots) * n)),
+                      [slot.candidate_seed(i) for slot in slots for i in ids], sampling, batch_size)
+    costs = [CostCounter() for _ in slots]
+    process: list[list[dict[int, float]]] = [[{} for _ in ids] for _ in slots]
+    states = [parm.new_state(n) if parm is not None else None for _ in slots]
     while not group.done:
         step = group.step_index
         preds = group.step()
-        need = set(ids) if step in steps else set()
-        if state is not None and parm.judges_step(step, num_steps):
-            need |= set(state.awaiting_paths())
-        order = sorted(need)
-        decoded = dict(zip(order, decode_images(pipe, torch.stack([preds[i] for i in order]), cost))) if order else {}
-        if step in steps:
-            out = process_judge.score_steps(prompts, [decoded[i] for i in ids], step, num_steps)
-            cost.add_judge(out.cost)
-            for i, s in zip(ids, out.scores.tolist()):
-                process[i][step] = float(s)
-        if state is not None:
-            decision = parm.observe_step(state, prompts, [decoded.get(i) for i in ids], step, num_steps)
-            cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
-    cost.generator_forward_passes = group.forward_passes
-    final = group.final_tokens()
-    tokens = torch.stack([final[i].cpu() for i in ids])
-    images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None or judges) else None
+        for k, (slot, cost, state) in enumerate(zip(slots, costs, states)):
+            prompts = [slot.prompt] * n
+            need = set(ids) if step in steps else set()
+            if state is not None and parm.judges_step(step, num_steps):
+                need |= set(state.awaiting_paths())
+            order = sorted(need)
+            decoded = dict(zip(order, decode_images(pipe, torch.stack([preds[k * n + i] for i in order]), cost))) \
+                if order else {}
+            if step in steps:
+                out = process_judge.score_steps(prompts, [decoded[i] for i in ids], step, num_steps)
+                cost.add_judge(out.cost)
+                for i, s in zip(ids, out.scores.tolist()):
+                    process[k][i][step] = float(s)
+            if state is not None:
+                decision = parm.observe_step(state, prompts, [decoded.get(i) for i in ids], step, num_steps)
+                cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
+    final, passes = group.final_tokens(), group.path_forward_passes()
     step_passes = [pipe.image_forward_passes(sampling, k) for k in range(1, num_steps + 1)]
-    entry = PoolEntry(slot=slot, num_steps=num_steps, seeds=seeds, tokens=tokens,
-                      process_scores=process if process_judge is not None else None,
-                      step_passes=None if step_passes == list(range(1, num_steps + 1)) else step_passes)
-    if group.cots:
-        entry.extras["cots"] = [group.cots.get(i) for i in ids]
-    if outcome_judge is not None:
-        out = outcome_judge.score(prompts, images)
-        cost.add_judge(out.cost)
-        entry.outcome_scores = [float(s) for s in out.scores.tolist()]
-    for name, judge in judges.items():  # not counted in the cost: what the stored pool spent on its own selection
-        entry.named_scores[name] = [float(s) for s in judge.score(prompts, images).scores.tolist()]
-    if state is not None:
-        selection = parm.select(state, prompts, images)
-        if selection.candidates:
-            cost.add_judge(selection.cost)
-        entry.parm = [ParmRecord(r.clear_step, bool(r.potential), float(r.p_no), r.pruned_step,
-                                 None if i not in selection.candidates else float(selection.scores[i]),
-                                 r.clarity_checks)
-                      for i, r in enumerate(state.paths)]
-    entry.cost = cost.as_dict()
-    return entry
+    entries = []
+    for k, (slot, cost, state) in enumerate(zip(slots, costs, states)):
+        prompts = [slot.prompt] * n
+        cost.generator_forward_passes = sum(passes[k * n + i] for i in ids)
+        tokens = torch.stack([final[k * n + i].cpu() for i in ids])
+        images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None or judges) else None
+        entry = PoolEntry(slot=slot, num_steps=num_steps, seeds=[slot.candidate_seed(i) for i in ids], tokens=tokens,
+                          process_scores=process[k] if process_judge is not None else None,
+                          step_passes=None if step_passes == list(range(1, num_steps + 1)) else step_passes)
+        if group.cots:
+            entry.extras["cots"] = [group.cots.get(k * n + i) for i in ids]
+        if outcome_judge is not None:
+            out = outcome_judge.score(prompts, images)
+            cost.add_judge(out.cost)
+            entry.outcome_scores = [float(s) for s in out.scores.tolist()]
+        for name, judge in judges.items():  # not counted in the cost: what the stored pool spent on its own selection
+            entry.named_scores[name] = [float(s) for s in judge.score(prompts, images).scores.tolist()]
+        if state is not None:
+            selection = parm.select(state, prompts, images)
+            if selection.candidates:
+                cost.add_judge(selection.cost)
+            entry.parm = [ParmRecord(r.clear_step, bool(r.potential), float(r.p_no), r.pruned_step,
+                                     None if i not in selection.candidates else float(selection.scores[i]),
+                                     r.clarity_checks)
+                          for i, r in enumerate(state.paths)]
+        entry.cost = cost.as_dict()
+        entries.append(entry)
+    return entries
 
 
 class PoolBuilder:
@@ -220,9 +237,21 @@ class PoolBuilder:
         self.policy = policy or (OrmPolicy(num_candidates) if outcome_judge is not None else FirstPolicy())
         self.batch_size = batch_size
 
+    @property
+    def slots_per_call(self) -> int:
+        """How many slots :meth:`search_many` decodes together: as many as fill ``batch_size`` rows (at least 1)."""
+        return max(1, self.batch_size // self.num_candidates)
+
     def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
-        entry = build_pool_entry(pipe, slot, sampling, self.num_candidates, self.outcome_judge, self.process_judge,
-                                 self.parm, self.process_steps, self.batch_size, self.judges)
+        return self.search_many(pipe, [slot], sampling)[0]
+
+    def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
+        """:meth:`search` for each of ``slots``, their paths decoded together (:func:`build_pool_entries`)."""
+        entries = build_pool_entries(pipe, slots, sampling, self.num_candidates, self.outcome_judge,
+                                     self.process_judge, self.parm, self.process_steps, self.batch_size, self.judges)
+        return [self._result(pipe, slot, entry) for slot, entry in zip(slots, entries)]
+
+    def _result(self, pipe: ImageGenerator, slot: Slot, entry: PoolEntry) -> SearchResult:
         pick = self.policy.select(entry)
         candidates = [Candidate(index=i, seed=seed, tokens=entry.tokens[i],
                                 score=None if entry.outcome_scores is None else entry.outcome_scores[i],

@@ -17,7 +17,7 @@ most ``max_reflections`` times. How the explanation reaches the generator depend
 from __future__ import annotations
 
 import inspect
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -57,8 +57,21 @@ class ParmPlusPlusSearch:
             raise ValueError(f"max_reflections must be >= 0, got {self.max_reflections}")
         self.corrector = corrector
 
+    @property
+    def slots_per_call(self) -> int:
+        """How many slots :meth:`search_many` searches together (their PARM part: :class:`ParmSearch`'s)."""
+        return self.parm_search.slots_per_call
+
     def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
-        result = self.parm_search.search(pipe, slot, sampling)
+        return self.search_many(pipe, [slot], sampling)[0]
+
+    def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
+        """PARM over ``slots`` together (:meth:`ParmSearch.search_many`), then each slot's reflection loop alone:
+        every slot's record is the one searching it alone writes."""
+        return [self._reflect(pipe, slot, sampling, result)
+                for slot, result in zip(slots, self.parm_search.search_many(pipe, slots, sampling))]
+
+    def _reflect(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling, result: SearchResult) -> SearchResult:
         result.strategy = self.name
         if self.max_reflections == 0:
             return result

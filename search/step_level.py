@@ -76,41 +76,94 @@ class StepLevelSearch:
             raise ValueError(f"schedule must be increasing steps in [0, {num_steps - 1}), got {schedule}")
         return keep_schedule(schedule, self.keep)
 
+    @property
+    def slots_per_call(self) -> int:
+        """How many slots :meth:`search_many` decodes together: as many as fill ``batch_size`` rows with their
+        widest beam (at least 1)."""
+        keep = self.keep if isinstance(self.keep, int) else max(self.keep, default=1)
+        return max(1, self.batch_size // max(self.num_paths, keep * self.expansion))
+
     def search(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
+        return self.search_many(pipe, [slot], sampling)[0]
+
+    def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
+        """:meth:`search` for each of ``slots``, their paths decoded together in chunks of ``batch_size`` rows (one
+        prompt per row; branched children stay in their parent's chunk). Each path keeps its own generator and each
+        slot's images are judged in a call of their own, as :meth:`search` judges them, so every slot's beam, scores
+        and pick are the slot-by-slot ones; a slot's generator passes are those of its own rows."""
         if not pipe.can_decode:
             raise ValueError("step-level search needs a generator that decodes images (a vq_model): the judge looks "
                              "at them")
+        if not slots:
+            return []
         num_steps = pipe.num_steps(sampling)
         keep_after = self.steps(num_steps)
-        candidates = [Candidate(index=i, seed=slot.candidate_seed(i)) for i in range(self.num_paths)]
-        cost, trace = CostCounter(), []
-        group = PathGroup(pipe, slot.prompt, [c.index for c in candidates], [c.seed for c in candidates], sampling,
-                          self.batch_size)
+        beams = [_Beam(slot, [Candidate(index=i, seed=slot.candidate_seed(i)) for i in range(self.num_paths)])
+                 for slot in slots]
+        owner: dict[int, tuple[_Beam, int]] = {}  # path id in the group -> (its slot's beam, its candidate index)
+        for beam in beams:
+            for c in beam.candidates:
+                owner[len(owner)] = (beam, c.index)
+        group = PathGroup(pipe, [owner[g][0].slot.prompt for g in owner], list(owner),
+                          [owner[g][0].candidates[owner[g][1]].seed for g in owner], sampling, self.batch_size)
+        for g, passes in group.path_forward_passes().items():  # before any step: a semantic CoT's plan, else 0
+            owner[g][0].cost.generator_forward_passes += passes
         while not group.done:
             step = group.step_index
+            per_row = pipe.image_forward_passes(sampling, step + 1) - pipe.image_forward_passes(sampling, step)
+            for g in group.live:
+                owner[g][0].cost.generator_forward_passes += per_row
             preds = group.step()
             if step not in keep_after:
                 continue
-            live = group.live
-            images = decode_images(pipe, torch.stack([preds[i] for i in live]), cost)
-            out = self.judge.score_steps([slot.prompt] * len(live), images, step, num_steps)
-            cost.add_judge(out.cost)
-            scores = dict(zip(live, out.scores.tolist()))
-            for i in live:
-                candidates[i].step_scores[step] = scores[i]
-            kept = rank_paths(live, scores, keep_after[step])
-            for i in live:
-                if i not in kept:
-                    candidates[i].stopped_step = step
-            plan = self._plan(kept, step, slot, candidates)
+            plan = []
+            for beam in beams:
+                live = sorted((g for g in group.live if owner[g][0] is beam), key=lambda g: owner[g][1])
+                plan += self._score_and_keep(pipe, beam, live, {g: owner[g][1] for g in live}, preds, step, num_steps,
+                                             keep_after[step], owner)
             group.branch(plan)
-            trace.append(TraceEvent("score", step, live, {"scores": [scores[i] for i in live]}))
-            trace.append(TraceEvent("keep", step, kept, {"stopped": [i for i in live if i not in kept]}))
-            if self.expansion > 1:
-                trace.append(TraceEvent("branch", step, [c for _, c, _ in plan], {"parents": [p for p, _, _ in plan]}))
-        cost.generator_forward_passes = group.forward_passes
-        record_cots(candidates, group.cots)
+        if sum(b.cost.generator_forward_passes for b in beams) != group.forward_passes:
+            raise RuntimeError("per-slot generator passes do not add up to the group's; this is a bug")
         final = group.final_tokens()
+        return [self._select(pipe, beam, {owner[g][1]: final[g] for g in final if owner[g][0] is beam},
+                             {owner[g][1]: t for g, t in group.cots.items() if owner[g][0] is beam}, num_steps)
+                for beam in beams]
+
+    def _score_and_keep(self, pipe: ImageGenerator, beam: "_Beam", live: list[int], local: dict[int, int],
+                        preds: dict[int, torch.Tensor], step: int, num_steps: int, keep: int,
+                        owner: dict[int, tuple["_Beam", int]]) -> list[tuple[int, int, Optional[int]]]:
+        """Score one slot's live paths at ``step``, keep its best, and return its branch plan in group ids."""
+        ids = [local[g] for g in live]
+        images = decode_images(pipe, torch.stack([preds[g] for g in live]), beam.cost)
+        out = self.judge.score_steps([beam.slot.prompt] * len(ids), images, step, num_steps)
+        beam.cost.add_judge(out.cost)
+        scores = dict(zip(ids, out.scores.tolist()))
+        for i in ids:
+            beam.candidates[i].step_scores[step] = scores[i]
+        kept = rank_paths(ids, scores, keep)
+        for i in ids:
+            if i not in kept:
+                beam.candidates[i].stopped_step = step
+        plan = self._plan(kept, step, beam.slot, beam.candidates)
+        beam.trace.append(TraceEvent("score", step, ids, {"scores": [scores[i] for i in ids]}))
+        beam.trace.append(TraceEvent("keep", step, kept, {"stopped": [i for i in ids if i not in kept]}))
+        if self.expansion > 1:
+            beam.trace.append(TraceEvent("branch", step, [c for _, c, _ in plan], {"parents": [p for p, _, _ in plan]}))
+        group_id = {i: g for g, i in local.items()}
+        out_plan = []
+        for parent, child, seed in plan:
+            if child == parent:
+                out_plan.append((group_id[parent], group_id[parent], None))
+            else:
+                g = len(owner)
+                owner[g] = (beam, child)
+                out_plan.append((group_id[parent], g, seed))
+        return out_plan
+
+    def _select(self, pipe: ImageGenerator, beam: "_Beam", final: dict[int, torch.Tensor], cots: dict[int, str],
+                num_steps: int) -> SearchResult:
+        candidates, cost, trace, slot = beam.candidates, beam.cost, beam.trace, beam.slot
+        record_cots(candidates, cots)
         finished = sorted(final)
         for i in finished:
             candidates[i].tokens = final[i].cpu()
@@ -140,3 +193,12 @@ class StepLevelSearch:
                 candidates.append(child)
                 plan.append((parent, child.index, child.seed))
         return plan
+
+
+class _Beam:
+    """One slot's side of :meth:`StepLevelSearch.search_many`: its candidates (children appended as they branch),
+    cost and trace."""
+
+    def __init__(self, slot: Slot, candidates: list[Candidate]) -> None:
+        self.slot, self.candidates = slot, candidates
+        self.cost, self.trace = CostCounter(), []

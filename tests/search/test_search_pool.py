@@ -15,7 +15,8 @@ from search.parm import ParmSearch
 from search.pool import (FirstPolicy, OrmPolicy, ParmPolicy, PoolBuilder, PrmBeamPolicy, RandomPolicy, build_pool_entry,
                          load_entry, load_pool, save_entry)
 from search.step_level import StepLevelSearch
-from tests.search.search_doubles import (CandidateIndex, HashProcessJudge, ParmTable, reference_run, tiny_bundle)
+from tests.search.search_doubles import (CandidateIndex, HashProcessJudge, ParmTable, image_hash_score, reference_run,
+                                         tiny_bundle)
 
 S, N = 6, 6
 SLOT = Slot("a blue square", prompt_index=5, sample_index=0, seed=11)
@@ -119,3 +120,32 @@ def test_pool_builder_strategy_stores_the_entry_and_picks_by_policy(world, pool)
     assert torch.equal(entry.tokens, final) and entry.outcome_scores == pytest.approx(SCORES)
     assert result.chosen == OrmPolicy(N).select(pool[1]).index == 2
     assert result.cost.generator_forward_passes == N * S
+
+
+def test_pool_builder_search_many_is_search_slot_by_slot(world):
+    # three slots of two prompts, 4 paths each in chunks of 5 rows: each slot's entry (tokens, every judge's scores,
+    # PARM records, cost) and pick are those of building it alone
+    pipe = world[0]
+
+    def hashed(conversation, image):  # a stateless scripted PARM / ORM over any slot's images
+        score = image_hash_score(image)
+        if len(conversation) == 3:
+            return (score, 1 - score, "yes" if score > 0.6 else "no")
+        if "certain step" in conversation[0]["content"]:
+            return (0.9, 0.1, "yes") if score > 0.3 else (0.2, 0.8, "no")
+        return (score, 1 - score, "yes")
+
+    def builder(batch_size):
+        return PoolBuilder(num_candidates=4, outcome_judge=ORM(ScriptedYesNoJudge(hashed)),
+                           process_judge=HashProcessJudge(), parm=Parm(ScriptedYesNoJudge(hashed)),
+                           process_steps=[1, 3], batch_size=batch_size)
+
+    slots = [SLOT, Slot("a red circle", prompt_index=2, sample_index=1, seed=11),
+             Slot("a blue square", prompt_index=5, sample_index=3, seed=11)]
+    assert builder(5).slots_per_call == 1 and builder(16).slots_per_call == 4
+    together = builder(5).search_many(pipe, slots, SAMPLING)
+    for slot, many in zip(slots, together):
+        alone = builder(4).search(pipe, slot, SAMPLING)
+        assert many.to_json() == alone.to_json()
+        assert many.extras["pool_entry"].to_json() == alone.extras["pool_entry"].to_json()
+    assert together[0].extras["pool_entry"].to_json() != together[1].extras["pool_entry"].to_json()

@@ -1,6 +1,8 @@
 """Search strategies on a tiny Show-o with scripted judges (acceptance items of the search issue)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -85,6 +87,40 @@ def test_search_many_is_search_slot_by_slot(world):
         assert_same_image(many.image, alone.image, f"slot {slot}")
     assert together[0].cost.generator_forward_passes == 3 * S
     assert together[0].to_json()["candidates"] != together[1].to_json()["candidates"]
+
+
+def _hash_parm_judge():
+    """A stateless scripted PARM (any slot's images): clear when the image's hash score is above 0.3, potential when
+    above 0.6 (P("no") = 1 - score), the selection answer = the score."""
+    def answer(conversation, image):
+        score = image_hash_score(image)
+        if len(conversation) == 3:
+            return (score, 1 - score, "yes" if score > 0.6 else "no")
+        if "certain step" in conversation[0]["content"]:
+            return (0.9, 0.1, "yes") if score > 0.3 else (0.2, 0.8, "no")
+        return (score, 1 - score, "yes")
+    return ScriptedYesNoJudge(answer, explain_fn=lambda conv, image: "the color is wrong")
+
+
+def test_parm_search_many_is_search_slot_by_slot(world):
+    # three slots of two prompts, 4 paths each in chunks of 5 rows (across slot boundaries), pruned paths leaving the
+    # batch as they go: every slot's decisions, pick, image and cost are those of searching it alone
+    pipe = world[0]
+    slots = [SLOT, Slot("a blue square", prompt_index=4, sample_index=0, seed=7),
+             Slot("a red circle", prompt_index=3, sample_index=2, seed=7),
+             Slot("a blue square", prompt_index=4, sample_index=3, seed=11)]
+    strategy = ParmSearch(Parm(_hash_parm_judge()), num_candidates=4, batch_size=5)
+    assert strategy.slots_per_call == 1 and ParmSearch(Parm(_hash_parm_judge()), 4, 16).slots_per_call == 4
+    together = strategy.search_many(pipe, slots, SAMPLING)
+    actions = [e.action for r in together for e in r.trace]
+    # the cases that matter: rows leaving a shared batch, and a slot whose every path is pruned (the fallback resumed
+    # from its parked row while the other slots decode on)
+    assert "prune" in actions and "complete" in actions
+    for slot, many in zip(slots, together):
+        alone = ParmSearch(Parm(_hash_parm_judge()), num_candidates=4, batch_size=4).search(pipe, slot, SAMPLING)
+        assert many.slot == slot and many.to_json() == alone.to_json()
+        assert_same_image(many.image, alone.image, f"slot {slot}")
+    assert len({json.dumps(r.to_json()["candidates"]) for r in together}) == len(slots)
 
 
 def _parm_table(index, **kw):
@@ -189,6 +225,26 @@ def test_step_level_beam_keeps_the_best_and_branches(world):
     for c in finished:
         if c.parent is None:
             assert torch.equal(c.tokens, final[c.index])
+
+
+def test_step_level_search_many_is_search_slot_by_slot(world):
+    # three slots of two prompts, 4 paths each in chunks of 5 rows (across slot boundaries), 2 kept x 3 children at
+    # steps 1 and 3: every slot's beam, scores, pick, image and cost are those of searching it alone
+    pipe = world[0]
+    slots = [SLOT, Slot("a blue square", prompt_index=4, sample_index=0, seed=7),
+             Slot("a red circle", prompt_index=3, sample_index=2, seed=7)]
+    strategy = StepLevelSearch(HashProcessJudge(), num_paths=4, keep=2, expansion=3, schedule=[1, 3], batch_size=5)
+    assert strategy.slots_per_call == 1
+    assert StepLevelSearch(HashProcessJudge(), num_paths=4, keep=1, expansion=4, batch_size=16).slots_per_call == 4
+    together = strategy.search_many(pipe, slots, SAMPLING)
+    assert len(together) == 3
+    for slot, many in zip(slots, together):
+        alone = StepLevelSearch(HashProcessJudge(), num_paths=4, keep=2, expansion=3, schedule=[1, 3],
+                                batch_size=4).search(pipe, slot, SAMPLING)
+        assert many.slot == slot and many.to_json() == alone.to_json()
+        assert_same_image(many.image, alone.image, f"slot {slot}")
+    assert together[0].cost.generator_forward_passes == 4 * 2 + 6 * (S - 2)
+    assert together[0].to_json()["candidates"] != together[1].to_json()["candidates"]
 
 
 def test_step_level_rejects_a_bad_schedule(world):

@@ -138,7 +138,7 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     assert truth["overall"] == 1.0 and truth["images"] == expected_images
     oracles = ["ORACLE: best-of-2 by the exact verdict", "ORACLE: step-level (2 paths) by the exact verdict"]
     methods = ["+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)", "+ DPO",
-               "+ iterative DPO", "+ iterative DPO + PARM", "+ GRPO (ORM reward, DPO's sample budget)"]
+               "+ iterative DPO", "+ iterative DPO + PARM", "+ GRPO (ORM reward, 512 samples)"]
     janus = ["tiny Janus + semantic CoT", "tiny Janus + semantic CoT + ORM (best-of-2)",
              "tiny Janus + semantic CoT + PARM (2 paths)", "tiny Janus + BiCoT-GRPO", "tiny Janus + token-only GRPO",
              "tiny Janus + semantic-only GRPO"]
