@@ -106,6 +106,18 @@ class ParmTable:
         return ScriptedYesNoJudge(self.answer, explain_fn=lambda conv, image: "the color is wrong")
 
 
+def hash_parm_answer(conversation, image):
+    """A stateless scripted PARM / ORM over any slot's images (``ScriptedYesNoJudge(hash_parm_answer)``): clear when
+    the image's hash score is above 0.3, potential when above 0.6 (P("no") = 1 - score), any other question answered
+    with the score."""
+    score = image_hash_score(image)
+    if len(conversation) == 3:
+        return (score, 1 - score, "yes" if score > 0.6 else "no")
+    if "certain step" in conversation[0]["content"]:
+        return (0.9, 0.1, "yes") if score > 0.3 else (0.2, 0.8, "no")
+    return (score, 1 - score, "yes")
+
+
 class HashProcessJudge:
     """ProcessJudge double: score = image_hash_score; records (step, number of images) per call."""
 

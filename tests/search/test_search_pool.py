@@ -15,7 +15,7 @@ from search.parm import ParmSearch
 from search.pool import (FirstPolicy, OrmPolicy, ParmPolicy, PoolBuilder, PrmBeamPolicy, RandomPolicy, build_pool_entry,
                          load_entry, load_pool, save_entry)
 from search.step_level import StepLevelSearch
-from tests.search.search_doubles import (CandidateIndex, HashProcessJudge, ParmTable, image_hash_score, reference_run,
+from tests.search.search_doubles import (CandidateIndex, HashProcessJudge, ParmTable, hash_parm_answer, reference_run,
                                          tiny_bundle)
 
 S, N = 6, 6
@@ -127,17 +127,9 @@ def test_pool_builder_search_many_is_search_slot_by_slot(world):
     # PARM records, cost) and pick are those of building it alone
     pipe = world[0]
 
-    def hashed(conversation, image):  # a stateless scripted PARM / ORM over any slot's images
-        score = image_hash_score(image)
-        if len(conversation) == 3:
-            return (score, 1 - score, "yes" if score > 0.6 else "no")
-        if "certain step" in conversation[0]["content"]:
-            return (0.9, 0.1, "yes") if score > 0.3 else (0.2, 0.8, "no")
-        return (score, 1 - score, "yes")
-
     def builder(batch_size):
-        return PoolBuilder(num_candidates=4, outcome_judge=ORM(ScriptedYesNoJudge(hashed)),
-                           process_judge=HashProcessJudge(), parm=Parm(ScriptedYesNoJudge(hashed)),
+        return PoolBuilder(num_candidates=4, outcome_judge=ORM(ScriptedYesNoJudge(hash_parm_answer)),
+                           process_judge=HashProcessJudge(), parm=Parm(ScriptedYesNoJudge(hash_parm_answer)),
                            process_steps=[1, 3], batch_size=batch_size)
 
     slots = [SLOT, Slot("a red circle", prompt_index=2, sample_index=1, seed=11),

@@ -20,7 +20,7 @@ from showo.self_correction import SelfCorrectionFormat
 from search.step_level import StepLevelSearch
 from tests.helpers import assert_same_image
 from tests.search.search_doubles import (REFLECTION_QUESTION, CandidateIndex, HashProcessJudge, ParmTable,
-                                         image_hash_score, reference_run, tiny_bundle)
+                                         hash_parm_answer, image_hash_score, reference_run, tiny_bundle)
 
 S, N = 6, 6
 SLOT = Slot("a red circle", prompt_index=3, sample_index=1, seed=7)
@@ -90,16 +90,7 @@ def test_search_many_is_search_slot_by_slot(world):
 
 
 def _hash_parm_judge():
-    """A stateless scripted PARM (any slot's images): clear when the image's hash score is above 0.3, potential when
-    above 0.6 (P("no") = 1 - score), the selection answer = the score."""
-    def answer(conversation, image):
-        score = image_hash_score(image)
-        if len(conversation) == 3:
-            return (score, 1 - score, "yes" if score > 0.6 else "no")
-        if "certain step" in conversation[0]["content"]:
-            return (0.9, 0.1, "yes") if score > 0.3 else (0.2, 0.8, "no")
-        return (score, 1 - score, "yes")
-    return ScriptedYesNoJudge(answer, explain_fn=lambda conv, image: "the color is wrong")
+    return ScriptedYesNoJudge(hash_parm_answer, explain_fn=lambda conv, image: "the color is wrong")
 
 
 def test_parm_search_many_is_search_slot_by_slot(world):
