@@ -138,7 +138,8 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     assert truth["overall"] == 1.0 and truth["images"] == expected_images
     oracles = ["ORACLE: best-of-2 by the exact verdict", "ORACLE: step-level (2 paths) by the exact verdict"]
     methods = ["+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)", "+ DPO",
-               "+ iterative DPO", "+ iterative DPO + PARM", "+ GRPO (ORM reward, 512 samples)"]
+               "+ iterative DPO", "+ iterative DPO + PARM", "+ iterative DPO + ORM (best-of-2)",
+               "+ GRPO (ORM reward, 512 samples)"]
     janus = ["tiny Janus + semantic CoT", "tiny Janus + semantic CoT + ORM (best-of-2)",
              "tiny Janus + semantic CoT + PARM (2 paths)", "tiny Janus + BiCoT-GRPO", "tiny Janus + token-only GRPO",
              "tiny Janus + semantic-only GRPO"]
@@ -160,7 +161,8 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     # search rows cost more generator passes per image than the baseline (the scaling plot's x axis)
     base = by_name["Show-o (baseline)"]["forward_passes_per_image"]
     assert base == 4  # QUICK: 4 sampling steps, one pass per image and step
-    for name in ("+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)"):
+    for name in ("+ ORM (best-of-2)", "+ PRM (step-level, 2 paths)", "+ PARM (2 paths)", "+ PARM++ (2 paths)",
+                 "+ iterative DPO + ORM (best-of-2)"):
         assert by_name[name]["forward_passes_per_image"] > base, name
     assert not [row for row in table if "not_run" in row]  # every Table 1 row is measured
     # the paired differences between rows (table.comparisons), in table.md and table.json
