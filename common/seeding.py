@@ -32,3 +32,17 @@ def image_seed(base_seed: int, prompt_index: int, sample_index: int) -> int:
 
 def generators(seeds: Iterable[int], device: str | torch.device = "cpu") -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def clone_generator(g: torch.Generator) -> torch.Generator:
+    """A new generator in ``g``'s state (it draws what ``g`` would draw next; ``g`` is untouched)."""
+    new = torch.Generator(device=g.device)
+    new.set_state(g.get_state())
+    return new
+
+
+def clone_generators(gens):
+    """:func:`clone_generator` of one generator or of each of a list; ``None`` stays ``None``."""
+    if isinstance(gens, torch.Generator):
+        return clone_generator(gens)
+    return None if gens is None else [clone_generator(g) for g in gens]

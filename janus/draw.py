@@ -9,12 +9,6 @@ import torch
 Generator = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 
-def clone_generator(g: torch.Generator) -> torch.Generator:
-    new = torch.Generator(device=g.device)
-    new.set_state(g.get_state())
-    return new
-
-
 def top_k_filter(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` largest scores of each row (and ties with the k-th), set the others to ``-inf``."""
     k = min(k, scores.shape[-1])

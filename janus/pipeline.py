@@ -52,9 +52,10 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from common.seeding import clone_generator, clone_generators
 from common.validate import ConfigError, Float, Int, validate
 
-from .draw import Generator, clone_generator, draw, top_k_filter
+from .draw import Generator, draw, top_k_filter
 from .layout import UNKNOWN, JanusLayout
 from .prompting import JANUS_PRO, ChatTemplate, check_image_prompt, encode, image_prompt, image_rows, positions
 
@@ -164,9 +165,7 @@ class SamplingState:
         other = copy.copy(self)
         other.cache = copy.copy(self.cache)
         other.cache.layers = [copy.copy(layer) for layer in self.cache.layers]
-        gens = self.generator
-        other.generator = ([clone_generator(g) for g in gens] if isinstance(gens, (list, tuple))
-                           else clone_generator(gens) if isinstance(gens, torch.Generator) else gens)
+        other.generator = clone_generators(self.generator)
         other.select(rows)
         return other
 

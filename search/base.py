@@ -213,6 +213,7 @@ class PathGroup:
         self.chunks: list[tuple[GenerationState, list[int]]] = []
         self.cots: dict[int, str] = {}
         self._retired_passes = 0
+        self._passes: dict[int, int] = {}  # every path id the group has had -> its generator passes so far
         device = pipe.device
         for start in range(0, len(ids), batch_size):
             chunk_ids = list(ids[start: start + batch_size])
@@ -227,6 +228,8 @@ class PathGroup:
             self.chunks.append((state, chunk_ids))
             if state.cots is not None:
                 self.cots.update(zip(chunk_ids, state.cots))
+            # each path's passes so far: its plan's tokens where the state records them (Janus-Pro's cot_passes)
+            self._passes.update(zip(chunk_ids, getattr(state, "cot_passes", None) or [0] * len(chunk_ids)))
         self.step_index = 0
 
     @property
@@ -242,23 +245,22 @@ class PathGroup:
         return self._retired_passes + sum(state.forward_passes for state, _ in self.chunks)
 
     def path_forward_passes(self) -> dict[int, int]:
-        """Live path id -> the generator forward passes it has cost so far: its image steps
-        (``pipe.image_forward_passes``) and, when the state records one (Janus-Pro's ``cot_passes``), its plan's
-        tokens. The paths of a chunk add up to the chunk's ``forward_passes`` (checked)."""
-        out: dict[int, int] = {}
-        image = self.pipe.image_forward_passes(self.sampling, self.step_index)
-        for state, ids in self.chunks:
-            cot = getattr(state, "cot_passes", None) or [0] * len(ids)
-            rows = [image + c for c in cot]
-            if sum(rows) != state.forward_passes:
-                raise RuntimeError(f"per-path generator passes {rows} do not add up to the chunk's "
-                                   f"{state.forward_passes} (a path stopped or branched inside the chunk)")
-            out.update(zip(ids, rows))
-        return out
+        """Path id -> the generator forward passes it has cost so far, for every path the group has had (live,
+        stopped, parked or branched): the image steps it ran (``pipe.image_forward_passes``) and, when the state
+        records one (Janus-Pro's ``cot_passes``), its plan's tokens (a branched child shares its parent's plan and
+        counts from its branch on). They add up to :attr:`forward_passes` (checked)."""
+        if sum(self._passes.values()) != self.forward_passes:
+            raise RuntimeError(f"per-path generator passes add up to {sum(self._passes.values())}, the group's to "
+                               f"{self.forward_passes}: a state counted passes this group does not know of")
+        return dict(self._passes)
 
     def step(self) -> dict[int, torch.Tensor]:
         """Run one step on every live path; returns path id -> [N] predicted tokens (the model's current guess)."""
         preds: dict[int, torch.Tensor] = {}
+        per_row = (self.pipe.image_forward_passes(self.sampling, self.step_index + 1)
+                   - self.pipe.image_forward_passes(self.sampling, self.step_index))
+        for i in self.live:
+            self._passes[i] += per_row
         for state, ids in self.chunks:
             out = self.pipe.step(state)
             preds.update(zip(ids, out.sampled))
@@ -316,6 +318,7 @@ class PathGroup:
             for k, (row, child, seed) in enumerate(local):
                 if child != ids[row]:
                     gens[k] = candidate_generators([seed], device)[0]
+                    self._passes[child] = 0
                     if ids[row] in self.cots:
                         self.cots[child] = self.cots[ids[row]]
             state.generator = gens

@@ -67,16 +67,11 @@ class ParmSearch:
                          self.parm.new_state(n)) for slot in slots]
         group = PathGroup(pipe, [r.slot.prompt for r in runs for _ in range(n)], list(range(len(runs) * n)),
                           [c.seed for r in runs for c in r.candidates], sampling, self.batch_size)
-        for g, passes in group.path_forward_passes().items():  # before any step: a semantic CoT's plan, else 0
-            runs[g // n].cost.generator_forward_passes += passes
         for k, r in enumerate(runs):
             record_cots(r.candidates, {g - k * n: t for g, t in group.cots.items() if g // n == k})
         full = pipe.image_forward_passes(sampling, num_steps)
         while not group.done:
             step = group.step_index
-            per_row = pipe.image_forward_passes(sampling, step + 1) - pipe.image_forward_passes(sampling, step)
-            for g in group.live:
-                runs[g // n].cost.generator_forward_passes += per_row
             preds = group.step()
             pruned: list[int] = []
             for k, r in enumerate(runs):
@@ -89,8 +84,8 @@ class ParmSearch:
             if pruned:
                 for g, path in group.park(pruned).items():
                     runs[g // n].parked[g % n] = path
-        if sum(r.cost.generator_forward_passes for r in runs) != group.forward_passes:
-            raise RuntimeError("per-slot generator passes do not add up to the group's; this is a bug")
+        for g, passes in group.path_forward_passes().items():  # every path the slot had, pruned ones included
+            runs[g // n].cost.generator_forward_passes += passes
         return [self._select(pipe, r, num_steps) for r in runs]
 
     def _observe(self, pipe: ImageGenerator, run: "_SlotRun", preds: dict[int, torch.Tensor], step: int,

@@ -106,34 +106,29 @@ class StepLevelSearch:
                 owner[len(owner)] = (beam, c.index)
         group = PathGroup(pipe, [owner[g][0].slot.prompt for g in owner], list(owner),
                           [owner[g][0].candidates[owner[g][1]].seed for g in owner], sampling, self.batch_size)
-        for g, passes in group.path_forward_passes().items():  # before any step: a semantic CoT's plan, else 0
-            owner[g][0].cost.generator_forward_passes += passes
         while not group.done:
             step = group.step_index
-            per_row = pipe.image_forward_passes(sampling, step + 1) - pipe.image_forward_passes(sampling, step)
-            for g in group.live:
-                owner[g][0].cost.generator_forward_passes += per_row
             preds = group.step()
             if step not in keep_after:
                 continue
             plan = []
             for beam in beams:
                 live = sorted((g for g in group.live if owner[g][0] is beam), key=lambda g: owner[g][1])
-                plan += self._score_and_keep(pipe, beam, live, {g: owner[g][1] for g in live}, preds, step, num_steps,
-                                             keep_after[step], owner)
+                plan += self._score_and_keep(pipe, beam, live, preds, step, num_steps, keep_after[step], owner)
             group.branch(plan)
-        if sum(b.cost.generator_forward_passes for b in beams) != group.forward_passes:
-            raise RuntimeError("per-slot generator passes do not add up to the group's; this is a bug")
+        for g, passes in group.path_forward_passes().items():  # every path the slot had, stopped ones included
+            owner[g][0].cost.generator_forward_passes += passes
         final = group.final_tokens()
         return [self._select(pipe, beam, {owner[g][1]: final[g] for g in final if owner[g][0] is beam},
                              {owner[g][1]: t for g, t in group.cots.items() if owner[g][0] is beam}, num_steps)
                 for beam in beams]
 
-    def _score_and_keep(self, pipe: ImageGenerator, beam: "_Beam", live: list[int], local: dict[int, int],
-                        preds: dict[int, torch.Tensor], step: int, num_steps: int, keep: int,
+    def _score_and_keep(self, pipe: ImageGenerator, beam: "_Beam", live: list[int], preds: dict[int, torch.Tensor],
+                        step: int, num_steps: int, keep: int,
                         owner: dict[int, tuple["_Beam", int]]) -> list[tuple[int, int, Optional[int]]]:
-        """Score one slot's live paths at ``step``, keep its best, and return its branch plan in group ids."""
-        ids = [local[g] for g in live]
+        """Score one slot's live paths (group ids ``live``) at ``step``, keep its best, and return its branch plan in
+        group ids (a new child gets the next group id in ``owner``)."""
+        ids = [owner[g][1] for g in live]
         images = decode_images(pipe, torch.stack([preds[g] for g in live]), beam.cost)
         out = self.judge.score_steps([beam.slot.prompt] * len(ids), images, step, num_steps)
         beam.cost.add_judge(out.cost)
@@ -149,7 +144,7 @@ class StepLevelSearch:
         beam.trace.append(TraceEvent("keep", step, kept, {"stopped": [i for i in ids if i not in kept]}))
         if self.expansion > 1:
             beam.trace.append(TraceEvent("branch", step, [c for _, c, _ in plan], {"parents": [p for p, _, _ in plan]}))
-        group_id = {i: g for g, i in local.items()}
+        group_id = dict(zip(ids, live))
         out_plan = []
         for parent, child, seed in plan:
             if child == parent:

@@ -32,6 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from common.seeding import clone_generator, clone_generators
 from common.validate import ConfigError, Float, Int, validate
 
 from .fast import FastMode
@@ -117,17 +118,9 @@ class SamplingState:
         """A new state holding copies of ``rows`` with copies of their generators; this one is unchanged. Stepped
         on, it draws what the rows would have drawn here (a pruned path kept to be resumed later)."""
         other = copy.copy(self)  # select() reassigns every field it touches, never mutates a shared tensor
-        gens = self.generator
-        other.generator = ([clone_generator(g) for g in gens] if isinstance(gens, (list, tuple))
-                           else clone_generator(gens) if isinstance(gens, torch.Generator) else gens)
+        other.generator = clone_generators(self.generator)
         other.select(rows)
         return other
-
-
-def clone_generator(g: torch.Generator) -> torch.Generator:
-    new = torch.Generator(device=g.device)
-    new.set_state(g.get_state())
-    return new
 
 
 @dataclass
