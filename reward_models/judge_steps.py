@@ -15,6 +15,26 @@ choice), so that, as in ``orm.jsonl``, the prompt alone tells the judge nothing.
 (potential examples in the follow-up layout of :func:`reward_models.data.potential_example`, ids
 ``<line:05d>_t<k:03d>_s<step:02d>``). Path ``k`` of line ``i`` is drawn with its own generator seeded
 ``image_seed(seed, i, k)``, so the file does not depend on ``batch_size``.
+
+``clear_from`` (1-based) moves where a world's step images count as clear. The static rule is the paper's 11 of 18
+steps scaled to the step count (step 8 of 12), but how early a step image shows what its path will end with is a
+property of the generator: the tiny Show-o (12 steps over 8 x 8 codes) commits its objects last, and on its training
+prompts the step-8 image is accepted for 27 % of the paths that end accepted, the step-11 image for 63 %
+(docs/shapes_world.md). ``clear_from=11`` keeps potential examples at step 11 only.
+
+With ``extras=True`` the same paths also give a PARM every other task it is asked, so that a PARM can be fine-tuned
+from an ORM on them alone (``scripts/build_parm_data.py``):
+
+* :data:`STEPS_FINALS`: every path's final image with the ORM question and its exact verdict (as unbalanced as the
+  generator: the images the final answer ranks at test time), ids ``<line>_t<k>_f``;
+* :data:`STEPS_CLARITY`: per kept path, its clear step images "yes" and the predicted image of one step the static
+  rule calls unclear (drawn per path) "no" (:func:`reward_models.data.clarity_example` with the world's rule);
+* :data:`STEPS_REFLECTION`: the kept paths' final images as PARM++ reflection examples ("no" + the exact judge's
+  reasons, :func:`reward_models.data.reflection_example`), line-balanced like the potential examples.
+
+``balance=False`` keeps every path instead of a line-balanced subset (potential, clarity and reflection examples as
+unbalanced as the generator, about 13 % "yes" on the tiny Show-o's training prompts): several times the examples, and
+the base rate the potential answer meets at test time.
 """
 from __future__ import annotations
 
@@ -27,32 +47,59 @@ from typing import Any
 from tqdm import tqdm
 
 from common.seeding import hash_seed, image_seed
-from reward_models.data import clarity_steps, potential_example, save_image, write_examples
+from reward_models.data import (clarity_example, clarity_steps, orm_example, potential_example, reflection_example,
+                                save_image, write_examples)
 from reward_models.rollouts import Labeller, sample_paths
 
-__all__ = ["POTENTIAL_STEPS", "build_judge_steps", "clear_steps"]
+__all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "build_judge_steps", "clear_steps",
+           "clarity_rule"]
 
 POTENTIAL_STEPS = "potential_steps.jsonl"
+STEPS_FINALS = "steps_finals.jsonl"
+STEPS_CLARITY = "steps_clarity.jsonl"
+STEPS_REFLECTION = "steps_reflection.jsonl"
 
 
-def clear_steps(num_steps: int) -> list[int]:
-    """0-based steps the static clarity rule calls clear (1-based step > ``yes_after``), the last step excluded."""
-    yes_after, _ = clarity_steps(num_steps)
+def clarity_rule(num_steps: int, clear_from: int | None = None) -> tuple[int, int]:
+    """``(yes_after, no_before)`` (1-based) of a world's clarity rule: the static rule's
+    (:func:`reward_models.data.clarity_steps`), with ``yes_after = clear_from - 1`` when ``clear_from`` is given
+    (steps before the static ``no_before`` stay unclear, the ones between unlabelled)."""
+    yes_after, no_before = clarity_steps(num_steps)
+    if clear_from is None:
+        return yes_after, no_before
+    if not no_before <= clear_from <= num_steps:
+        raise ValueError(f"clear_from must be a 1-based step in [{no_before}, {num_steps}] (from the static rule's "
+                         f"first step not called unclear to the last), got {clear_from}")
+    return clear_from - 1, no_before
+
+
+def clear_steps(num_steps: int, clear_from: int | None = None) -> list[int]:
+    """0-based steps the clarity rule calls clear (1-based step > ``yes_after``), the last step excluded."""
+    yes_after, _ = clarity_rule(num_steps, clear_from)
     return list(range(yes_after, num_steps - 1))
 
 
 def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str | Path, *, per_line: int,
                       steps_per_path: int, seed: int, guidance_scale: float, num_steps: int,
-                      batch_size: int = 32) -> dict[str, Any]:
+                      batch_size: int = 32, clear_from: int | None = None, extras: bool = False,
+                      balance: bool = True) -> dict[str, Any]:
     """Sample ``per_line`` paths of every line, save the chosen clear steps' images under ``out/images/`` and write
-    :data:`POTENTIAL_STEPS`, line-balanced; returns the counts (paths, accepted, examples, yes, per tag)."""
-    candidates = clear_steps(num_steps)
+    :data:`POTENTIAL_STEPS`, line-balanced (``balance=False``: every path, as unbalanced as the generator; with
+    ``extras``, also :data:`STEPS_FINALS`, :data:`STEPS_CLARITY` and :data:`STEPS_REFLECTION`); returns the counts
+    (paths, accepted, examples, yes, per tag, and per extra file)."""
+    candidates = clear_steps(num_steps, clear_from)
+    yes_after, no_before = clarity_rule(num_steps, clear_from)
     if per_line < 1 or batch_size < 1 or not 1 <= steps_per_path <= len(candidates):
         raise ValueError(f"build_judge_steps: per_line, batch_size >= 1 and steps_per_path in [1, {len(candidates)}] "
                          f"(the clear steps of {num_steps}) needed, got {per_line}, {batch_size}, {steps_per_path}")
+    unclear = list(range(no_before - 1))  # 0-based steps the rule calls unclear (1-based < no_before)
+    if extras and not unclear:
+        raise ValueError(f"build_judge_steps(extras=True): the clarity rule of {num_steps} steps has no unclear step")
 
     def chosen(i: int, k: int) -> set[int]:
-        return set(random.Random(hash_seed("potential-steps", seed, i, k)).sample(candidates, steps_per_path))
+        rng = random.Random(hash_seed("potential-steps", seed, i, k))
+        steps = set(rng.sample(candidates, steps_per_path))
+        return steps | {rng.choice(unclear)} if extras else steps
 
     root = Path(out)
     jobs = [(i, k) for i in range(len(lines)) for k in range(per_line)]
@@ -62,8 +109,7 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
                                batch_size=batch_size),
                   total=len(jobs), desc="judge data: potential steps", dynamic_ncols=True):
         by_line[p.line].append(p)
-    yes_after, _ = clarity_steps(num_steps)
-    examples = []
+    examples, extra = [], {STEPS_FINALS: [], STEPS_CLARITY: [], STEPS_REFLECTION: []}
     paths: Counter = Counter()
     accepted: Counter = Counter()
     kept: Counter = Counter()
@@ -75,15 +121,41 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         accepted[line["tag"]] += len(good)
         n = min(len(good), len(bad))
         rng = random.Random(hash_seed("potential-balance", seed, i))
-        for p in sorted(rng.sample(good, n) + rng.sample(bad, n), key=lambda p: p.index):
+        keep = {p.index for p in rng.sample(good, n) + rng.sample(bad, n)} if balance else {p.index for p in samples}
+        for p in samples:
+            if extras:
+                name = f"{i:05d}_t{p.index:03d}_f"
+                final = save_image(p.final.image, root, name)
+                extra[STEPS_FINALS].append(orm_example(name, line["prompt"], final, p.final.verdict))
+                if p.index in keep:
+                    extra[STEPS_REFLECTION].append(reflection_example(name, line["prompt"], final, p.final.verdict))
+            if p.index not in keep:
+                continue
             kept[line["tag"]] += 1
             for step in sorted(p.step_images):
                 name = f"{i:05d}_t{p.index:03d}_s{step:02d}"
                 path = save_image(p.step_images[step], root, name)
-                examples.append(potential_example(name, line["prompt"], path, step + 1, p.final.verdict,
-                                                  yes_after=yes_after))
+                if step + 1 > yes_after:
+                    examples.append(potential_example(name, line["prompt"], path, step + 1, p.final.verdict,
+                                                      yes_after=yes_after))
+                clarity = clarity_example(name, line["prompt"], path, step + 1, yes_after=yes_after,
+                                          no_before=no_before) if extras else None
+                if clarity is not None:
+                    extra[STEPS_CLARITY].append(clarity)
     write_examples(root / POTENTIAL_STEPS, examples)
-    return {"paths": sum(paths.values()), "accepted": sum(accepted.values()), "examples": len(examples),
-            "yes": sum(ex.conversation[-1]["content"] == "yes" for ex in examples),
-            "by_tag": {tag: {"paths": n, "accepted": accepted[tag], "kept_paths": kept[tag]}
-                       for tag, n in paths.items()}}
+    counts = {"paths": sum(paths.values()), "accepted": sum(accepted.values()), "examples": len(examples),
+              "yes": _yes(examples), "clear_from": yes_after + 1,
+              "by_tag": {tag: {"paths": n, "accepted": accepted[tag], "kept_paths": kept[tag]}
+                         for tag, n in paths.items()}}
+    if extras:
+        for name, items in extra.items():
+            write_examples(root / name, items)
+            counts[name] = {"examples": len(items), "yes": _yes(items, first=name == STEPS_REFLECTION)}
+    return counts
+
+
+def _yes(examples, first: bool = False) -> int:
+    """Examples whose last (``first``: first) assistant answer is "yes" (a reflection's first answer is its verdict,
+    its last the explanation)."""
+    answers = [[t["content"] for t in ex.conversation if t["role"] == "assistant"] for ex in examples]
+    return sum(a[0 if first else -1] == "yes" for a in answers)

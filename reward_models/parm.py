@@ -145,8 +145,10 @@ class Parm:
             ``"rule"``: from the first step the static training rule of §6.4 does not label "no"
             (:func:`reward_models.data.clarity_steps`: step 10 of 18, step 7 of 12, 1-based) -- the answer a judge
             that learned its clarity labels gives at the earlier steps is "no" anyway, so those calls are skipped.
-            A judge that answers "yes" earlier decides later than it would have (measured in docs/speed.md). The
-            last step is always judged.
+            A judge that answers "yes" earlier decides later than it would have (measured in docs/speed.md). A
+            negative value counts from the end, as a Python index does: ``-2`` asks from the second-to-last step
+            whatever the step count (the shapes world's PARM, whose step images show what their path ends with only
+            there: docs/shapes_world.md). The last step is always judged.
     """
 
     def __init__(
@@ -163,9 +165,9 @@ class Parm:
         reuse_clarity_cache: bool = False,
         clarity_from: int | str = 0,
     ) -> None:
-        if not (clarity_from == "rule" or (isinstance(clarity_from, int) and not isinstance(clarity_from, bool)
-                                           and clarity_from >= 0)):
-            raise ValueError(f"Parm.clarity_from must be a step index >= 0 or 'rule', got {clarity_from!r}")
+        if not (clarity_from == "rule" or (isinstance(clarity_from, int) and not isinstance(clarity_from, bool))):
+            raise ValueError(f"Parm.clarity_from must be a step index (negative: from the end) or 'rule', "
+                             f"got {clarity_from!r}")
         if reuse_clarity_cache and not potential_follow_up:
             raise ValueError("Parm.reuse_clarity_cache needs potential_follow_up=True: only a follow-up turn extends "
                              "the clarity conversation")
@@ -186,7 +188,10 @@ class Parm:
 
     def first_clarity_step(self, num_steps: int) -> int:
         """The first step (0-based) of ``num_steps`` at which the clarity question is asked (``clarity_from``)."""
-        first = rule_clarity_start(num_steps) if self.clarity_from == "rule" else int(self.clarity_from)
+        if self.clarity_from == "rule":
+            first = rule_clarity_start(num_steps)
+        else:
+            first = int(self.clarity_from) + (num_steps if self.clarity_from < 0 else 0)
         return min(max(first, 0), num_steps - 1)
 
     def judges_step(self, step: int, num_steps: int) -> bool:

@@ -194,11 +194,24 @@ class Quickstart:
                                                                       *self.cfg.training.judge_vision])
         return out / "final"
 
+    def parm_data(self) -> Path:
+        """The Show-o's own paths with every question a PARM is asked (scripts/build_parm_data.py)."""
+        out = self.root / "train" / "parm_data"
+        if not self.stages.done("train/parm_data"):
+            self.call("train/parm_data", "build_parm_data", ["+experiment=shapes/parm_data",
+                                                              f"showo={self.models['showo']}",
+                                                              *self.cfg.training.parm_data])
+        return out
+
     def train_judge(self, name: str) -> str:
-        base = self.judge_vision() if name in ("orm", "parm") else self.judge_base()  # PRM, PARM++: not yet this way
-        out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}",
-                                                        f"model_dir={base}",
-                                                        f"judge_data_dir={self.judge_data()}", *self.cfg.training.judge])
+        """The ORM from the vision-pre-trained judge, the PARM and PARM++ from the ORM on the PARM data, the PRM from
+        the describe base (not yet the ORM's way)."""
+        if name in ("parm", "parmpp"):
+            base, data = self.models["orm"], self.parm_data()
+        else:
+            base, data = (self.judge_vision() if name == "orm" else self.judge_base()), self.judge_data()
+        out = self.call(f"train/{name}", "train_judge", [f"+experiment=shapes/judge_{name}", f"model_dir={base}",
+                                                        f"judge_data_dir={data}", *self.cfg.training.judge])
         return str(out / "final")
 
     def train_corrector(self) -> str:

@@ -91,6 +91,7 @@ def base_overrides(name: str, w: World) -> list[str]:
         "train_judge": [],
         "quickstart": [],
         "build_judge_data": [],
+        "build_parm_data": ["+experiment=shapes/parm_data"],
         "judge_quality": [f"run={w.root}"],
         "parm_pruning": [f"run={w.root}"],
         "pretrain_judge_vision": ["model_dir=unused", "+experiment=shapes/judge_vision"],

@@ -11,7 +11,8 @@ from PIL import Image
 from common.seeding import generators, image_seed
 from reward_models.data import read_examples
 from reward_models.judge_data import JudgeDataConfig
-from reward_models.judge_steps import POTENTIAL_STEPS, build_judge_steps, clear_steps
+from reward_models.judge_steps import (POTENTIAL_STEPS, STEPS_CLARITY, STEPS_FINALS, STEPS_REFLECTION,
+                                       build_judge_steps, clarity_rule, clear_steps)
 from showo.factory import build_tiny_showo
 from tests.helpers import parity_labeller
 from tests.search.search_doubles import TINY_VQ, WORDS
@@ -29,15 +30,24 @@ def pipe():
     return build_tiny_showo(WORDS, vq=TINY_VQ, seed=0).pipeline()
 
 
-def _build(pipe, out, batch_size, per_line=5):
+def _build(pipe, out, batch_size, per_line=5, **kwargs):
     return build_judge_steps(pipe, LINES, parity_labeller, out, per_line=per_line, steps_per_path=1, seed=3,
-                             guidance_scale=1.5, num_steps=STEPS, batch_size=batch_size)
+                             guidance_scale=1.5, num_steps=STEPS, batch_size=batch_size, **kwargs)
 
 
 def test_clear_steps_follow_the_static_rule_and_skip_the_final_step():
     assert clear_steps(12) == [7, 8, 9, 10]  # 1-based 8..11: the rule's clear steps (8..12) but the final image
     assert clear_steps(18) == [11, 12, 13, 14, 15, 16]
     assert clear_steps(STEPS) == [4]
+
+
+def test_a_world_may_call_its_step_images_clear_later():
+    """``clear_from`` (1-based) moves the first clear step; the steps the static rule calls unclear stay unclear."""
+    assert clarity_rule(12) == (7, 7) and clarity_rule(12, 11) == (10, 7)
+    assert clear_steps(12, 11) == [10] and clear_steps(12, 8) == clear_steps(12)
+    for bad in (6, 13):
+        with pytest.raises(ValueError, match="clear_from"):
+            clarity_rule(12, bad)
 
 
 def test_examples_carry_their_paths_final_verdict_balanced_per_line(pipe, tmp_path):
@@ -79,3 +89,55 @@ def test_bad_settings_are_refused(pipe, tmp_path):
         JudgeDataConfig(finals_per_line=1, steps_per_line=1, steps_seed=7)
     with pytest.raises(ValueError, match="steps_per_line >= 0"):
         JudgeDataConfig(steps_per_line=-1)
+
+
+def test_extras_give_every_parm_question_from_the_same_paths(pipe, tmp_path):
+    """With ``extras``: every path's final image with the ORM question and its verdict; per kept (line-balanced) path
+    its clear step "yes" and one unclear step "no" to the clarity question, and its final image as a reflection
+    example ("no" + the exact judge's reasons); the potential file is the one built without extras."""
+    _build(pipe, tmp_path / "plain", batch_size=4)
+    counts = _build(pipe, tmp_path / "extras", batch_size=4, extras=True)
+    root = tmp_path / "extras"
+    assert (root / POTENTIAL_STEPS).read_text() == (tmp_path / "plain" / POTENTIAL_STEPS).read_text()
+    finals = read_examples(root / STEPS_FINALS)
+    assert len(finals) == counts["paths"] == 5 * len(LINES)
+    verdict = {}
+    for ex in finals:
+        i, k = int(ex.id[:5]), int(ex.id[7:10])
+        final = pipe([LINES[i]["prompt"]], generator=generators([image_seed(3, i, k)]), guidance_scale=1.5,
+                     num_inference_steps=STEPS).images[0]
+        verdict[i, k] = parity_labeller(LINES[i], final)
+        assert ex.conversation[-1]["content"] == ("yes" if verdict[i, k].correct else "no"), ex.id
+    assert counts[STEPS_FINALS]["yes"] == sum(v.correct for v in verdict.values()) == counts["accepted"]
+    kept = {(int(ex.id[:5]), int(ex.id[7:10])) for ex in read_examples(root / POTENTIAL_STEPS)}
+    assert kept  # the scripted labeller accepts some paths and rejects others
+    yes_after, no_before = clarity_rule(STEPS)
+    clarity: Counter = Counter()
+    for ex in read_examples(root / STEPS_CLARITY):
+        i, k, step = int(ex.id[:5]), int(ex.id[7:10]), int(ex.id[-2:])
+        answer = ex.conversation[-1]["content"]
+        assert (i, k) in kept and answer == ("yes" if step + 1 > yes_after else "no")
+        assert step + 1 > yes_after or step + 1 < no_before, ex.id
+        clarity[i, k, answer] += 1
+    assert all(clarity[i, k, "yes"] == clarity[i, k, "no"] == 1 for i, k in kept)
+    reflections = read_examples(root / STEPS_REFLECTION)
+    assert {(int(ex.id[:5]), int(ex.id[7:10])) for ex in reflections} == kept
+    for ex in reflections:
+        v = verdict[int(ex.id[:5]), int(ex.id[7:10])]
+        assert ex.conversation[1]["content"] == ("yes" if v.correct else "no")
+        assert len(ex.conversation) == (2 if v.correct else 4)
+    assert counts[STEPS_REFLECTION] == {"examples": len(kept), "yes": len(kept) // 2}
+
+
+def test_unbalanced_data_keeps_every_path(pipe, tmp_path):
+    """``balance=False``: every path gives its potential (and clarity, reflection) examples, so the potential file
+    has one example per path and clear step kept, "yes" exactly for the accepted paths; the balanced file is a
+    subset of it."""
+    balanced = _build(pipe, tmp_path / "balanced", batch_size=4, extras=True)
+    counts = _build(pipe, tmp_path / "all", batch_size=4, extras=True, balance=False)
+    examples = read_examples(tmp_path / "all" / POTENTIAL_STEPS)
+    assert len(examples) == counts["examples"] == counts["paths"] == 5 * len(LINES)
+    assert counts["yes"] == counts["accepted"] == balanced["accepted"] > balanced["yes"]
+    assert {ex.id for ex in read_examples(tmp_path / "balanced" / POTENTIAL_STEPS)} < {ex.id for ex in examples}
+    assert counts[STEPS_REFLECTION]["examples"] == counts["paths"]
+    assert counts[STEPS_CLARITY] == {"examples": 2 * counts["paths"], "yes": counts["paths"]}

@@ -252,6 +252,16 @@ def test_clarity_from_rule_follows_the_training_rule_and_the_last_step_is_judged
     state, decisions, sel = _drive(late, num_paths=2, num_steps=5)
     assert [d.judged_paths for d in decisions] == [[], [], [], [], [0, 1]]
     assert sel.used_fallback and _nan_list(sel.p_no) == [1.0, 1.0]  # never clear: the released 1.0
-    for bad in (-1, "early", True, 2.5):
+    for bad in ("early", True, 2.5):
         with pytest.raises(ValueError, match="clarity_from"):
             Parm(judge, clarity_from=bad)
+
+
+def test_negative_clarity_from_counts_from_the_end():
+    """``clarity_from=-2`` asks from the second-to-last step whatever the step count (the shapes world's PARM);
+    too negative a value asks from the first step, as 0 does."""
+    judge = _tables(clarity={}, potential={}, selection={})
+    second_last = Parm(judge, clarity_from=-2)
+    assert [second_last.first_clarity_step(n) for n in (12, 4, 2, 1)] == [10, 2, 0, 0]
+    assert [second_last.judges_step(s, 12) for s in range(12)] == [False] * 10 + [True, True]
+    assert Parm(judge, clarity_from=-50).first_clarity_step(12) == 0

@@ -11,8 +11,10 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from eval.stats import geneval_score
+from reward_models.parm import Parm
 from search.pool import OrmPolicy, ParmPolicy, load_pool
 from search.step_replay import parm_pick, records_from_json
 from tests.helpers import REPO_ROOT, run_script, shapes_eval_run
@@ -33,15 +35,23 @@ def run(tmp_path_factory):
     return run, stdout
 
 
+def pool_clarity_start(run, num_steps: int) -> int:
+    """The first step the pool's live PARM asked the clarity question (shapes/pool: the second-to-last)."""
+    clarity_from = OmegaConf.load(run / "train" / "pool" / "config.yaml").search.strategy.parm.clarity_from
+    return Parm(None, clarity_from=clarity_from).first_clarity_step(num_steps)
+
+
 def test_the_replay_reproduces_the_pools_live_parm_and_orm(run):
     run, _ = run
     entries = load_pool(run / "train" / "pool" / "pool")
     records = records_from_json(torch.load(run / "parm_pruning" / "records.pt", weights_only=True))
     assert len(records) == len(entries) == 6
+    start = pool_clarity_start(run, 4)
+    assert start == 2  # shapes/pool asks from the second-to-last step
     for entry, slot in zip(entries, records):
         assert len(slot) == 3 and all(p.num_steps == 4 for p in slot)
         live = ParmPolicy().select(entry)
-        assert parm_pick(slot, "parm") == (live.index, live.forward_passes)  # same pick, same generator passes
+        assert parm_pick(slot, "parm", start) == (live.index, live.forward_passes)  # same pick, same passes
         # the last step's predicted image is the final image: its verdict is the pool's exact verdict
         assert [p.verdict[-1] for p in slot] == [bool(v) for v in entry.named_scores["oracle"]]
 
@@ -75,7 +85,8 @@ def test_candidates_replays_the_first_paths_and_refuses_more_than_the_pool_holds
     records = records_from_json(torch.load(run / "first2" / "records.pt", weights_only=True))
     for entry, slot in zip(load_pool(run / "train" / "pool" / "pool"), records):
         live = ParmPolicy(2).select(entry)
-        assert len(slot) == 2 and parm_pick(slot, "parm") == (live.index, live.forward_passes)
+        assert len(slot) == 2 and parm_pick(slot, "parm", pool_clarity_start(run, 4)) == (live.index,
+                                                                                         live.forward_passes)
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "parm_pruning.py"), f"run={run}",
                            f"run_dir={run}/first4", "candidates=4"], cwd=REPO_ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,

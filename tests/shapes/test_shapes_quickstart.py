@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from eval.shapes.data import build_suite
 from eval.shapes.report import Row, markdown_table, read_table_json
@@ -121,8 +122,8 @@ def test_comparison_table_names_both_rows_and_their_passes():
 def test_quickstart_reduced_end_to_end(tmp_path):
     run = tmp_path / "run"
     # the committed Show-o, PRM and PARM are loaded; the ORM, the PARM++ judge and the self-correction Show-o are
-    # missing on purpose, so the reduced run also goes through judge data, the vision pre-training, the judge recipe
-    # and self-correction tuning
+    # missing on purpose, so the reduced run also goes through judge data, the vision pre-training, the judge recipe,
+    # the PARM data (PARM++ is fine-tuned from the ORM trained here) and self-correction tuning
     env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "2", "SHAPES_PARMPP": str(tmp_path / "no_parmpp"),
            "SHAPES_ORM": str(tmp_path / "no_orm"),
            "SHAPES_CORRECTOR": str(tmp_path / "no_corrector")}
@@ -193,7 +194,12 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     assert (run / "table.md").read_text() in printed
     for figure in ("scaling.png", "grid.png", "compute.png"):
         assert (run / figure).stat().st_size > 0, figure
-    assert (run / "train" / "judge_base" / "final" / "config.json").is_file()  # the judges' base was trained here
+    # PARM++ from the ORM trained here, on the Show-o's own paths (scripts/build_parm_data.py); the describe base
+    # is only the PRM's, which is committed
+    assert (run / "train" / "parm_data" / "potential_steps.jsonl").is_file()
+    parmpp_cfg = yaml.safe_load((run / "train" / "parmpp" / "config.yaml").read_text())
+    assert Path(parmpp_cfg["model_dir"]) == run / "train" / "orm" / "final"
+    assert not (run / "train" / "judge_base").exists()
     assert (run / "train" / "judge_vision" / "final" / "config.json").is_file()  # the ORM's pre-trained tower
     assert (run / "train" / "orm" / "final" / "config.json").is_file()
     assert (run / "train" / "judge_data" / "finals.jsonl").is_file()
