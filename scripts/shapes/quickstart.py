@@ -167,41 +167,35 @@ class Quickstart:
                                                        f"dataset.directory={tokens}", *self.cfg.training.showo])
         return str(out / "final")
 
+    def once(self, key: str, recipe_name: str, overrides: list[str]) -> Path:
+        """:meth:`call` unless stage ``key`` finished (the shared inputs of several models); returns its run dir."""
+        if not self.stages.done(key):
+            self.call(key, recipe_name, overrides)
+        return self.root / key
+
     def judge_data(self) -> Path:
-        out = self.root / "train" / "judge_data"
-        if not self.stages.done("train/judge_data"):
-            self.call("train/judge_data", "build_judge_data", ["+experiment=shapes/judge_data",
-                                                                f"showo={self.models['showo']}",
-                                                                *self.cfg.training.judge_data])
-        return out
+        return self.once("train/judge_data", "build_judge_data", ["+experiment=shapes/judge_data",
+                                                                   f"showo={self.models['showo']}",
+                                                                   *self.cfg.training.judge_data])
 
     def judge_base(self) -> Path:
-        """The tiny judge that learnt to describe shapes images, which every judge is fine-tuned from."""
-        out = self.root / "train" / "judge_base"
-        if not self.stages.done("train/judge_base"):
-            self.call("train/judge_base", "train_judge", ["+experiment=shapes/judge_base",
-                                                          f"judge_data_dir={self.judge_data()}",
-                                                          *self.cfg.training.judge_base])
-        return out / "final"
+        """The tiny judge that learnt to describe shapes images, which the PRM is fine-tuned from."""
+        return self.once("train/judge_base", "train_judge", ["+experiment=shapes/judge_base",
+                                                              f"judge_data_dir={self.judge_data()}",
+                                                              *self.cfg.training.judge_base]) / "final"
 
     def judge_vision(self) -> Path:
         """The tiny judge whose vision tower learnt the exact detector's shape and colour of every patch, which the
         ORM is fine-tuned from (scripts/pretrain_judge_vision.py)."""
-        out = self.root / "train" / "judge_vision"
-        if not self.stages.done("train/judge_vision"):
-            self.call("train/judge_vision", "pretrain_judge_vision", ["+experiment=shapes/judge_vision",
-                                                                      f"judge_data_dir={self.judge_data()}",
-                                                                      *self.cfg.training.judge_vision])
-        return out / "final"
+        return self.once("train/judge_vision", "pretrain_judge_vision", ["+experiment=shapes/judge_vision",
+                                                                          f"judge_data_dir={self.judge_data()}",
+                                                                          *self.cfg.training.judge_vision]) / "final"
 
     def parm_data(self) -> Path:
         """The Show-o's own paths with every question a PARM is asked (scripts/build_parm_data.py)."""
-        out = self.root / "train" / "parm_data"
-        if not self.stages.done("train/parm_data"):
-            self.call("train/parm_data", "build_parm_data", ["+experiment=shapes/parm_data",
-                                                              f"showo={self.models['showo']}",
-                                                              *self.cfg.training.parm_data])
-        return out
+        return self.once("train/parm_data", "build_parm_data", ["+experiment=shapes/parm_data",
+                                                                 f"showo={self.models['showo']}",
+                                                                 *self.cfg.training.parm_data])
 
     def train_judge(self, name: str) -> str:
         """The ORM from the vision-pre-trained judge, the PARM and PARM++ from the ORM on the PARM data, the PRM from

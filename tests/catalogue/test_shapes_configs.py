@@ -60,7 +60,8 @@ def test_the_shapes_show_o_trains_on_the_magvit_runs_tokens_with_the_committed_t
 def test_every_recipe_and_experiment_the_quickstart_calls_exists():
     source = (REPO / "scripts" / "shapes" / "quickstart.py").read_text()
     rows = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())["rows"]
-    calls = re.findall(r'self\.call\([^,]+, "(\w+)", \["\+experiment=shapes/(\w+)"', source)
+    calls = re.findall(r'self\.(?:call|once)\([^,]+, "(\w+)", \["\+experiment=shapes/(\w+)"', source)
+    assert ("build_parm_data", "parm_data") in calls and ("build_judge_data", "judge_data") in calls
     calls += [(row["recipe"], o.split("/")[-1]) for row in rows.values() if row.get("recipe")
               for o in row["overrides"] if o.startswith("+experiment=shapes/")]
     assert len(calls) >= 8
