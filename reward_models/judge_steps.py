@@ -51,8 +51,8 @@ from reward_models.data import (clarity_example, clarity_steps, orm_example, pot
                                 save_image, write_examples)
 from reward_models.rollouts import Labeller, sample_paths
 
-__all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "build_judge_steps", "clear_steps",
-           "clarity_rule"]
+__all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "build_judge_steps",
+           "checked_clear_steps", "clarity_rule", "clear_steps"]
 
 POTENTIAL_STEPS = "potential_steps.jsonl"
 STEPS_FINALS = "steps_finals.jsonl"
@@ -68,8 +68,8 @@ def clarity_rule(num_steps: int, clear_from: int | None = None) -> tuple[int, in
     if clear_from is None:
         return yes_after, no_before
     if not no_before <= clear_from <= num_steps:
-        raise ValueError(f"clear_from must be a 1-based step in [{no_before}, {num_steps}] (from the static rule's "
-                         f"first step not called unclear to the last), got {clear_from}")
+        raise ValueError(f"clear_from = {clear_from}: a 1-based step in [{no_before}, {num_steps}] is needed (from the "
+                         "static rule's first step not called unclear to the last)")
     return clear_from - 1, no_before
 
 
@@ -77,6 +77,15 @@ def clear_steps(num_steps: int, clear_from: int | None = None) -> list[int]:
     """0-based steps the clarity rule calls clear (1-based step > ``yes_after``), the last step excluded."""
     yes_after, _ = clarity_rule(num_steps, clear_from)
     return list(range(yes_after, num_steps - 1))
+
+
+def checked_clear_steps(num_steps: int, steps_per_path: int, clear_from: int | None = None) -> list[int]:
+    """:func:`clear_steps`, checked to hold ``steps_per_path`` of them (a recipe calls it before writing anything)."""
+    candidates = clear_steps(num_steps, clear_from)
+    if not 1 <= steps_per_path <= len(candidates):
+        raise ValueError(f"steps_per_path = {steps_per_path}: {num_steps} steps have {len(candidates)} clear step(s) "
+                         f"before the last (0-based {candidates}); steps_per_path in [1, {len(candidates)}] needed")
+    return candidates
 
 
 def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str | Path, *, per_line: int,
@@ -87,11 +96,10 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
     :data:`POTENTIAL_STEPS`, line-balanced (``balance=False``: every path, as unbalanced as the generator; with
     ``extras``, also :data:`STEPS_FINALS`, :data:`STEPS_CLARITY` and :data:`STEPS_REFLECTION`); returns the counts
     (paths, accepted, examples, yes, per tag, and per extra file)."""
-    candidates = clear_steps(num_steps, clear_from)
+    if per_line < 1 or batch_size < 1:
+        raise ValueError(f"build_judge_steps: per_line and batch_size >= 1 needed, got {per_line}, {batch_size}")
+    candidates = checked_clear_steps(num_steps, steps_per_path, clear_from)
     yes_after, no_before = clarity_rule(num_steps, clear_from)
-    if per_line < 1 or batch_size < 1 or not 1 <= steps_per_path <= len(candidates):
-        raise ValueError(f"build_judge_steps: per_line, batch_size >= 1 and steps_per_path in [1, {len(candidates)}] "
-                         f"(the clear steps of {num_steps}) needed, got {per_line}, {batch_size}, {steps_per_path}")
     unclear = list(range(no_before - 1))  # 0-based steps the rule calls unclear (1-based < no_before)
     if extras and not unclear:
         raise ValueError(f"build_judge_steps(extras=True): the clarity rule of {num_steps} steps has no unclear step")

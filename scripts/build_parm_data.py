@@ -22,7 +22,7 @@ from common.io import atomic_write_text
 from common.recipe import check, open_run
 from common.validate import Bool, Choice, ConfigError, Dir, Float, Int
 from eval.shapes.suite import build_shapes_suite, training_lines
-from reward_models.judge_steps import build_judge_steps, clear_steps
+from reward_models.judge_steps import build_judge_steps, checked_clear_steps
 from showo.factory import load_bundle
 from showo.scheduler import MaskGITScheduler
 
@@ -35,12 +35,9 @@ SETTINGS = (Dir("showo"), Choice("source", ("space", "split")), Int("lines_per_t
 def run(cfg: DictConfig) -> Path:
     check(cfg, "build_parm_data", SETTINGS)
     try:
-        clear = clear_steps(cfg.num_inference_steps, cfg.clear_from)
+        checked_clear_steps(cfg.num_inference_steps, cfg.steps_per_path, cfg.clear_from)
     except ValueError as err:
-        raise ConfigError(f"build_parm_data: clear_from = {cfg.clear_from}: {err}") from None
-    if cfg.steps_per_path > len(clear):
-        raise ConfigError(f"build_parm_data: steps_per_path = {cfg.steps_per_path}, but {cfg.num_inference_steps} "
-                          f"steps have {len(clear)} clear step(s) before the last (0-based {clear})")
+        raise ConfigError(f"build_parm_data: {err}") from None
     lines = training_lines(build_shapes_suite(instantiate(cfg.data)), cfg.source, cfg.lines_per_tag)
     labeller = instantiate(cfg.labeller)
     bundle = load_bundle(cfg.showo)
