@@ -107,15 +107,15 @@ def latest_checkpoint(run_dir: Path) -> Optional[tuple[Path, int]]:
 def resume(accelerator, run_dir: Path, keep: Optional[int] = None) -> int:
     """Load the newest complete checkpoint of ``run_dir`` into the accelerate state; the step to continue from.
 
-    With ``keep``, complete checkpoints beyond the newest ``keep`` are deleted first: a run killed between marking a
-    checkpoint complete and deleting the older ones (at its last step, nothing would delete them later) ends with
-    the checkpoints an uninterrupted run keeps."""
+    Incomplete checkpoints (a run killed while saving or deleting one) are deleted first and, with ``keep``, complete
+    ones beyond the newest ``keep``: a run killed between marking a checkpoint complete and deleting the older ones (at
+    its last step, nothing would delete them later) ends with the checkpoints an uninterrupted run keeps."""
+    if accelerator.is_main_process:
+        prune_checkpoints(run_dir, keep)
+    accelerator.wait_for_everyone()
     found = latest_checkpoint(run_dir)
     if found is None:
         return 0
-    if keep is not None and accelerator.is_main_process:
-        prune_checkpoints(run_dir, keep)
-    accelerator.wait_for_everyone()
     accelerator.load_state(str(found[0]))
     accelerator.print(f"resumed from {found[0]} (step {found[1]})")
     return found[1]
@@ -139,11 +139,21 @@ def recipe_logger(accelerator, run_dir: Path, start: int, cfg) -> MetricsLogger:
                          OmegaConf.to_container(cfg, resolve=True))
 
 
-def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete the complete checkpoints of ``run_dir`` older than the newest ``keep`` (``keep`` <= 0: keep all)."""
-    complete = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / PROGRESS).is_file())
-    for old in complete[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+def prune_checkpoints(run_dir: Path, keep: Optional[int]) -> None:
+    """Delete the complete checkpoints of ``run_dir`` older than the newest ``keep`` (``keep`` <= 0 or ``None``: keep
+    all) and every incomplete one: what a run killed while saving (no progress file yet) or while deleting left.
+
+    A checkpoint is unmarked (its progress file removed) before its files go, so a deletion killed half-way leaves an
+    incomplete checkpoint, never a "complete" one missing its weights; the next prune finishes it.
+    """
+    root = Path(run_dir) / "checkpoints"
+    folders = sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
+    complete = [p for p in folders if (p / PROGRESS).is_file()]
+    kept = set(complete[-keep:] if keep is not None and keep > 0 else complete)
+    for old in folders:
+        if old not in kept:
+            (old / PROGRESS).unlink(missing_ok=True)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, model=None,
