@@ -290,25 +290,52 @@ class ShowoPipeline:
 
         The LM head computes only the N image rows and the K code columns (the official code computes all L x V logits,
         guides them and slices the same N x K block out: the values are those of that block).
+
+        Rows with the same sequence (prompt and image tokens) and the same unconditional prefix have the same logits:
+        each distinct row is computed once and its logits repeated (step-level search's continuations of one kept
+        state, or the paths of one prompt at the first step). Their sampled tokens still differ (one generator per
+        row); ``forward_passes`` still counts every row.
         """
+        key = state.cond_ids if state.uncond_prefix is None else torch.cat([state.cond_ids, state.uncond_prefix], 1)
+        distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+        b = key.shape[0]
+        if distinct.shape[0] == b:
+            return self._guided_logits(state.cond_ids, state.uncond_prefix, state.mask, state.prefix_kv,
+                                       state.guidance_scale)
+        first = torch.full((distinct.shape[0],), b, dtype=torch.long, device=inverse.device)
+        first.scatter_reduce_(0, inverse, torch.arange(b, device=inverse.device), reduce="amin")
+        both = first if state.uncond_prefix is None else torch.cat([first, first + b])
+        prefix_kv = None
+        if state.prefix_kv is not None:
+            d = both.to(state.prefix_kv[0][0].device)
+            prefix_kv = [(k[d], v[d]) for k, v in state.prefix_kv]
+        logits = self._guided_logits(state.cond_ids[first], None if state.uncond_prefix is None
+                                     else state.uncond_prefix[first], state.mask[both.to(state.mask.device)],
+                                     prefix_kv, state.guidance_scale)
+        return logits[inverse.to(logits.device)]
+
+    def _guided_logits(self, cond_ids: torch.Tensor, uncond_prefix: Optional[torch.Tensor], mask: torch.Tensor,
+                       prefix_kv: Optional[list[KV]], guidance_scale: float) -> torch.Tensor:
+        """:meth:`guided_logits` of every row given (``cond_ids`` [B, L], their unconditional prefixes, mask [R, 1, L, L]
+        and text-prefix keys/values [R, ...], R = 2B with CFG)."""
         lay = self.layout
         codes = slice(lay.image_offset, lay.mask_id)  # [MASK] excluded, as in the official slice
-        if state.prefix_kv is None:
-            rows = state.cond_ids
-            if state.uncond_prefix is not None:
-                rows = torch.cat([rows, torch.cat([state.uncond_prefix, state.cond_ids[:, lay.text_len:]], dim=1)])
-            logits = self._step_forward(rows, state.mask, logits_rows=lay.image_slice, logits_cols=codes).logits
+        if prefix_kv is None:
+            rows = cond_ids
+            if uncond_prefix is not None:
+                rows = torch.cat([rows, torch.cat([uncond_prefix, cond_ids[:, lay.text_len:]], dim=1)])
+            logits = self._step_forward(rows, mask, logits_rows=lay.image_slice, logits_cols=codes).logits
         else:
             t = lay.text_len
-            image = state.cond_ids[:, t:]  # <|soi|>, image tokens, <|eoi|>: shared by both branches
-            rows = image if state.uncond_prefix is None else torch.cat([image, image])
-            logits = self._step_forward(rows, state.mask[:, :, t:, :], prefix_kv=state.prefix_kv,
+            image = cond_ids[:, t:]  # <|soi|>, image tokens, <|eoi|>: shared by both branches
+            rows = image if uncond_prefix is None else torch.cat([image, image])
+            logits = self._step_forward(rows, mask[:, :, t:, :], prefix_kv=prefix_kv,
                                         logits_rows=slice(1, 1 + lay.num_image_tokens), logits_cols=codes).logits
         # the official forward returns float32 logits; guidance and sampling run in float32
         logits = logits.float()
-        if state.uncond_prefix is not None:
+        if uncond_prefix is not None:
             cond, uncond = logits.chunk(2)
-            w = state.guidance_scale
+            w = guidance_scale
             logits = (1 + w) * cond - w * uncond
         return logits
 

@@ -324,3 +324,30 @@ def test_prompt_dropout_uses_the_empty_prompt(bundle):
     batch = build_t2i_batch(prompt_ids, codes, lay, torch.Generator().manual_seed(0), cond_dropout_prob=1.0)
     uncond = T2IPrompting(bundle.tokenizer, lay).unconditional(2)
     assert torch.equal(batch["input_ids"][:, : lay.text_len], uncond[:, : lay.text_len])
+
+
+@pytest.mark.parametrize("use_prefix_cache", [True, False])
+def test_identical_rows_are_computed_once(bundle, use_prefix_cache):
+    """Rows with the same prompt and image tokens (step-level search's continuations of one kept state) go through the
+    transformer once: in float64 their logits are exactly each row's alone, and every row still draws its own tokens
+    with its own generator, the ones it draws stepped alone."""
+    model = copy.deepcopy(bundle.model).double()
+    pipe = ShowoPipeline(model, bundle.layout, tokenizer=bundle.tokenizer)
+    state = pipe.prepare(PROMPTS[:2], generator=gens([0, 1]), num_inference_steps=6, use_prefix_cache=use_prefix_cache)
+    pipe.step(state)
+    rows = [0, 0, 1, 0, 1]
+    state.select(rows)
+    state.generator = gens(range(10, 10 + len(rows)))  # siblings with fresh generators, as search branches them
+    alone = [state.split([r]) for r in range(len(rows))]
+    calls = []
+    hook = model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    logits = pipe.guided_logits(state)
+    hook.remove()
+    assert calls == [4]  # 2 distinct rows, conditional and unconditional
+    for r, one in enumerate(alone):
+        assert torch.equal(logits[r], pipe.guided_logits(one)[0]), f"row {r}"
+    pipe.step(state)
+    for r, one in enumerate(alone):
+        pipe.step(one)
+        assert torch.equal(state.tokens[r], one.tokens[0]), f"row {r}"
+    assert not torch.equal(state.tokens[0], state.tokens[1])  # same logits, own generators
