@@ -30,7 +30,12 @@ from an ORM on them alone (``scripts/build_parm_data.py``):
 * :data:`STEPS_CLARITY`: per kept path, its clear step images "yes" and the predicted image of one step the static
   rule calls unclear (drawn per path) "no" (:func:`reward_models.data.clarity_example` with the world's rule);
 * :data:`STEPS_REFLECTION`: the kept paths' final images as PARM++ reflection examples ("no" + the exact judge's
-  reasons, :func:`reward_models.data.reflection_example`), line-balanced like the potential examples.
+  reasons, :func:`reward_models.data.reflection_example`), line-balanced like the potential examples;
+* :data:`STEPS_SELF_CORRECTION` (a folder, :func:`showo.self_correction.write_self_correction_dataset`): PARM++'s
+  self-correction groups, one per rejected path of a line with an accepted one: (prompt, the exact judge's reasons,
+  the rejected path's codes, the codes of one of the line's accepted paths, taken in turn). Targets are the
+  generator's own accepted images only, never a rendering: the corrector learns to make what the generator makes
+  when it succeeds.
 
 ``balance=False`` keeps every path instead of a line-balanced subset (potential, clarity and reflection examples as
 unbalanced as the generator, about 13 % "yes" on the tiny Show-o's training prompts): several times the examples, and
@@ -44,20 +49,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from common.seeding import hash_seed, image_seed
-from reward_models.data import (clarity_example, clarity_steps, orm_example, potential_example, reflection_example,
-                                save_image, write_examples)
+from reward_models.data import (clarity_example, clarity_steps, explanation, orm_example, potential_example,
+                                reflection_example, save_image, write_examples)
 from reward_models.rollouts import Labeller, sample_paths
+from showo.self_correction import write_self_correction_dataset
 
-__all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "build_judge_steps",
-           "checked_clear_steps", "clarity_rule", "clear_steps"]
+__all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "STEPS_SELF_CORRECTION",
+           "build_judge_steps", "checked_clear_steps", "clarity_rule", "clear_steps"]
 
 POTENTIAL_STEPS = "potential_steps.jsonl"
 STEPS_FINALS = "steps_finals.jsonl"
 STEPS_CLARITY = "steps_clarity.jsonl"
 STEPS_REFLECTION = "steps_reflection.jsonl"
+STEPS_SELF_CORRECTION = "steps_self_correction"
 
 
 def clarity_rule(num_steps: int, clear_from: int | None = None) -> tuple[int, int]:
@@ -118,6 +126,7 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
                   total=len(jobs), desc="judge data: potential steps", dynamic_ncols=True):
         by_line[p.line].append(p)
     examples, extra = [], {STEPS_FINALS: [], STEPS_CLARITY: [], STEPS_REFLECTION: []}
+    groups: list[tuple[str, str, torch.Tensor, torch.Tensor]] = []
     paths: Counter = Counter()
     accepted: Counter = Counter()
     kept: Counter = Counter()
@@ -130,6 +139,9 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         n = min(len(good), len(bad))
         rng = random.Random(hash_seed("potential-balance", seed, i))
         keep = {p.index for p in rng.sample(good, n) + rng.sample(bad, n)} if balance else {p.index for p in samples}
+        if extras and good:
+            groups += [(line["prompt"], explanation(p.final.verdict, f"line {i} path {p.index}"), p.final.tokens,
+                        good[k % len(good)].final.tokens) for k, p in enumerate(bad)]
         for p in samples:
             if extras:
                 name = f"{i:05d}_t{p.index:03d}_f"
@@ -159,6 +171,11 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         for name, items in extra.items():
             write_examples(root / name, items)
             counts[name] = {"examples": len(items), "yes": _yes(items, first=name == STEPS_REFLECTION)}
+        empty = torch.zeros(0, 0, dtype=torch.long)
+        write_self_correction_dataset(root / STEPS_SELF_CORRECTION, [g[0] for g in groups], [g[1] for g in groups],
+                                      torch.stack([g[2] for g in groups]) if groups else empty,
+                                      torch.stack([g[3] for g in groups]) if groups else empty)
+        counts[STEPS_SELF_CORRECTION] = {"examples": len(groups)}
     return counts
 
 

@@ -101,13 +101,20 @@ class ParmPlusPlus:
     ) -> ParmResult:
         return self.parm.run_on_pool(prompts, step_images, final_images)
 
+    def judge_match(
+        self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
+    ) -> JudgeOutput:
+        """The reflection judgment alone, no explanation: ``scores`` = P("yes") of each (prompt, image)."""
+        validate_judge_inputs(prompts, images)
+        conversations = question_turns(self.reflection_question, prompts, self.judge.image_token)
+        return self.judge.ask(conversations, images, generator=generator)
+
     def reflect(
         self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> Reflection:
         """Judge each chosen image; explain the mismatch of every rejected one (one generation per rejection)."""
-        validate_judge_inputs(prompts, images)
+        out = self.judge_match(prompts, images, generator=generator)
         conversations = question_turns(self.reflection_question, prompts, self.judge.image_token)
-        out = self.judge.ask(conversations, images, generator=generator)
         accept = [bool(a == 1) for a in out.components["answer_yes"]]
         to_explain = [i for i, ok in enumerate(accept) if self.explain_accepted or not ok]
         explanations: list[str | None] = [None] * len(prompts)

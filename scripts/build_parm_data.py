@@ -6,7 +6,9 @@
 labelled by the exact judge, give every question a PARM is asked (``reward_models.judge_steps.build_judge_steps``
 with ``extras``): potential examples from the clear step images (the path's final verdict, line-balanced), clarity
 examples (the world's rule, ``clear_from``), the final images with the ORM question and, for PARM++, reflection
-examples. What the paper fine-tunes an ORM into a PARM with (``configs/experiment/shapes/judge_parm.yaml``).
+examples and the self-correction groups its corrector learns from (``steps_self_correction/``: a rejected path ->
+an accepted path of its line, ``configs/experiment/shapes/self_correction.yaml``). What the paper fine-tunes an ORM
+into a PARM with (``configs/experiment/shapes/judge_parm.yaml``).
 """
 from __future__ import annotations
 

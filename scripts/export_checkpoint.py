@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exclude", nargs="*", default=[], help="sub-folders left out")
     args = parser.parse_args(argv)
     out = export_checkpoint(args.src, args.out, getattr(torch, args.dtype), args.keep, args.exclude)
-    print(f"{args.src} -> {out} (floating-point weights in {args.dtype}, kept: {args.keep}, left out: {args.exclude})")
+    kept = [k for k in args.keep if k not in args.exclude]
+    print(f"{args.src} -> {out} (floating-point weights in {args.dtype}, copied unchanged: {kept}, left out: "
+          f"{args.exclude})")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,17 @@
 
 Round ``r`` (1-based): the reflection judgment looks at the current image. "yes" ends the search with it; otherwise
 a new image is generated from the judge's explanation (seeded from ``(seed, prompt, sample, round)``) and becomes the
-current image. After ``max_reflections`` corrections the last image is kept without another judgment (a further "no"
-could not change anything). So the judge reflects at most ``max_reflections`` times and the generator regenerates at
-most ``max_reflections`` times. How the explanation reaches the generator depends on the generator:
+current image. The paper stops at the first "yes" or after ``max_reflections`` rounds and does not say which image a
+loop that never hears "yes" ends with; ``if_never_accepted`` chooses:
+
+* ``"last"`` (default): the last correction, without another judgment. The judge reflects at most ``max_reflections``
+  times and the generator regenerates at most ``max_reflections`` times.
+* ``"best"``: the last correction is judged too (the reflection question alone, no explanation: one more judge call)
+  and the loop ends with the image of highest P("yes") among PARM's pick and its corrections (ties to the earlier
+  one): a correction that is worse than what it corrected is not kept. The project's choice, not the paper's; the
+  shapes world's PARM++ row uses it (docs/shapes_world.md).
+
+How the explanation reaches the generator depends on the generator:
 
 * **Show-o** (the paper's setting): the explanation, the prompt and the current image's tokens are laid out in the
   self-correction format (:mod:`showo.self_correction`) and a self-correction fine-tuned Show-o generates the new
@@ -30,6 +38,9 @@ from showo.pipeline import ShowoPipeline
 from showo.self_correction import SelfCorrectionFormat
 
 
+IF_NEVER_ACCEPTED = ("last", "best")
+
+
 class ParmPlusPlusSearch:
     """``search`` = :class:`~search.parm.ParmSearch` with ``parmpp``'s PARM, then the reflection loop.
 
@@ -39,6 +50,8 @@ class ParmPlusPlusSearch:
         batch_size: rows per forward pass.
         max_feedback_length: token budget of the explanation in the self-correction sequence.
         max_reflections: overrides ``parmpp.max_reflections`` when given.
+        if_never_accepted: ``"last"`` (the last correction) or ``"best"`` (the highest P("yes") of the loop's images)
+            when no reflection says "yes" (module docstring).
         corrector: Show-o: a t2i pipeline of the self-correction fine-tuned model (``None``: the searched pipeline's
             model, the paper's Table 5 setting where one fine-tuned Show-o does both); Janus-Pro: the generator that
             regenerates (``None``: the searched one).
@@ -48,7 +61,10 @@ class ParmPlusPlusSearch:
 
     def __init__(self, parmpp: ParmPlusPlus, num_candidates: int = 20, batch_size: int = 20,
                  max_feedback_length: int = 64, max_reflections: Optional[int] = None,
-                 corrector: Optional[ImageGenerator] = None) -> None:
+                 corrector: Optional[ImageGenerator] = None, if_never_accepted: str = "last") -> None:
+        if if_never_accepted not in IF_NEVER_ACCEPTED:
+            raise ValueError(f"if_never_accepted must be one of {IF_NEVER_ACCEPTED}, got {if_never_accepted!r}")
+        self.if_never_accepted = if_never_accepted
         self.parmpp = parmpp
         self.parm_search = ParmSearch(parmpp, num_candidates, batch_size)
         self.max_feedback_length = max_feedback_length
@@ -84,14 +100,18 @@ class ParmPlusPlusSearch:
         fmt = SelfCorrectionFormat(pipe.layout, self.max_feedback_length) if showo else None
         corrector = fmt.pipeline(self.corrector or pipe) if showo else (self.corrector or pipe)
         current = result.candidates[result.chosen]
+        p_yes, images = {}, {current.index: result.image}  # the loop's judged images: P("yes"), and every image
+        accepted = False
         for round_index in range(1, self.max_reflections + 1):
             verdict = self.parmpp.reflect([slot.prompt], [result.image])
             calls = 1 + int(verdict.explanations[0] is not None)
             result.cost.add_judge(verdict.cost, calls=calls)
             current.info["reflection"] = {"round": round_index, "accept": verdict.accept[0],
                                           "p_yes": float(verdict.output.scores[0]), "explanation": verdict.explanations[0]}
+            p_yes[current.index] = float(verdict.output.scores[0])
             result.trace.append(TraceEvent("reflect", None, [current.index], dict(current.info["reflection"])))
             if verdict.accept[0]:
+                accepted = True
                 break
             feedback = verdict.explanations[0] or ""
             seed = reflection_seed(slot.seed, slot.prompt_index, slot.sample_index, round_index)
@@ -103,13 +123,34 @@ class ParmPlusPlusSearch:
                 new.tokens, passes = self._regenerate(corrector, slot, sampling, feedback, seed)
             result.cost.generator_forward_passes += passes
             result.candidates.append(new)
-            result.image = decode_images(pipe, new.tokens[None], result.cost)[0]
+            result.image = images[new.index] = decode_images(pipe, new.tokens[None], result.cost)[0]
             detail = {"round": round_index, "from": current.index, "forward_passes": passes}
             result.trace.append(TraceEvent("correct", None, [new.index], detail if showo else {**detail,
                                                                                               "mode": "regenerate"}))
             current = new
+        if not accepted and p_yes and self.if_never_accepted == "best":
+            current = self._best_of_loop(result, slot, current, p_yes, images)
         result.chosen = current.index
         return result
+
+    def _best_of_loop(self, result: SearchResult, slot: Slot, last: Candidate, p_yes: dict[int, float],
+                      images: dict) -> Candidate:
+        """``if_never_accepted="best"``: judge the last correction (if it was not), then the loop's image with the
+        highest P("yes"), ties to the earlier one; ``result.image`` becomes it."""
+        if last.index not in p_yes:
+            out = self.parmpp.judge_match([slot.prompt], [images[last.index]])
+            result.cost.add_judge(out.cost)
+            p_yes[last.index] = float(out.scores[0])
+            last.info["final_judgment"] = {"p_yes": p_yes[last.index]}
+            result.trace.append(TraceEvent("score", None, [last.index], {"p_yes": p_yes[last.index],
+                                                                         "rule": "reflection"}))
+        order = list(p_yes)  # the loop's order: PARM's pick, then each correction
+        best = max(order, key=lambda i: (p_yes[i], -order.index(i)))
+        result.trace.append(TraceEvent("select", None, [best], {"rule": "highest_reflection",
+                                                                 "p_yes": [p_yes[i] for i in order],
+                                                                 "order": order}))
+        result.image = images[best]
+        return result.candidates[best]
 
     @staticmethod
     def _self_correct(corrector: ShowoPipeline, fmt: SelfCorrectionFormat, pipe: ShowoPipeline, slot: Slot,

@@ -59,6 +59,7 @@ from eval.stats import geneval_score, paired_bootstrap, slot_verdicts
 from eval.shapes.rows import ground_truth_images, random_code_images, write_prompt_sets
 from eval.shapes.suite import build_shapes_suite
 from grpo.plots import reward_curves
+from reward_models.judge_steps import STEPS_SELF_CORRECTION
 from search.pool import load_pool
 from search.scaling import default_policies, evaluate_policies, powers_of_two, stored_verdict, write_policy_images
 from showo.magvit import MAGVITv2, decode_codes
@@ -209,10 +210,11 @@ class Quickstart:
         return str(out / "final")
 
     def train_corrector(self) -> str:
-        data = self.judge_data()
+        """PARM++'s self-correction Show-o from the Show-o, on the PARM data's groups of its own paths."""
+        data = self.parm_data()
         out = self.call("train/corrector", "train_showo", [
             "+experiment=shapes/self_correction", f"model.bundle.directory={self.models['showo']}",
-            f"dataset.directory={data / 'self_correction'}", *self.cfg.training.corrector])
+            f"dataset.directory={data / STEPS_SELF_CORRECTION}", *self.cfg.training.corrector])
         return str(out / "final")
 
     def train_janus(self) -> str:

@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import torch
 from PIL import Image
 
 from common.seeding import generators, image_seed
-from reward_models.data import read_examples
+from reward_models.data import explanation, read_examples
 from reward_models.judge_data import JudgeDataConfig
 from reward_models.judge_steps import (POTENTIAL_STEPS, STEPS_CLARITY, STEPS_FINALS, STEPS_REFLECTION,
-                                       build_judge_steps, clarity_rule, clear_steps)
+                                       STEPS_SELF_CORRECTION, build_judge_steps, clarity_rule, clear_steps)
 from showo.factory import build_tiny_showo
-from tests.helpers import parity_labeller
+from showo.self_correction import SelfCorrectionDataset
+from tests.helpers import ScriptedVerdict, parity_labeller
 from tests.search.search_doubles import TINY_VQ, WORDS
 
 STEPS = 6  # clarity rule scaled to 6 steps: yes_after = 4 -> clear steps 4 (0-based), the last step excluded
@@ -141,3 +143,33 @@ def test_unbalanced_data_keeps_every_path(pipe, tmp_path):
     assert {ex.id for ex in read_examples(tmp_path / "balanced" / POTENTIAL_STEPS)} < {ex.id for ex in examples}
     assert counts[STEPS_REFLECTION]["examples"] == counts["paths"]
     assert counts[STEPS_CLARITY] == {"examples": 2 * counts["paths"], "yes": counts["paths"]}
+
+
+def test_extras_give_self_correction_groups_of_own_paths(pipe, tmp_path):
+    """One group per rejected path of a line with an accepted path: the prompt, the exact judge's reasons, the
+    rejected path's final codes and an accepted path's of the same line (the line's accepted paths in turn); a line
+    with no accepted path gives none (its target would not be the generator's own success)."""
+    def labeller(line, image):  # the third line never succeeds
+        return ScriptedVerdict(False, "never") if line is LINES[2] else parity_labeller(line, image)
+
+    counts = build_judge_steps(pipe, LINES, labeller, tmp_path, per_line=5, steps_per_path=1, seed=3,
+                               guidance_scale=1.5, num_steps=STEPS, batch_size=4, extras=True)
+    finals = {}
+    for i, line in enumerate(LINES):
+        for k in range(5):
+            out = pipe([line["prompt"]], generator=generators([image_seed(3, i, k)]), guidance_scale=1.5,
+                       num_inference_steps=STEPS, output_type="tokens")
+            tokens = out.tokens[0]
+            finals[i, k] = (tokens, labeller(line, pipe.decode(tokens[None], "pil")[0]))
+    data = SelfCorrectionDataset(tmp_path / STEPS_SELF_CORRECTION)
+    expected = []
+    for i, line in enumerate(LINES):
+        good = [finals[i, k][0] for k in range(5) if finals[i, k][1].correct]
+        bad = [finals[i, k] for k in range(5) if not finals[i, k][1].correct]
+        if good:
+            expected += [(line["prompt"], t, v, good[n % len(good)]) for n, (t, v) in enumerate(bad)]
+    assert expected and len(data) == len(expected) == counts[STEPS_SELF_CORRECTION]["examples"]
+    assert len(expected) < sum(not v.correct for _, v in finals.values())  # a line without an accepted path
+    for n, (prompt, bad, verdict, good) in enumerate(expected):
+        assert data.groups[n]["prompt"] == prompt and data.groups[n]["feedback"] == explanation(verdict)
+        assert torch.equal(data.bad[n], bad) and torch.equal(data.good[n], good)

@@ -73,9 +73,11 @@ class ParmTable:
     """Scripted PARM weights: candidate i is clear from step ``clear_at[i]`` (None: never), has ``potential[i]``
     with P("no") ``p_no[i]``, and scores ``score[i]`` on the selection (ORM) question."""
 
-    def __init__(self, index: CandidateIndex, clear_at, potential, p_no, score, reflect_yes_at=None) -> None:
+    def __init__(self, index: CandidateIndex, clear_at, potential, p_no, score, reflect_yes_at=None,
+                 reflect_p_yes=None) -> None:
         self.index, self.clear_at, self.potential, self.p_no, self.score = index, clear_at, potential, p_no, score
         self.reflect_yes_at = reflect_yes_at  # reflection round (1-based) that says yes; None = never
+        self.reflect_p_yes = reflect_p_yes  # P("yes") of the k-th "no" reflection (default 0.3 each)
         self.clarity_calls: Counter = Counter()
         self.asked: list[tuple[str, int]] = []  # (question kind, candidate or -1 for unknown images)
         self.reflections = 0
@@ -97,7 +99,8 @@ class ParmTable:
             self.reflections += 1
             self.asked.append(("reflect", self.index.by_image.get(image_key(image), -1)))
             yes = self.reflect_yes_at is not None and self.reflections >= self.reflect_yes_at
-            return (0.8, 0.2, "yes") if yes else (0.3, 0.7, "no")
+            p = 0.3 if self.reflect_p_yes is None else self.reflect_p_yes[self.reflections - 1]
+            return (0.8, 0.2, "yes") if yes else (p, 1 - p, "no")
         i = self.index(image)
         self.asked.append(("select", i))
         return (self.score[i], 1 - self.score[i], "yes")

@@ -193,6 +193,46 @@ def test_parmpp_stops_when_the_judge_says_yes_and_after_three_rounds(world, yes_
     assert [e.action for e in result.trace].count("correct") == corrections
 
 
+@pytest.mark.parametrize("p_yes,chosen_round", [([0.3, 0.45, 0.2], 1), ([0.4, 0.2, 0.4], 0), ([0.1, 0.2, 0.3], 2)])
+def test_parmpp_without_a_yes_can_end_with_the_loops_best_image(world, p_yes, chosen_round):
+    """``if_never_accepted="best"``: after two rounds of "no", the last correction is judged too (the reflection
+    question, no explanation) and the loop ends with its image of highest P("yes"), ties to the earlier one."""
+    pipe, _, _, index = world
+    tables = {}
+
+    def search(rule):  # a fresh scripted table per search (it counts what it was asked)
+        tables[rule] = table = _parm_table(index, reflect_yes_at=None)
+        table.reflect_p_yes = p_yes
+        parmpp = ParmPlusPlus(Parm(table.judge()), reflection_question=REFLECTION_QUESTION, max_reflections=2)
+        return ParmPlusPlusSearch(parmpp, num_candidates=N, max_feedback_length=4,
+                                  if_never_accepted=rule).search(pipe, SLOT, SAMPLING)
+
+    last, best = search("last"), search("best")
+    assert (tables["last"].reflections, tables["best"].reflections) == (2, 3)  # + the last correction judged
+    rounds = [4] + [c.index for c in best.candidates if c.round > 0]
+    assert [c.tokens is None or c.tokens.tolist() for c in best.candidates] == \
+        [c.tokens is None or c.tokens.tolist() for c in last.candidates]  # the same loop
+    assert last.chosen == rounds[-1] and best.chosen == rounds[chosen_round]
+    assert_same_image(best.image, pipe.decode(best.candidates[best.chosen].tokens[None], "pil")[0], "kept image")
+    select = best.trace[-1]
+    assert select.action == "select" and select.detail["p_yes"] == pytest.approx(p_yes)
+    assert best.cost.judge_calls == last.cost.judge_calls + 1
+    assert best.cost.generator_forward_passes == last.cost.generator_forward_passes
+
+
+def test_parmpp_best_changes_nothing_once_a_reflection_says_yes(world):
+    pipe, _, _, index = world
+    results = []
+    for rule in ("last", "best"):
+        table = _parm_table(index, reflect_yes_at=2)
+        parmpp = ParmPlusPlus(Parm(table.judge()), reflection_question=REFLECTION_QUESTION, max_reflections=3)
+        results.append(ParmPlusPlusSearch(parmpp, num_candidates=N, max_feedback_length=4,
+                                          if_never_accepted=rule).search(pipe, SLOT, SAMPLING))
+    assert results[0].to_json() == results[1].to_json()
+    with pytest.raises(ValueError, match="if_never_accepted"):
+        ParmPlusPlusSearch(parmpp, if_never_accepted="first")
+
+
 def test_step_level_beam_keeps_the_best_and_branches(world):
     pipe, final, _, _ = world
     judge = HashProcessJudge()

@@ -188,7 +188,10 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     assert len(corrections) == sum(not event["detail"]["accept"] for event in reflections)  # every "no" regenerates
     assert (run / "train" / "parmpp" / "final" / "config.json").is_file()
     assert (run / "train" / "corrector" / "final" / "showo" / "config.json").is_file()
-    assert (run / "train" / "judge_data" / "self_correction" / "groups.jsonl").is_file()
+    # the corrector learnt from groups of the Show-o's own paths (a rejected one -> an accepted one of its line)
+    corrector_cfg = yaml.safe_load((run / "train" / "corrector" / "config.yaml").read_text())
+    assert Path(corrector_cfg["dataset"]["directory"]) == run / "train" / "parm_data" / "steps_self_correction"
+    assert (run / "train" / "parm_data" / "steps_self_correction" / "groups.jsonl").read_text().strip()
     printed = proc.stdout
     assert "| Show-o (baseline) |" in printed and "wall time per stage" in printed
     assert (run / "table.md").read_text() in printed
