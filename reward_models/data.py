@@ -245,6 +245,17 @@ def explanation(verdict: Verdict, where: str = "verdict") -> str:
     return text
 
 
+def correction_groups(prompt: str, rejected: Sequence[tuple[str, Verdict, object]],
+                      good: Sequence[object]) -> list[tuple[str, str, object, object]]:
+    """PARM++ self-correction groups ``(prompt, explanation, bad codes, good codes)``: one per rejected image
+    ``(where, verdict, codes)`` of a prompt, the prompt's ``good`` codes taken in turn; none when there is no good one
+    (:func:`showo.self_correction.write_self_correction_groups` writes them)."""
+    if not good:
+        return []
+    return [(prompt, explanation(verdict, where), bad, good[k % len(good)])
+            for k, (where, verdict, bad) in enumerate(rejected)]
+
+
 def save_image(image: Image.Image, root: str | Path, name: str) -> str:
     """Write ``image`` as ``<root>/images/<name>.png`` atomically; returns the path relative to ``root``."""
     relative = Path("images") / f"{name}.png"

@@ -56,7 +56,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.io import atomic_write_text
-from reward_models.data import (clarity_example, clarity_steps, describe_example, explanation, orm_example,
+from reward_models.data import (clarity_example, clarity_steps, correction_groups, describe_example, orm_example,
                                 potential_example, prm_example, reflection_example, save_image, write_examples)
 from reward_models.judge_finals import build_judge_finals
 from reward_models.judge_steps import build_judge_steps
@@ -66,7 +66,7 @@ from showo.magvit import image_transform
 from showo.pipeline import ShowoPipeline
 from showo.scheduler import MaskGITScheduler
 from common.seeding import hash_seed, image_seed
-from showo.self_correction import write_self_correction_dataset
+from showo.self_correction import write_self_correction_groups
 
 __all__ = ["GROUND_TRUTH", "Item", "JudgeDataConfig", "SceneSource", "balance", "build_judge_data", "clarity_steps",
            "per_line_counts"]
@@ -360,12 +360,8 @@ def _good_tokens(items: Sequence[Item]) -> list[torch.Tensor]:
 
 def _groups(prompt: str, items: Sequence[Item]) -> list[tuple[str, str, torch.Tensor, torch.Tensor]]:
     """``(prompt, explanation, bad codes, good codes)`` for every rejected own path of a line with a good image."""
-    good = _good_tokens(items)
-    rejected = [it for it in items if it.source == "path" and not it.correct]
-    if not good:
-        return []
-    return [(prompt, explanation(it.verdict, f"path {it.name}"), it.tokens, good[n % len(good)])
-            for n, it in enumerate(rejected)]
+    rejected = [(f"path {it.name}", it.verdict, it.tokens) for it in items if it.source == "path" and not it.correct]
+    return correction_groups(prompt, rejected, _good_tokens(items))
 
 
 def _answer_counts(task: str, items: Sequence) -> dict[str, int]:
@@ -383,10 +379,7 @@ def _write(root: Path, lines: Sequence[dict], examples: dict[str, list], groups:
         counts["potential_steps"] = steps
     for task, items in examples.items():
         write_examples(root / f"{task}.jsonl", items)
-    empty = torch.zeros(0, num_image_tokens, dtype=torch.long)
-    write_self_correction_dataset(root / SELF_CORRECTION_DIR, [g[0] for g in groups], [g[1] for g in groups],
-                                  torch.stack([g[2] for g in groups]) if groups else empty,
-                                  torch.stack([g[3] for g in groups]) if groups else empty)
+    write_self_correction_groups(root / SELF_CORRECTION_DIR, groups, num_image_tokens)
     counts[SELF_CORRECTION_DIR] = {"examples": len(groups)}
     counts["orm_sources"] = {f"{source}/{'yes' if ok else 'no'}": n for (source, ok), n in sorted(sources.items())}
     atomic_write_text(root / "lines.jsonl", "".join(json.dumps({"index": i, "prompt": line["prompt"], "tag": line["tag"]})

@@ -31,7 +31,7 @@ from an ORM on them alone (``scripts/build_parm_data.py``):
   rule calls unclear (drawn per path) "no" (:func:`reward_models.data.clarity_example` with the world's rule);
 * :data:`STEPS_REFLECTION`: the kept paths' final images as PARM++ reflection examples ("no" + the exact judge's
   reasons, :func:`reward_models.data.reflection_example`), line-balanced like the potential examples;
-* :data:`STEPS_SELF_CORRECTION` (a folder, :func:`showo.self_correction.write_self_correction_dataset`): PARM++'s
+* :data:`STEPS_SELF_CORRECTION` (a folder, :func:`showo.self_correction.write_self_correction_groups`): PARM++'s
   self-correction groups, one per rejected path of a line with an accepted one: (prompt, the exact judge's reasons,
   the rejected path's codes, the codes of one of the line's accepted paths, taken in turn). Targets are the
   generator's own accepted images only, never a rendering: the corrector learns to make what the generator makes
@@ -53,10 +53,10 @@ import torch
 from tqdm import tqdm
 
 from common.seeding import hash_seed, image_seed
-from reward_models.data import (clarity_example, clarity_steps, explanation, orm_example, potential_example,
+from reward_models.data import (clarity_example, clarity_steps, correction_groups, orm_example, potential_example,
                                 reflection_example, save_image, write_examples)
 from reward_models.rollouts import Labeller, sample_paths
-from showo.self_correction import write_self_correction_dataset
+from showo.self_correction import write_self_correction_groups
 
 __all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "STEPS_SELF_CORRECTION",
            "build_judge_steps", "checked_clear_steps", "clarity_rule", "clear_steps"]
@@ -139,9 +139,9 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         n = min(len(good), len(bad))
         rng = random.Random(hash_seed("potential-balance", seed, i))
         keep = {p.index for p in rng.sample(good, n) + rng.sample(bad, n)} if balance else {p.index for p in samples}
-        if extras and good:
-            groups += [(line["prompt"], explanation(p.final.verdict, f"line {i} path {p.index}"), p.final.tokens,
-                        good[k % len(good)].final.tokens) for k, p in enumerate(bad)]
+        if extras:
+            groups += correction_groups(line["prompt"], [(f"line {i} path {p.index}", p.final.verdict, p.final.tokens)
+                                                         for p in bad], [p.final.tokens for p in good])
         for p in samples:
             if extras:
                 name = f"{i:05d}_t{p.index:03d}_f"
@@ -171,10 +171,7 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         for name, items in extra.items():
             write_examples(root / name, items)
             counts[name] = {"examples": len(items), "yes": _yes(items, first=name == STEPS_REFLECTION)}
-        empty = torch.zeros(0, 0, dtype=torch.long)
-        write_self_correction_dataset(root / STEPS_SELF_CORRECTION, [g[0] for g in groups], [g[1] for g in groups],
-                                      torch.stack([g[2] for g in groups]) if groups else empty,
-                                      torch.stack([g[3] for g in groups]) if groups else empty)
+        write_self_correction_groups(root / STEPS_SELF_CORRECTION, groups, pipe.layout.num_image_tokens)
         counts[STEPS_SELF_CORRECTION] = {"examples": len(groups)}
     return counts
 

@@ -105,16 +105,20 @@ class ParmPlusPlus:
         self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> JudgeOutput:
         """The reflection judgment alone, no explanation: ``scores`` = P("yes") of each (prompt, image)."""
+        return self._judge_match(prompts, images, generator)[1]
+
+    def _judge_match(self, prompts: Sequence[str], images: Sequence[Image.Image],
+                     generator: Generators) -> tuple[list, JudgeOutput]:
+        """The reflection conversations and the judge's answer to them."""
         validate_judge_inputs(prompts, images)
         conversations = question_turns(self.reflection_question, prompts, self.judge.image_token)
-        return self.judge.ask(conversations, images, generator=generator)
+        return conversations, self.judge.ask(conversations, images, generator=generator)
 
     def reflect(
         self, prompts: Sequence[str], images: Sequence[Image.Image], *, generator: Generators = None
     ) -> Reflection:
         """Judge each chosen image; explain the mismatch of every rejected one (one generation per rejection)."""
-        out = self.judge_match(prompts, images, generator=generator)
-        conversations = question_turns(self.reflection_question, prompts, self.judge.image_token)
+        conversations, out = self._judge_match(prompts, images, generator)
         accept = [bool(a == 1) for a in out.components["answer_yes"]]
         to_explain = [i for i, ok in enumerate(accept) if self.explain_accepted or not ok]
         explanations: list[str | None] = [None] * len(prompts)

@@ -85,19 +85,25 @@ class SamplingState:
             raise RuntimeError("no step has run yet")
         return self.last.sampled
 
+    def model_inputs(self, rows: Optional[torch.Tensor] = None) -> tuple:
+        """``(cond_ids, uncond_prefix, mask, prefix_kv)`` of ``rows`` (all rows when ``None``): what the model reads
+        for them, the unconditional rows of mask and prefix cache included."""
+        if rows is None:
+            return self.cond_ids, self.uncond_prefix, self.mask, self.prefix_kv
+        both = torch.cat([rows, rows + self.batch_size]) if self.uncond_prefix is not None else rows
+        prefix_kv = None
+        if self.prefix_kv is not None:
+            d = both.to(self.prefix_kv[0][0].device)
+            prefix_kv = [(k[d], v[d]) for k, v in self.prefix_kv]
+        return (self.cond_ids[rows], None if self.uncond_prefix is None else self.uncond_prefix[rows],
+                self.mask[both.to(self.mask.device)], prefix_kv)
+
     def select(self, rows: Sequence[int]) -> None:
         """Keep (and possibly repeat) rows in place. Repeated rows get copies of their generator's state."""
         idx = torch.as_tensor(list(rows), dtype=torch.long)
-        b = self.batch_size
-        both = torch.cat([idx, idx + b]) if self.uncond_prefix is not None else idx
         self.prompts = [self.prompts[i] for i in idx.tolist()]
-        self.cond_ids, self.tokens = self.cond_ids[idx], self.tokens[idx]
-        self.mask = self.mask[both.to(self.mask.device)]
-        if self.uncond_prefix is not None:
-            self.uncond_prefix = self.uncond_prefix[idx]
-        if self.prefix_kv is not None:
-            d = both.to(self.prefix_kv[0][0].device)
-            self.prefix_kv = [(k[d], v[d]) for k, v in self.prefix_kv]
+        self.cond_ids, self.uncond_prefix, self.mask, self.prefix_kv = self.model_inputs(idx)
+        self.tokens = self.tokens[idx]
         if isinstance(self.generator, (list, tuple)):
             seen, gens = set(), []
             for i in idx.tolist():
@@ -298,26 +304,17 @@ class ShowoPipeline:
         """
         key = state.cond_ids if state.uncond_prefix is None else torch.cat([state.cond_ids, state.uncond_prefix], 1)
         distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
-        b = key.shape[0]
-        if distinct.shape[0] == b:
-            return self._guided_logits(state.cond_ids, state.uncond_prefix, state.mask, state.prefix_kv,
-                                       state.guidance_scale)
-        first = torch.full((distinct.shape[0],), b, dtype=torch.long, device=inverse.device)
-        first.scatter_reduce_(0, inverse, torch.arange(b, device=inverse.device), reduce="amin")
-        both = first if state.uncond_prefix is None else torch.cat([first, first + b])
-        prefix_kv = None
-        if state.prefix_kv is not None:
-            d = both.to(state.prefix_kv[0][0].device)
-            prefix_kv = [(k[d], v[d]) for k, v in state.prefix_kv]
-        logits = self._guided_logits(state.cond_ids[first], None if state.uncond_prefix is None
-                                     else state.uncond_prefix[first], state.mask[both.to(state.mask.device)],
-                                     prefix_kv, state.guidance_scale)
+        if distinct.shape[0] == key.shape[0]:
+            return self._guided_logits(*state.model_inputs(), state.guidance_scale)
+        first = torch.full((distinct.shape[0],), key.shape[0], dtype=torch.long, device=inverse.device)
+        first.scatter_reduce_(0, inverse, torch.arange(key.shape[0], device=inverse.device), reduce="amin")
+        logits = self._guided_logits(*state.model_inputs(first), state.guidance_scale)
         return logits[inverse.to(logits.device)]
 
     def _guided_logits(self, cond_ids: torch.Tensor, uncond_prefix: Optional[torch.Tensor], mask: torch.Tensor,
                        prefix_kv: Optional[list[KV]], guidance_scale: float) -> torch.Tensor:
-        """:meth:`guided_logits` of every row given (``cond_ids`` [B, L], their unconditional prefixes, mask [R, 1, L, L]
-        and text-prefix keys/values [R, ...], R = 2B with CFG)."""
+        """:meth:`guided_logits` of every row given: ``cond_ids`` [B, L], their unconditional prefixes, the mask
+        [R, 1, L, L] and the text-prefix keys/values [R, ...], R = 2B with CFG (:meth:`SamplingState.model_inputs`)."""
         lay = self.layout
         codes = slice(lay.image_offset, lay.mask_id)  # [MASK] excluded, as in the official slice
         if prefix_kv is None:

@@ -181,6 +181,17 @@ def write_self_correction_dataset(directory: str | os.PathLike, prompts: Sequenc
     return directory
 
 
+def write_self_correction_groups(directory: str | os.PathLike, groups: Sequence[tuple[str, str, torch.Tensor,
+                                                                                     torch.Tensor]],
+                                 num_image_tokens: int) -> Path:
+    """:func:`write_self_correction_dataset` of ``(prompt, feedback, bad codes [N], good codes [N])`` groups (none:
+    an empty dataset of ``num_image_tokens`` codes per image)."""
+    empty = torch.zeros(0, num_image_tokens, dtype=torch.long)
+    return write_self_correction_dataset(directory, [g[0] for g in groups], [g[1] for g in groups],
+                                         torch.stack([g[2] for g in groups]) if groups else empty,
+                                         torch.stack([g[3] for g in groups]) if groups else empty)
+
+
 class SelfCorrectionDataset:
     """(prompt, feedback, bad image, good image) groups for ``scripts/train_showo.py`` (``dataset=`` hook).
 
