@@ -74,6 +74,13 @@ def build_strategy(cfg: DictConfig, pipe=None):
     return instantiate(cfg.search.strategy, **kwargs)
 
 
+def run_inputs(cfg: DictConfig) -> dict[str, str]:
+    """Inputs of the run besides the config's model and prompt paths: a stored pool a strategy replays from
+    (``search.strategy.pool``, PARM++'s PARM stage), so a run resumes only on the pool that made it."""
+    pool = cfg.search.strategy.get("pool")
+    return {"search.strategy.pool": str(pool)} if pool else {}
+
+
 def run(cfg: DictConfig) -> Path:
     check(cfg, "run_search", SETTINGS)
     check_corrector(cfg)
@@ -82,7 +89,7 @@ def run(cfg: DictConfig) -> Path:
     warn_unrepresentable(bundle.tokenizer, [s.prompt for s in specs])
     strategy = build_strategy(cfg, pipe)  # a missing judge or a bad strategy setting fails before any output
     state = PartialState()
-    run_dir = open_run(cfg, main_process=state.is_main_process, device=cfg.device).path
+    run_dir = open_run(cfg, main_process=state.is_main_process, device=cfg.device, inputs=run_inputs(cfg)).path
     state.wait_for_everyone()
     slots_dir, images_dir = run_dir / "slots", run_dir / "images"
     mine = [s for s in specs if s.index % state.num_processes == state.process_index]

@@ -19,8 +19,9 @@ policy              pick                                                        
 Per-path PARM decisions do not depend on the other paths, so ``parm@N`` on the first N candidates of a pool of
 M >= N equals a live PARM search with N paths. Forward passes are counted per image in the generator's unit
 (:meth:`PoolEntry.passes`: one per step for Show-o; ``step_passes`` holds the codes drawn after each step for
-Janus-Pro, whose CoT tokens, one plan per candidate, are not counted there). A Janus-Pro's plans are kept in
-``extras["cots"]``. A pool is one JSON file per slot, written atomically, so an
+Janus-Pro, whose CoT tokens, one plan per candidate, are counted apart: :meth:`PoolEntry.plan_passes`, and every
+policy adds the plans of the candidates its live strategy writes). A Janus-Pro's plans are kept in
+``extras["cots"]``, their passes in ``extras["plan_passes"]``. A pool is one JSON file per slot, written atomically, so an
 interrupted pool build resumes slot by slot.
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ class PoolEntry:
     process_scores: Optional[list[dict[int, float]]] = None
     parm: Optional[list[ParmRecord]] = None
     named_scores: dict[str, list[float]] = field(default_factory=dict)  # more outcome judges, e.g. {"oracle": [...]}
+    named_parm: dict[str, list[ParmRecord]] = field(default_factory=dict)  # more PARMs' records, e.g. {"parmpp": [...]}
     cost: dict[str, int] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. GenEval correctness per candidate
     step_passes: Optional[list[int]] = None  # passes per image after steps 1..num_steps; None: one per step (Show-o)
@@ -75,8 +77,14 @@ class PoolEntry:
     def size(self) -> int:
         return len(self.seeds)
 
+    def plan_passes(self, candidate: int) -> int:
+        """Generator forward passes of candidate ``candidate``'s plan (Janus-Pro's semantic CoT, written before its
+        first code; ``extras["plan_passes"]``); 0 without one."""
+        return int((self.extras.get("plan_passes") or [0] * self.size)[candidate])
+
     def passes(self, steps: int) -> int:
-        """Generator forward passes one candidate spends in its first ``steps`` steps."""
+        """Generator forward passes one candidate spends in its first ``steps`` steps (its plan apart:
+        :meth:`plan_passes`)."""
         if self.step_passes is None:
             return steps
         return 0 if steps <= 0 else self.step_passes[min(steps, self.num_steps) - 1]
@@ -89,6 +97,8 @@ class PoolEntry:
             [{str(k): v for k, v in d.items()} for d in self.process_scores],
             "parm": None if self.parm is None else [asdict(r) for r in self.parm],
             "named_scores": self.named_scores, "cost": self.cost, "extras": self.extras,
+            **({"named_parm": {k: [asdict(r) for r in v] for k, v in self.named_parm.items()}} if self.named_parm
+               else {}),
             **({"step_passes": self.step_passes} if self.step_passes is not None else {}),
         }
 
@@ -106,6 +116,7 @@ class PoolEntry:
             process_scores=None if process is None else [{int(k): float(v) for k, v in d.items()} for d in process],
             parm=None if data.get("parm") is None else [ParmRecord(**r) for r in data["parm"]],
             named_scores={k: [float(x) for x in v] for k, v in data.get("named_scores", {}).items()},
+            named_parm={k: [ParmRecord(**r) for r in v] for k, v in data.get("named_parm", {}).items()},
             cost=data.get("cost", {}), extras=data.get("extras", {}), step_passes=data.get("step_passes"),
         )
 
@@ -146,21 +157,26 @@ def load_pool(pool_dir: str | os.PathLike) -> list[PoolEntry]:
 def build_pool_entry(pipe: ImageGenerator, slot: Slot, sampling: Sampling, num_candidates: int,
                      outcome_judge: Optional[OutcomeJudge] = None, process_judge: Optional[ProcessJudge] = None,
                      parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
-                     batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None) -> PoolEntry:
+                     batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None,
+                     parms: Optional[dict[str, Parm]] = None) -> PoolEntry:
     """Decode ``num_candidates`` paths to the end and score them with every judge given (see the module doc);
-    ``judges`` are further outcome judges stored by name (``entry.named_scores``), e.g. the shapes world's oracle."""
+    ``judges`` are further outcome judges stored by name (``entry.named_scores``), e.g. the shapes world's oracle;
+    ``parms`` further PARMs whose per-path records are stored by name (``entry.named_parm``), e.g. PARM++'s judge."""
     return build_pool_entries(pipe, [slot], sampling, num_candidates, outcome_judge, process_judge, parm,
-                              process_steps, batch_size, judges)[0]
+                              process_steps, batch_size, judges, parms)[0]
 
 
 def build_pool_entries(pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling, num_candidates: int,
                        outcome_judge: Optional[OutcomeJudge] = None, process_judge: Optional[ProcessJudge] = None,
                        parm: Optional[Parm] = None, process_steps: Optional[Sequence[int]] = None,
-                       batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None) -> list[PoolEntry]:
+                       batch_size: int = 20, judges: Optional[dict[str, OutcomeJudge]] = None,
+                       parms: Optional[dict[str, Parm]] = None) -> list[PoolEntry]:
     """:func:`build_pool_entry` for each of ``slots``, their paths decoded together in chunks of ``batch_size`` rows
     (one prompt per row, each path its own generator); every judge is called per slot as for one slot alone, so each
     entry is the one :func:`build_pool_entry` writes for its slot."""
     judges = dict(judges or {})
+    # every PARM by name (None: ``parm``, stored in entry.parm), each with its own state per slot
+    procedures = {**({None: parm} if parm is not None else {}), **dict(parms or {})}
     n, num_steps = num_candidates, pipe.num_steps(sampling)
     ids = list(range(n))
     steps = set(range(num_steps) if process_steps is None else process_steps) if process_judge is not None else set()
@@ -168,15 +184,16 @@ def build_pool_entries(pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sa
                       [slot.candidate_seed(i) for slot in slots for i in ids], sampling, batch_size)
     costs = [CostCounter() for _ in slots]
     process: list[list[dict[int, float]]] = [[{} for _ in ids] for _ in slots]
-    states = [parm.new_state(n) if parm is not None else None for _ in slots]
+    states = [{name: p.new_state(n) for name, p in procedures.items()} for _ in slots]
     while not group.done:
         step = group.step_index
         preds = group.step()
-        for k, (slot, cost, state) in enumerate(zip(slots, costs, states)):
+        for k, (slot, cost, slot_states) in enumerate(zip(slots, costs, states)):
             prompts = [slot.prompt] * n
             need = set(ids) if step in steps else set()
-            if state is not None and parm.judges_step(step, num_steps):
-                need |= set(state.awaiting_paths())
+            for name, state in slot_states.items():
+                if procedures[name].judges_step(step, num_steps):
+                    need |= set(state.awaiting_paths())
             order = sorted(need)
             decoded = dict(zip(order, decode_images(pipe, torch.stack([preds[k * n + i] for i in order]), cost))) \
                 if order else {}
@@ -185,36 +202,47 @@ def build_pool_entries(pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sa
                 cost.add_judge(out.cost)
                 for i, s in zip(ids, out.scores.tolist()):
                     process[k][i][step] = float(s)
-            if state is not None:
-                decision = parm.observe_step(state, prompts, [decoded.get(i) for i in ids], step, num_steps)
-                cost.add_judge(decision.cost, calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
+            for name, state in slot_states.items():
+                decision = procedures[name].observe_step(state, prompts, [decoded.get(i) for i in ids], step,
+                                                         num_steps)
+                if name is None:  # judge cost: what the stored pool's ``parm`` asked; named PARMs' questions are
+                    # extra (not counted), the images decoded for them are (``decoded_images``: every decode made)
+                    cost.add_judge(decision.cost,
+                                   calls=int(bool(decision.judged_paths)) + int(bool(decision.clear_paths)))
     final, passes = group.final_tokens(), group.path_forward_passes()
     step_passes = [pipe.image_forward_passes(sampling, k) for k in range(1, num_steps + 1)]
     entries = []
-    for k, (slot, cost, state) in enumerate(zip(slots, costs, states)):
+    for k, (slot, cost, slot_states) in enumerate(zip(slots, costs, states)):
         prompts = [slot.prompt] * n
         cost.generator_forward_passes = sum(passes[k * n + i] for i in ids)
         tokens = torch.stack([final[k * n + i].cpu() for i in ids])
-        images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or parm is not None or judges) else None
+        images = decode_images(pipe, tokens, cost) if (outcome_judge is not None or procedures or judges) else None
         entry = PoolEntry(slot=slot, num_steps=num_steps, seeds=[slot.candidate_seed(i) for i in ids], tokens=tokens,
                           process_scores=process[k] if process_judge is not None else None,
                           step_passes=None if step_passes == list(range(1, num_steps + 1)) else step_passes)
         if group.cots:
             entry.extras["cots"] = [group.cots.get(k * n + i) for i in ids]
+        plans = [passes[k * n + i] - entry.passes(num_steps) for i in ids]  # what a path spent before its first code
+        if any(plans):
+            entry.extras["plan_passes"] = plans
         if outcome_judge is not None:
             out = outcome_judge.score(prompts, images)
             cost.add_judge(out.cost)
             entry.outcome_scores = [float(s) for s in out.scores.tolist()]
         for name, judge in judges.items():  # not counted in the cost: what the stored pool spent on its own selection
             entry.named_scores[name] = [float(s) for s in judge.score(prompts, images).scores.tolist()]
-        if state is not None:
-            selection = parm.select(state, prompts, images)
-            if selection.candidates:
+        for name, state in slot_states.items():
+            selection = procedures[name].select(state, prompts, images)
+            if selection.candidates and name is None:
                 cost.add_judge(selection.cost)
-            entry.parm = [ParmRecord(r.clear_step, bool(r.potential), float(r.p_no), r.pruned_step,
-                                     None if i not in selection.candidates else float(selection.scores[i]),
-                                     r.clarity_checks)
-                          for i, r in enumerate(state.paths)]
+            records = [ParmRecord(r.clear_step, bool(r.potential), float(r.p_no), r.pruned_step,
+                                  None if i not in selection.candidates else float(selection.scores[i]),
+                                  r.clarity_checks)
+                       for i, r in enumerate(state.paths)]
+            if name is None:
+                entry.parm = records
+            else:
+                entry.named_parm[name] = records
         entry.cost = cost.as_dict()
         entries.append(entry)
     return entries
@@ -229,10 +257,11 @@ class PoolBuilder:
     def __init__(self, num_candidates: int = 20, outcome_judge: Optional[OutcomeJudge] = None,
                  process_judge: Optional[ProcessJudge] = None, parm: Optional[Parm] = None,
                  process_steps: Optional[Sequence[int]] = None, policy=None, batch_size: int = 20,
-                 judges: Optional[dict[str, OutcomeJudge]] = None) -> None:
+                 judges: Optional[dict[str, OutcomeJudge]] = None, parms: Optional[dict[str, Parm]] = None) -> None:
         self.num_candidates = num_candidates
         self.outcome_judge, self.process_judge, self.parm = outcome_judge, process_judge, parm
         self.judges = dict(judges or {})
+        self.parms = dict(parms or {})
         self.process_steps = None if process_steps is None else list(process_steps)
         self.policy = policy or (OrmPolicy(num_candidates) if outcome_judge is not None else FirstPolicy())
         self.batch_size = batch_size
@@ -248,7 +277,8 @@ class PoolBuilder:
     def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
         """:meth:`search` for each of ``slots``, their paths decoded together (:func:`build_pool_entries`)."""
         entries = build_pool_entries(pipe, slots, sampling, self.num_candidates, self.outcome_judge,
-                                     self.process_judge, self.parm, self.process_steps, self.batch_size, self.judges)
+                                     self.process_judge, self.parm, self.process_steps, self.batch_size, self.judges,
+                                     self.parms)
         return [self._result(pipe, slot, entry) for slot, entry in zip(slots, entries)]
 
     def _result(self, pipe: ImageGenerator, slot: Slot, entry: PoolEntry) -> SearchResult:
@@ -281,6 +311,11 @@ def _check_n(entry: PoolEntry, n: Optional[int]) -> int:
     return n
 
 
+def _plans(entry: PoolEntry, n: int) -> int:
+    """The plans of the first ``n`` candidates: a live search over ``n`` paths writes each path's plan."""
+    return sum(entry.plan_passes(i) for i in range(n))
+
+
 @dataclass(frozen=True)
 class FirstPolicy:
     """Candidate 0: the plain-generation baseline."""
@@ -290,7 +325,7 @@ class FirstPolicy:
         return "first"
 
     def select(self, entry: PoolEntry) -> Pick:
-        return Pick(0, entry.passes(entry.num_steps))
+        return Pick(0, entry.passes(entry.num_steps) + entry.plan_passes(0))
 
 
 @dataclass(frozen=True)
@@ -307,7 +342,8 @@ class RandomPolicy:
     def select(self, entry: PoolEntry) -> Pick:
         n = _check_n(entry, self.n)
         rng = random.Random(f"{self.seed}/{entry.slot.prompt_index}/{entry.slot.sample_index}")
-        return Pick(rng.randrange(n), entry.passes(entry.num_steps))
+        index = rng.randrange(n)
+        return Pick(index, entry.passes(entry.num_steps) + entry.plan_passes(index))
 
 
 @dataclass(frozen=True)
@@ -324,7 +360,7 @@ class OrmPolicy:
         n = _check_n(entry, self.n)
         if entry.outcome_scores is None:
             raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no outcome scores")
-        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.passes(entry.num_steps), n)
+        return Pick(argmax_first(entry.outcome_scores[:n]), n * entry.passes(entry.num_steps) + _plans(entry, n), n)
 
 
 @dataclass(frozen=True)
@@ -344,8 +380,8 @@ class ScorePolicy:
         if self.judge not in entry.named_scores:
             raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no {self.judge!r} "
                              f"scores (has {sorted(entry.named_scores)})")
-        return Pick(argmax_first(entry.named_scores[self.judge][:n]), n * entry.passes(entry.num_steps),
-                    n * self.judge_passes_per_candidate)
+        return Pick(argmax_first(entry.named_scores[self.judge][:n]), n * entry.passes(entry.num_steps)
+                    + _plans(entry, n), n * self.judge_passes_per_candidate)
 
 
 @dataclass(frozen=True)
@@ -354,25 +390,35 @@ class ParmPolicy:
 
     Forward passes: each path runs to its pruning step (all steps when not pruned), plus the steps the fallback
     winner had left when it was pruned (it is resumed), exactly as :class:`search.parm.ParmSearch` spends them.
+    ``parm``: the records of a named PARM (``entry.named_parm``, e.g. PARM++'s judge) instead of the pool's PARM.
     """
 
     n: Optional[int] = None
+    parm: Optional[str] = None
 
     @property
     def name(self) -> str:
-        return f"parm@{self.n}"
+        return f"parm@{self.n}" if self.parm is None else f"{self.parm}@{self.n}"
+
+    def records(self, entry: PoolEntry) -> list[ParmRecord]:
+        where = f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index}"
+        if self.parm is None:
+            if entry.parm is None:
+                raise ValueError(f"{where} has no PARM records")
+            return entry.parm
+        if self.parm not in entry.named_parm:
+            raise ValueError(f"{where} has no records of PARM {self.parm!r} (has {sorted(entry.named_parm)})")
+        return entry.named_parm[self.parm]
 
     def select(self, entry: PoolEntry) -> Pick:
         n = _check_n(entry, self.n)
-        if entry.parm is None:
-            raise ValueError(f"pool slot {entry.slot.prompt_index}/{entry.slot.sample_index} has no PARM records")
-        records, s = entry.parm[:n], entry.num_steps
+        records, s = self.records(entry)[:n], entry.num_steps
         survivors = [i for i, r in enumerate(records) if r.potential]
         if survivors:
             index = survivors[argmax_first([records[i].score for i in survivors])]
         else:
             index = int(torch.argmin(torch.tensor([r.p_no for r in records], dtype=torch.float64)))
-        passes = sum(entry.passes(s if r.pruned_step is None else r.pruned_step + 1) for r in records)
+        passes = sum(entry.passes(s if r.pruned_step is None else r.pruned_step + 1) for r in records) + _plans(entry, n)
         pruned = records[index].pruned_step
         if pruned is not None and pruned < s - 1:
             passes += entry.passes(s) - entry.passes(pruned + 1)  # the fallback winner resumed to its last step
@@ -409,7 +455,7 @@ class PrmBeamPolicy:
             stopped.update({i: step for i in live if i not in kept})
             live = kept
         final = [self._score(entry, i, s - 1) for i in live]
-        passes = sum(entry.passes(stopped[i] + 1 if i in stopped else s) for i in range(n))
+        passes = sum(entry.passes(stopped[i] + 1 if i in stopped else s) for i in range(n)) + _plans(entry, n)
         judged = sum(len([t for t in keep_schedule(list(self.schedule), keep) if t <= stopped.get(i, s)])
                      for i in range(n)) + len(live)
         return Pick(live[argmax_first(final)], passes, judged)

@@ -25,14 +25,18 @@ How the explanation reaches the generator depends on the generator:
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from common.generator import ImageGenerator
 from reward_models.parmpp import ParmPlusPlus
-from search.base import Candidate, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images
+from search.base import (Candidate, CostCounter, PathGroup, Sampling, SearchResult, Slot, TraceEvent, decode_images,
+                         record_cots)
 from search.parm import ParmSearch
+from search.pool import ParmPolicy, entry_path, load_entry
 from search.seeds import candidate_generators, reflection_seed
 from showo.pipeline import ShowoPipeline
 from showo.self_correction import SelfCorrectionFormat
@@ -55,13 +59,21 @@ class ParmPlusPlusSearch:
         corrector: Show-o: a t2i pipeline of the self-correction fine-tuned model (``None``: the searched pipeline's
             model, the paper's Table 5 setting where one fine-tuned Show-o does both); Janus-Pro: the generator that
             regenerates (``None``: the searched one).
+        pool: a candidate pool directory (:mod:`search.pool`) of the searched generator, the same prompts and seeds,
+            with the PARM stage's records: the PARM stage is replayed from it (:class:`search.pool.ParmPolicy`: the
+            live stage's pick, image and generator / judge forward passes) instead of generated again. A pool without
+            the PARM's records or with fewer than ``num_candidates`` candidates is refused here; a slot whose entry
+            has another prompt, other seeds or another number of steps is an error naming the file.
+        pool_parm: whose records in the pool: ``None`` the pool's PARM, a name one of ``entry.named_parm`` (the pool
+            built with ``parms={name: <this PARM++'s PARM>}``).
     """
 
     name = "parmpp"
 
     def __init__(self, parmpp: ParmPlusPlus, num_candidates: int = 20, batch_size: int = 20,
                  max_feedback_length: int = 64, max_reflections: Optional[int] = None,
-                 corrector: Optional[ImageGenerator] = None, if_never_accepted: str = "last") -> None:
+                 corrector: Optional[ImageGenerator] = None, if_never_accepted: str = "last",
+                 pool: Optional[str | os.PathLike] = None, pool_parm: Optional[str] = None) -> None:
         if if_never_accepted not in IF_NEVER_ACCEPTED:
             raise ValueError(f"if_never_accepted must be one of {IF_NEVER_ACCEPTED}, got {if_never_accepted!r}")
         self.if_never_accepted = if_never_accepted
@@ -72,6 +84,16 @@ class ParmPlusPlusSearch:
         if self.max_reflections < 0:
             raise ValueError(f"max_reflections must be >= 0, got {self.max_reflections}")
         self.corrector = corrector
+        self.pool = None if pool is None else Path(pool)
+        self.pool_policy = ParmPolicy(num_candidates, pool_parm)
+        if self.pool is not None:  # what a pool of any slot must hold, checked before anything runs
+            first = next(iter(sorted(self.pool.glob("*_*.json"))), None) if self.pool.is_dir() else None
+            if first is None:
+                raise FileNotFoundError(f"PARM++: no pool entries (<prompt:05d>_<sample:02d>.json) in {self.pool}")
+            entry = load_entry(first)
+            self.pool_policy.records(entry)  # raises, naming the slot, when the pool lacks this PARM's records
+            if entry.size < num_candidates:
+                raise ValueError(f"PARM++: {first} holds {entry.size} candidates, the search asks for {num_candidates}")
 
     @property
     def slots_per_call(self) -> int:
@@ -83,9 +105,34 @@ class ParmPlusPlusSearch:
 
     def search_many(self, pipe: ImageGenerator, slots: Sequence[Slot], sampling: Sampling) -> list[SearchResult]:
         """PARM over ``slots`` together (:meth:`ParmSearch.search_many`), then each slot's reflection loop alone:
-        every slot's record is the one searching it alone writes."""
-        return [self._reflect(pipe, slot, sampling, result)
-                for slot, result in zip(slots, self.parm_search.search_many(pipe, slots, sampling))]
+        every slot's record is the one searching it alone writes. With ``pool``, PARM's picks are replayed from it."""
+        picks = (self.parm_search.search_many(pipe, slots, sampling) if self.pool is None
+                 else [self._pool_pick(pipe, slot, sampling) for slot in slots])
+        return [self._reflect(pipe, slot, sampling, result) for slot, result in zip(slots, picks)]
+
+    def _pool_pick(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling) -> SearchResult:
+        """The PARM stage of ``slot`` replayed from the pool: the pick, image and forward passes of the live stage
+        (candidates a live stage would have stopped have no tokens, as there)."""
+        path = entry_path(self.pool, slot.prompt_index, slot.sample_index)
+        entry = load_entry(path)
+        n, num_steps = self.parm_search.num_candidates, pipe.num_steps(sampling)
+        seeds = [slot.candidate_seed(i) for i in range(n)]
+        if entry.slot.prompt != slot.prompt or entry.seeds[:n] != seeds or entry.num_steps != num_steps:
+            raise ValueError(f"{path} is not this search's pool: prompt {entry.slot.prompt!r}, seeds "
+                             f"{entry.seeds[:n]}, {entry.num_steps} steps; the search has {slot.prompt!r}, {seeds}, "
+                             f"{num_steps} steps")
+        pick = self.pool_policy.select(entry)
+        candidates = []
+        for i, record in enumerate(self.pool_policy.records(entry)[:n]):
+            whole = record.pruned_step is None or i == pick.index
+            candidates.append(Candidate(index=i, seed=seeds[i], tokens=entry.tokens[i] if whole else None,
+                                        score=record.score, stopped_step=None if whole else record.pruned_step))
+        record_cots(candidates, dict(enumerate(entry.extras.get("cots") or [])))
+        cost = CostCounter(generator_forward_passes=pick.forward_passes, judge_forward_passes=pick.judge_passes or 0)
+        image = decode_images(pipe, entry.tokens[pick.index][None], cost)[0]
+        trace = [TraceEvent("select", None, [pick.index], {"policy": self.pool_policy.name, "pool": str(path)})]
+        return SearchResult(slot=slot, strategy=ParmSearch.name, chosen=pick.index, candidates=candidates,
+                            trace=trace, cost=cost, num_steps=num_steps, image=image)
 
     def _reflect(self, pipe: ImageGenerator, slot: Slot, sampling: Sampling, result: SearchResult) -> SearchResult:
         result.strategy = self.name

@@ -85,7 +85,9 @@ def write_policy_images(entries: Sequence[PoolEntry], policy, decode: Callable, 
     for index, picked in sorted(by_prompt.items()):
         picked.sort(key=lambda ep: ep[0].slot.sample_index)
         tokens = torch.stack([e.tokens[p.index] for e, p in picked])
-        write_prompt_folder(out_dir / "images", specs[index], decode(tokens))
+        cots = [(e.extras.get("cots") or [None] * e.size)[p.index] for e, p in picked]  # Janus-Pro's plans
+        write_prompt_folder(out_dir / "images", specs[index], decode(tokens),
+                            cots=cots if any(c is not None for c in cots) else None)
         passes += sum(p.forward_passes for _, p in picked)
         judge += sum(p.judge_passes or 0 for _, p in picked)
     cost = {"slots": len(entries), "policy": policy.name, "generator_forward_passes": passes,

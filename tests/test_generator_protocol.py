@@ -18,7 +18,7 @@ from reward_models.tiny import ScriptedYesNoJudge
 from search.base import Slot
 from search.best_of_n import BestOfN
 from search.parm import ParmSearch, saved_forward_passes
-from search.pool import OrmPolicy, ParmPolicy, PoolBuilder
+from search.pool import FirstPolicy, OrmPolicy, ParmPolicy, PoolBuilder
 from search.reflect import ParmPlusPlusSearch
 from search.seeds import candidate_generators, reflection_seed
 from search.step_level import StepLevelSearch
@@ -258,7 +258,7 @@ def test_parmpp_runs_with_every_generator(world):
 
 
 def test_pool_builder_runs_with_every_generator(world):
-    _, pipe, sampling, final, _, out, index = world
+    name, pipe, sampling, final, _, out, index = world
     def table():  # a fresh table per search: it counts the clarity questions it was asked
         return ParmTable(index, clear_at=[1, 0, 1, 2], potential=[True, False, True, False],
                          p_no=[0.1, 0.2, 0.3, 0.4], score=[0.3, 0.9, 0.5, 0.2])
@@ -273,8 +273,35 @@ def test_pool_builder_runs_with_every_generator(world):
     pick = OrmPolicy(N).select(entry)
     assert result.chosen == pick.index == max(range(N), key=lambda i: (entry.outcome_scores[i], -i))
     full = code_passes(pipe, sampling, 4)
-    assert entry.passes(4) == full and pick.forward_passes == N * full
+    plans = [entry.plan_passes(i) for i in range(N)]  # Janus-Pro's plans, written before the codes
+    assert (min(plans) > 0) == (name == "janus_cot") and sum(plans) == out.forward_passes - N * full
+    assert entry.passes(4) == full and pick.forward_passes == N * full + sum(plans)
+    assert FirstPolicy().select(entry).forward_passes == full + plans[0]  # plain generation of candidate 0
+    best = BestOfN(orm, num_candidates=N).search(pipe, SLOT, sampling)
+    assert (pick.index, pick.forward_passes) == (best.chosen, best.cost.generator_forward_passes)
     live = ParmSearch(Parm(table().judge()), num_candidates=N).search(pipe, SLOT, sampling)
     parm_pick = ParmPolicy(N).select(entry)
     assert parm_pick.index == live.chosen
-    assert parm_pick.forward_passes == N * full - saved_forward_passes(live)
+    assert parm_pick.forward_passes == live.cost.generator_forward_passes
+    assert parm_pick.forward_passes == N * full + sum(plans) - saved_forward_passes(live)
+
+
+def test_a_pool_policy_row_writes_the_plan_of_its_pick(world, tmp_path):
+    """search.scaling.write_policy_images: a row replayed on a pool is the live row's folder, Janus-Pro's plan of the
+    picked candidate beside its image (``samples/<k>.cot.txt``) and none for a generator without plans."""
+    from eval.geneval.prompts import PromptSpec
+    from search.scaling import write_policy_images
+
+    name, pipe, sampling, _, _, out, _ = world
+    orm = ORM(ScriptedYesNoJudge(lambda conv, image: (image_hash_score(image), 0.0, "yes")))
+    entry = PoolBuilder(N, outcome_judge=orm, batch_size=3).search(pipe, SLOT, sampling).extras["pool_entry"]
+    spec = PromptSpec(SLOT.prompt_index, "single_object", SLOT.prompt, (), (), {"prompt": SLOT.prompt})
+    pick = OrmPolicy(N).select(entry)
+    cost = write_policy_images([entry], OrmPolicy(N), lambda tokens: pipe.decode(tokens, "pil"), {spec.index: spec},
+                               tmp_path)
+    sample = tmp_path / "images" / f"{SLOT.prompt_index:05d}" / "samples" / "0000"
+    assert sample.with_suffix(".png").is_file() and cost["generator_forward_passes"] == pick.forward_passes
+    plan = sample.with_suffix(".cot.txt")
+    assert plan.is_file() == (name == "janus_cot")
+    if out.cots is not None:
+        assert plan.read_text() == out.cots[pick.index] + "\n"

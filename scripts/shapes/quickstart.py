@@ -9,7 +9,9 @@ finished stage is skipped when the command is run again with the same settings, 
 changed is an error naming them (``if_exists=overwrite`` redoes it).
 
 1. models: the committed tiny MAGVIT-v2 / Show-o / judges / self-correction Show-o / Janus-Pro (``models.*``), or,
-   when one is missing (or ``train=true``), trained here with the project's recipes (``RUN/train/<name>``);
+   when one is missing (or ``train=true``), trained here with the project's recipes (``RUN/train/<name>``); a
+   training row (``trains``: the models it makes, e.g. iterative DPO's two rounds) runs only when one of its models
+   is not committed (or ``train=true``), otherwise later rows read the committed ones;
 2. prompts: the held-out eval split as GenEval metadata, the training prompts for DPO (``RUN/prompts``);
 3. rows (``rows`` in the config, in table order): reference rows, plain generation (``scripts/generate.py``),
    test-time search (``scripts/run_search.py``), DPO (``scripts/iterative_dpo.py``); every row's images are judged
@@ -102,7 +104,9 @@ class Quickstart:
         self.models: dict[str, str] = {}
         self.common = [f"threads={cfg.threads}"]  # recipes resume: an overwritten quickstart starts from an empty dir
         self.children: set[subprocess.Popen] = set()  # the rows running as child processes (run_parallel)
+        self.committed_rows = {key for key, row in cfg.rows.items() if row.get("trains") and self.committed(row)}
         self.row_outputs = {key: str(self.root / self.row_stage(key, row)) for key, row in self.recipe_rows().items()}
+        self.models.update(self.trained_models())
 
     def stage(self, name: str, config: Any, fn: Callable[[], Any], **kw) -> dict:
         print(f"== {name}", flush=True)
@@ -223,6 +227,21 @@ class Quickstart:
                                                        *self.cfg.training.janus])
         return str(out / "final")
 
+    def committed(self, row: DictConfig) -> bool:
+        """A training row (``trains``: model name -> where the row writes it) is not run when every model it trains is
+        committed (``models.<name>`` holds a checkpoint) and ``train=false``: later rows read the committed models."""
+        return not self.cfg.train and all(is_checkpoint(Path(self.cfg.models[name])) for name in row.trains)
+
+    def trained_models(self) -> dict[str, str]:
+        """The models of the training rows: the committed ones, or the ones a row trains in this run (all of a row's
+        models come from one place: its rounds continue each other)."""
+        out = {}
+        for key, row in self.cfg.rows.items():
+            for name, inside in (row.get("trains") or {}).items():
+                out[name] = (str(self.cfg.models[name]) if key in self.committed_rows
+                             else str(self.root / self.row_stage(key, row) / inside))
+        return out
+
     def load_models(self) -> None:
         self.model("showo", "showo/config.json", self.train_showo)
         for name in ("orm", "prm", "parm", "parmpp"):
@@ -281,7 +300,8 @@ class Quickstart:
     def recipe_rows(self) -> dict[str, DictConfig]:
         """The rows that run a recipe (not a policy replayed on a pool), in table order; their run directories
         (``self.row_outputs``) are ``row_<key>`` of the overrides."""
-        return {key: row for key, row in self.cfg.rows.items() if row.get("policy") is None and row.get("recipe")}
+        return {key: row for key, row in self.cfg.rows.items()
+                if row.get("policy") is None and row.get("recipe") and key not in self.committed_rows}
 
     def run_parallel(self, jobs: int) -> None:
         """Every recipe row as a child process (:meth:`launch`), ``jobs`` at a time, in table order as far as the
@@ -289,8 +309,14 @@ class Quickstart:
         running ones finish, then its error is raised. Interrupted (Ctrl-C, or SIGTERM, which is turned into
         ``SystemExit`` here), it terminates the running children before it stops: none is left writing the run."""
         rows = self.recipe_rows()
-        reads = {key: {field[4:] for text in row.overrides for _, field, _, _ in Formatter().parse(text)
-                       if field and field.startswith("row_") and field[4:] in rows} for key, row in rows.items()}
+        makers = {name: key for key, row in rows.items() for name in (row.get("trains") or {})}  # trained in this run
+
+        def reads_of(row: DictConfig) -> set[str]:  # {row_<key>}, and models a row of this run trains
+            fields = {field for text in row.overrides for _, field, _, _ in Formatter().parse(text) if field}
+            return ({makers[f] for f in fields if f in makers}
+                    | {f[4:] for f in fields if f.startswith("row_") and f[4:] in rows})
+
+        reads = {key: reads_of(row) for key, row in rows.items()}
         pending = {key: self.launch(self.row_stage(key, row), row.recipe, self.row_overrides(row))
                    for key, row in rows.items()}  # composed here, in this thread
         done: set[str] = set()
@@ -349,7 +375,7 @@ class Quickstart:
         """``RUN/rows/<key>``: the picks of ``row.policy`` among the candidates of the pool row ``row.pool`` (the live
         strategy's images, same seeds; :func:`search.scaling.write_policy_images`)."""
         pool = Path(self.row_outputs[row.pool]) / "pool"
-        vq = Path(self.models["showo"]) / "vq"
+        vq = Path(self.models["magvit"])  # the world's MAGVIT-v2: every Show-o bundle carries it, the Janus draws its codes
 
         def replay() -> dict:
             decoder = MAGVITv2.from_pretrained(vq)
@@ -415,6 +441,11 @@ class Quickstart:
                               title=f"shapes world: test-time scaling from one pool of {ns[-1]} paths per slot")
 
 
+def is_checkpoint(path: Path) -> bool:
+    """A saved model: a Show-o bundle (``showo/config.json``) or a single model (``config.json``)."""
+    return (path / "config.json").is_file() or (path / "showo" / "config.json").is_file()
+
+
 def terminated(signum, frame) -> None:
     raise SystemExit(f"quickstart: terminated (signal {signum})")
 
@@ -465,9 +496,20 @@ def check_comparisons(cfg: DictConfig) -> None:
                               f"table's rows ({', '.join(sorted(rows))})")
 
 
+def check_trains(cfg: DictConfig) -> None:
+    """A training row's ``trains`` names ``models.*`` entries (where its committed models are), checked before
+    anything runs."""
+    for key, row in cfg.rows.items():
+        unknown = [name for name in (row.get("trains") or {}) if name not in cfg.models]
+        if unknown:
+            raise ConfigError(f"quickstart: rows.{key}.trains names {unknown}, which are not models.* entries "
+                              f"({', '.join(cfg.models)})")
+
+
 def run(cfg: DictConfig) -> Path:
     check(cfg, "quickstart", SETTINGS)
     check_comparisons(cfg)
+    check_trains(cfg)
     start = time.perf_counter()
     q = Quickstart(cfg)
     print(f"== shapes world quickstart: run dir {q.root} (threads {cfg.threads}, jobs {cfg.jobs})", flush=True)

@@ -155,3 +155,74 @@ def test_an_interrupted_run_terminates_its_children(world, tmp_path, monkeypatch
     assert handlers == [recipe("quickstart").terminated] and signal.getsignal(signal.SIGTERM) is before
     with pytest.raises(SystemExit, match="terminated"):
         recipe("quickstart").terminated(signal.SIGTERM, None)
+
+
+def trains_quickstart(world, run_dir, model_dir, train: bool = False):
+    """A training row ``t`` that makes model ``m`` (``models.m`` = ``model_dir``) and a row that reads ``{m}``."""
+    rows = {"t": {"name": "T", "recipe": "generate", "images": False, "trains": {"m": "final"}, "overrides": []},
+            "free": {"name": "F", "recipe": "generate", "images": True, "overrides": []},
+            "reader": {"name": "R", "recipe": "generate", "images": True, "overrides": ["x={m}"]}}
+    cfg = config("quickstart", world, run_dir, [f"train={str(train).lower()}"])
+    with open_dict(cfg):
+        cfg.rows = rows
+        cfg.eval_set = {}
+        cfg.models.m = str(model_dir)
+    q = recipe("quickstart").Quickstart(cfg)
+    q.paths = {"metadata": world.metadata, "class_names": world.class_names, "train_prompts": world.prompts}
+    return q
+
+
+def fake_jobs(q, monkeypatch, seconds: dict) -> list:
+    events = []
+
+    def fake_launch(key, recipe_name, overrides):
+        def job():
+            events.append(("start", key, overrides))
+            time.sleep(seconds.get(key, 0.01))
+            events.append(("end", key, None))
+        return job
+
+    monkeypatch.setattr(q, "launch", fake_launch)
+    return events
+
+
+def test_a_training_row_whose_models_are_committed_is_not_run(world, tmp_path, monkeypatch):
+    committed = tmp_path / "committed"
+    (committed / "showo").mkdir(parents=True)
+    (committed / "showo" / "config.json").write_text("{}")  # a Show-o bundle
+    q = trains_quickstart(world, tmp_path / "run", committed)
+    assert q.committed_rows == {"t"} and "t" not in q.recipe_rows() and q.models["m"] == str(committed)
+    events = fake_jobs(q, monkeypatch, {})
+    q.run_parallel(2)
+    started = {key: overrides for what, key, overrides in events if what == "start"}
+    assert sorted(started) == ["rows/free", "rows/reader"] and started["rows/reader"] == [f"x={committed}"]
+
+
+@pytest.mark.parametrize("case", ["missing", "train=true"])
+def test_a_training_row_runs_when_a_model_is_missing_or_train_is_asked(world, tmp_path, monkeypatch, case):
+    committed = tmp_path / "committed"
+    if case != "missing":
+        committed.mkdir()
+        (committed / "config.json").write_text("{}")  # a single model
+    q = trains_quickstart(world, tmp_path / "run", committed, train=case == "train=true")
+    made = tmp_path / "run" / "train" / "t" / "final"
+    assert not q.committed_rows and "t" in q.recipe_rows() and q.models["m"] == str(made)
+    events = fake_jobs(q, monkeypatch, {"train/t": 0.3})
+    q.run_parallel(2)
+    order = [(what, key) for what, key, _ in events]
+    assert order[:2] == [("start", "train/t"), ("start", "rows/free")]  # the reader waits for the model it reads
+    assert order.index(("start", "rows/reader")) > order.index(("end", "train/t"))
+    assert [o for what, key, o in events if key == "rows/reader" and what == "start"] == [[f"x={made}"]]
+
+
+def test_trains_must_name_models_entries():
+    from omegaconf import OmegaConf
+
+    from common.validate import ConfigError
+
+    check_trains = recipe("quickstart").check_trains
+    cfg = OmegaConf.create({"models": {"dpo": "a"}, "rows": {"t": {"trains": {"dpo": "x"}}, "r": {"images": True}}})
+    check_trains(cfg)
+    cfg.rows.t.trains = {"dpo": "x", "nope": "y"}
+    with pytest.raises(ConfigError, match=r"rows.t.trains names \['nope'\]"):
+        check_trains(cfg)

@@ -141,3 +141,24 @@ def test_pool_builder_search_many_is_search_slot_by_slot(world):
         assert many.to_json() == alone.to_json()
         assert many.extras["pool_entry"].to_json() == alone.extras["pool_entry"].to_json()
     assert together[0].extras["pool_entry"].to_json() != together[1].extras["pool_entry"].to_json()
+
+
+def test_named_parm_records_are_the_records_of_that_parm(world, pool, tmp_path):
+    """``parms={name: parm}``: a pool stores more PARMs' per-path records by name, each the records that PARM makes as
+    the pool's own PARM (same decisions, same passes); they round-trip through JSON and ``ParmPolicy(n, name)``
+    reads them."""
+    pipe, _, index = world
+    table, entry, _ = pool
+    other = "all_pruned" if table == "mixed" else "mixed"
+    both = build_pool_entry(pipe, SLOT, SAMPLING, N, parm=_parm(index, other), parms={"theirs": _parm(index, table)})
+    assert both.named_parm["theirs"] == entry.parm and both.parm != entry.parm
+    alone = build_pool_entry(pipe, SLOT, SAMPLING, N, parm=_parm(index, other)).cost
+    judged = {k: v for k, v in both.cost.items() if k != "decoded_images"}  # their questions are not counted; every
+    assert judged == {k: v for k, v in alone.items() if k != "decoded_images"}  # image decoded for them is
+    assert both.cost["decoded_images"] >= alone["decoded_images"]
+    loaded = load_entry(save_entry(tmp_path, both))
+    assert loaded.named_parm == both.named_parm and loaded.to_json() == both.to_json()
+    for n in (2, 6):
+        assert ParmPolicy(n, "theirs").select(loaded) == ParmPolicy(n).select(entry)
+    with pytest.raises(ValueError, match="no records of PARM 'nope'"):
+        ParmPolicy(3, "nope").select(loaded)

@@ -240,3 +240,47 @@ def test_the_png_written_is_the_image_the_judge_scored(tmp_path, search, reward,
     assert len(written) == 4 and len(seen) >= 4
     for png in written:
         assert load_image(png).tobytes() in seen, png
+
+
+def test_parmpp_recipe_replays_its_parm_stage_from_a_pool(tmp_path):
+    """search.strategy.pool: a pool built with this PARM++'s PARM as a named PARM (search.strategy.parms.pp) gives
+    the PARM++ recipe the slot records and images of the live run; the pool is an input of the run (changed, the run
+    no longer resumes), and a pool without those records is refused by name."""
+    from reward_models.tiny import build_tiny_llava_onevision
+
+    judge = build_tiny_llava_onevision(tmp_path / "judge")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    common = ["model=showo_tiny", f"prompts={prompts}", "images_per_prompt=2", "device=cpu"]
+    pp = "search.strategy.parms.pp.judge"
+    _run("scripts/run_search.py", *common, "search=pool", "reward=none", "search.strategy.num_candidates=3",
+         "search.strategy.outcome_judge=null", "search.strategy.process_judge=null", "search.strategy.parm=null",
+         "+reward@search.strategy.parms.pp=parm", f"{pp}.model_dir={judge}", f"{pp}.device=cpu", f"{pp}.dtype=float32",
+         f"run_dir={tmp_path / 'pool'}")
+    j = "reward.parm.judge"
+    parmpp = [*common, "search=parmpp", "reward=parmpp", f"{j}.model_dir={judge}", f"{j}.device=cpu",
+              f"{j}.dtype=float32", "reward.max_new_tokens=8", "search.strategy.num_candidates=3",
+              "search.strategy.max_feedback_length=4", "search.corrector=searched"]
+    replay = [f"search.strategy.pool={tmp_path / 'pool' / 'pool'}", "search.strategy.pool_parm=pp"]
+    _run("scripts/run_search.py", *parmpp, f"run_dir={tmp_path / 'live'}")
+    _run("scripts/run_search.py", *parmpp, *replay, f"run_dir={tmp_path / 'replay'}")
+    for slot in sorted((tmp_path / "live" / "slots").glob("*.json")):
+        live, again = (json.loads((tmp_path / run / "slots" / slot.name).read_text()) for run in ("live", "replay"))
+        assert again["chosen"] == live["chosen"]
+        assert [(c["index"], c["tokens"], c["stopped_step"], c["round"]) for c in again["candidates"]] == \
+            [(c["index"], c["tokens"], c["stopped_step"], c["round"]) for c in live["candidates"]]
+        loop = [e for e in live["trace"] if e["action"] in ("reflect", "correct", "score")]
+        assert loop and loop == [e for e in again["trace"] if e["action"] in ("reflect", "correct", "score")]
+        assert [again["cost"][k] for k in ("generator_forward_passes", "judge_forward_passes")] == \
+            [live["cost"][k] for k in ("generator_forward_passes", "judge_forward_passes")]
+    images = [sorted((tmp_path / run / "images").rglob("*.png")) for run in ("live", "replay")]
+    assert images[0] and [p.read_bytes() for p in images[0]] == [p.read_bytes() for p in images[1]]
+    entry = next((tmp_path / "pool" / "pool").glob("*.json"))
+    entry.write_text(entry.read_text().replace('"seeds"', '"seeds" ', 1))  # the same pool in other bytes
+    proc = subprocess.run([sys.executable, "scripts/run_search.py", *parmpp, *replay, f"run_dir={tmp_path / 'replay'}"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "search.strategy.pool" in proc.stderr
+    proc = subprocess.run([sys.executable, "scripts/run_search.py", *parmpp, replay[0], f"run_dir={tmp_path / 'own'}"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "has no PARM records" in proc.stderr
+    assert not (tmp_path / "own").exists()  # refused before the run directory was written

@@ -308,3 +308,51 @@ def test_parm_clarity_from_decodes_and_asks_nothing_before_it(world):
     for c in r2.candidates:
         if c.tokens is not None:
             assert torch.equal(c.tokens, final[c.index])
+
+
+@pytest.mark.parametrize("yes_at", [2, None])
+def test_parmpp_replays_its_parm_stage_from_a_pool(world, tmp_path, yes_at):
+    """``pool``: PARM++'s PARM stage replayed from a pool that stored this PARM's records by name gives the live
+    search's result: PARM's pick, the candidates a live stage decodes to the end, the loop, the image, the passes."""
+    from search.pool import ParmPolicy, PoolBuilder, save_entry
+
+    pipe, _, _, index = world
+
+    def parmpp():  # a fresh scripted table per search (it counts what it was asked)
+        table = _parm_table(index, reflect_yes_at=yes_at)
+        return ParmPlusPlus(Parm(table.judge()), reflection_question=REFLECTION_QUESTION, max_reflections=2)
+
+    own = Parm(_parm_table(index, potential=[False] * N).judge())  # the pool's own PARM decides otherwise
+    entry = PoolBuilder(N, parm=own, parms={"pp": parmpp().parm}, batch_size=4).search(
+        pipe, SLOT, SAMPLING).extras["pool_entry"]
+    save_entry(tmp_path, entry)
+    bare = tmp_path / "bare"  # the same slot without any PARM records
+    save_entry(bare, PoolBuilder(N, batch_size=4).search(pipe, SLOT, SAMPLING).extras["pool_entry"])
+    live = ParmPlusPlusSearch(parmpp(), num_candidates=N, max_feedback_length=4, if_never_accepted="best").search(
+        pipe, SLOT, SAMPLING)
+    replay = ParmPlusPlusSearch(parmpp(), num_candidates=N, max_feedback_length=4, if_never_accepted="best",
+                                pool=tmp_path, pool_parm="pp").search(pipe, SLOT, SAMPLING)
+    assert ParmPolicy(N).select(entry).index != ParmPolicy(N, "pp").select(entry).index == 4  # the named records
+    assert replay.chosen == live.chosen
+    assert [(c.index, c.seed, c.round, c.stopped_step, None if c.tokens is None else c.tokens.tolist())
+            for c in replay.candidates] == [(c.index, c.seed, c.round, c.stopped_step,
+                                             None if c.tokens is None else c.tokens.tolist()) for c in live.candidates]
+    loop = [(e.action, e.candidates, e.detail) for e in live.trace if e.action in ("reflect", "correct", "score")]
+    assert loop and loop == [(e.action, e.candidates, e.detail) for e in replay.trace
+                             if e.action in ("reflect", "correct", "score")]
+    assert (replay.cost.generator_forward_passes, replay.cost.judge_forward_passes) == \
+        (live.cost.generator_forward_passes, live.cost.judge_forward_passes)
+    assert_same_image(replay.image, live.image, "PARM++'s image")
+    # a pool of other seeds for this slot is refused, naming the file
+    other = Slot(SLOT.prompt, prompt_index=SLOT.prompt_index, sample_index=SLOT.sample_index, seed=SLOT.seed + 1)
+    with pytest.raises(ValueError, match=r"00003_01.json is not this search's pool"):
+        ParmPlusPlusSearch(parmpp(), num_candidates=N, max_feedback_length=4, pool=tmp_path,
+                           pool_parm="pp").search(pipe, other, SAMPLING)
+    with pytest.raises(FileNotFoundError, match="no pool entries"):
+        ParmPlusPlusSearch(parmpp(), pool=tmp_path / "nope")
+    with pytest.raises(ValueError, match="has no PARM records"):
+        ParmPlusPlusSearch(parmpp(), num_candidates=N, pool=bare)
+    with pytest.raises(ValueError, match="has no records of PARM 'pp'"):
+        ParmPlusPlusSearch(parmpp(), num_candidates=N, pool=bare, pool_parm="pp")
+    with pytest.raises(ValueError, match=f"holds {N} candidates, the search asks for {N + 1}"):
+        ParmPlusPlusSearch(parmpp(), num_candidates=N + 1, pool=tmp_path, pool_parm="pp")

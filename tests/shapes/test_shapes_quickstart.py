@@ -121,11 +121,12 @@ def test_comparison_table_names_both_rows_and_their_passes():
 
 def test_quickstart_reduced_end_to_end(tmp_path):
     run = tmp_path / "run"
-    # the committed Show-o, PRM and PARM are loaded; the ORM, the PARM++ judge and the self-correction Show-o are
-    # missing on purpose, so the reduced run also goes through judge data, the vision pre-training, the judge recipe,
-    # the PARM data (PARM++ is fine-tuned from the ORM trained here) and self-correction tuning
+    # the committed Show-o, PRM, PARM and DPO round 0 are loaded; the ORM, the PARM++ judge, the self-correction
+    # Show-o and iterative DPO's round 1 are missing on purpose, so the reduced run also goes through judge data, the
+    # vision pre-training, the judge recipe, the PARM data (PARM++ is fine-tuned from the ORM trained here),
+    # self-correction tuning and iterative DPO (both rounds: a training row makes all its models)
     env = {**os.environ, "QUICK": "1", "OMP_NUM_THREADS": "2", "SHAPES_PARMPP": str(tmp_path / "no_parmpp"),
-           "SHAPES_ORM": str(tmp_path / "no_orm"),
+           "SHAPES_ORM": str(tmp_path / "no_orm"), "SHAPES_ITERATIVE_DPO": str(tmp_path / "no_iterative_dpo"),
            "SHAPES_CORRECTOR": str(tmp_path / "no_corrector")}
     proc = subprocess.run(["bash", "scripts/shapes/quickstart.sh", str(run)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=2400)
@@ -186,6 +187,14 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     reflections = [event for slot in slots for event in slot["trace"] if event["action"] == "reflect"]
     corrections = [event for slot in slots for event in slot["trace"] if event["action"] == "correct"]
     assert len(corrections) == sum(not event["detail"]["accept"] for event in reflections)  # every "no" regenerates
+    # its PARM stage was replayed from the pool, which stored the PARM++ judge's PARM records (the integrated rows'
+    # pool did not need them)
+    assert all(slot["trace"][0]["detail"].get("policy") == "parmpp@2" for slot in slots)
+    parmpp_row = yaml.safe_load((run / "rows" / "parmpp" / "config.yaml").read_text())
+    assert Path(parmpp_row["search"]["strategy"]["pool"]) == run / "train" / "pool" / "pool"
+    for pool, named in (("pool", ["parmpp"]), ("pool_iterative", [])):
+        entry = json.loads(next((run / "train" / pool / "pool").glob("*.json")).read_text())
+        assert sorted(entry.get("named_parm", {})) == named, pool
     assert (run / "train" / "parmpp" / "final" / "config.json").is_file()
     assert (run / "train" / "corrector" / "final" / "showo" / "config.json").is_file()
     # the corrector learnt from groups of the Show-o's own paths (a rejected one -> an accepted one of its line)
@@ -206,6 +215,17 @@ def test_quickstart_reduced_end_to_end(tmp_path):
     assert (run / "train" / "judge_vision" / "final" / "config.json").is_file()  # the ORM's pre-trained tower
     assert (run / "train" / "orm" / "final" / "config.json").is_file()
     assert (run / "train" / "judge_data" / "finals.jsonl").is_file()
+    # iterative DPO ran here (a model it makes was missing): both DPO rows and the pool of the integrated rows read
+    # its rounds, not the committed round 0
+    rounds = run / "train" / "iterative_dpo"
+    generated = {key: yaml.safe_load((run / "rows" / key / "config.yaml").read_text()) for key in ("dpo",)}
+    assert Path(generated["dpo"]["model"]["bundle"]["directory"]) == rounds / "round_0" / "train" / "final"
+    pool_cfg = yaml.safe_load((run / "train" / "pool_iterative" / "config.yaml").read_text())
+    assert Path(pool_cfg["model"]["bundle"]["directory"]) == rounds / "round_1" / "train" / "final"
+    # the tiny Janus's CoT rows are picks from its pool: each image with the plan it was drawn after
+    for key in ("janus_cot", "janus_cot_orm", "janus_cot_parm"):
+        images = run / "rows" / key / "images"
+        assert len(list(images.rglob("*.cot.txt"))) == len(list(images.rglob("*.png"))) == expected_images, key
     # the tiny-Janus GRPO rows sample their trained model: with its plan where the policy trains one, without for
     # token-only GRPO; each training run wrote its reward curve, and the quickstart all of them on one plot
     for key, plans in (("grpo_janus", True), ("grpo_janus_token", False), ("grpo_janus_semantic", True)):
