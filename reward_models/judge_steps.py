@@ -37,6 +37,11 @@ from an ORM on them alone (``scripts/build_parm_data.py``):
   generator's own accepted images only, never a rendering: the corrector learns to make what the generator makes
   when it succeeds.
 
+``potential_label="rollouts"`` labels the potential examples by roll-outs instead (the paper's PRM labels,
+:mod:`reward_models.rollouts`: "yes" iff any of ``rollouts`` completions of the step ends accepted), balanced per line
+by that label over every path; measured worse than the path's own verdict on the shapes world
+(docs/shapes_world.md, "PARM's potential answer and what the step image can tell").
+
 ``balance=False`` keeps every path instead of a line-balanced subset (potential, clarity and reflection examples as
 unbalanced as the generator, about 13 % "yes" on the tiny Show-o's training prompts): several times the examples, and
 the base rate the potential answer meets at test time.
@@ -55,7 +60,7 @@ from tqdm import tqdm
 from common.seeding import hash_seed, image_seed
 from reward_models.data import (clarity_example, clarity_steps, correction_groups, orm_example, potential_example,
                                 reflection_example, save_image, write_examples)
-from reward_models.rollouts import Labeller, sample_paths
+from reward_models.rollouts import Labeller, StepLabel, sample_paths
 from showo.self_correction import write_self_correction_groups
 
 __all__ = ["POTENTIAL_STEPS", "STEPS_CLARITY", "STEPS_FINALS", "STEPS_REFLECTION", "STEPS_SELF_CORRECTION",
@@ -99,13 +104,22 @@ def checked_clear_steps(num_steps: int, steps_per_path: int, clear_from: int | N
 def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str | Path, *, per_line: int,
                       steps_per_path: int, seed: int, guidance_scale: float, num_steps: int,
                       batch_size: int = 32, clear_from: int | None = None, extras: bool = False,
-                      balance: bool = True) -> dict[str, Any]:
+                      balance: bool = True, potential_label: str = "final", rollouts: int = 4) -> dict[str, Any]:
     """Sample ``per_line`` paths of every line, save the chosen clear steps' images under ``out/images/`` and write
     :data:`POTENTIAL_STEPS`, line-balanced (``balance=False``: every path, as unbalanced as the generator; with
     ``extras``, also :data:`STEPS_FINALS`, :data:`STEPS_CLARITY` and :data:`STEPS_REFLECTION`); returns the counts
-    (paths, accepted, examples, yes, per tag, and per extra file)."""
+    (paths, accepted, examples, yes, per tag, and per extra file).
+
+    ``potential_label``: ``"final"`` labels a potential example with its path's final verdict (the paper's PARM data);
+    ``"rollouts"`` with ``rollouts`` completions of its step (:mod:`reward_models.rollouts`, fresh seeds; "yes" iff any
+    ends accepted: the paper's PRM labels, what "has the potential to iterate to an image that satisfies the prompt"
+    asks), and the line balance of the potential examples is then by that label, over every path of the line (the
+    other files keep the paths balanced by the final verdict, so they do not depend on the choice)."""
     if per_line < 1 or batch_size < 1:
         raise ValueError(f"build_judge_steps: per_line and batch_size >= 1 needed, got {per_line}, {batch_size}")
+    if potential_label not in ("final", "rollouts") or rollouts < 1:
+        raise ValueError(f"build_judge_steps: potential_label 'final' or 'rollouts' and rollouts >= 1 needed, got "
+                         f"{potential_label!r}, {rollouts}")
     candidates = checked_clear_steps(num_steps, steps_per_path, clear_from)
     yes_after, no_before = clarity_rule(num_steps, clear_from)
     unclear = list(range(no_before - 1))  # 0-based steps the rule calls unclear (1-based < no_before)
@@ -120,9 +134,13 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
     root = Path(out)
     jobs = [(i, k) for i in range(len(lines)) for k in range(per_line)]
     by_line: list[list] = [[] for _ in lines]
+
+    def rolled(i: int, k: int) -> set[int]:  # the potential steps of a path, rolled out for their labels
+        return {s for s in chosen(i, k) if s + 1 > yes_after} if potential_label == "rollouts" else set()
+
     for p in tqdm(sample_paths(pipe, lines, jobs, lambda i, k: image_seed(seed, i, k), labeller=labeller,
-                               guidance_scale=guidance_scale, num_steps=num_steps, keep=chosen, seed=seed,
-                               batch_size=batch_size),
+                               guidance_scale=guidance_scale, num_steps=num_steps, keep=chosen,
+                               rollout_steps=rolled, rollouts=rollouts, seed=seed, batch_size=batch_size),
                   total=len(jobs), desc="judge data: potential steps", dynamic_ncols=True):
         by_line[p.line].append(p)
     examples, extra = [], {STEPS_FINALS: [], STEPS_CLARITY: [], STEPS_REFLECTION: []}
@@ -139,6 +157,8 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         n = min(len(good), len(bad))
         rng = random.Random(hash_seed("potential-balance", seed, i))
         keep = {p.index for p in rng.sample(good, n) + rng.sample(bad, n)} if balance else {p.index for p in samples}
+        potential = _potential_labels(samples, yes_after, potential_label, balance,
+                                      random.Random(hash_seed("potential-rollout-balance", seed, i)), keep)
         if extras:
             groups += correction_groups(line["prompt"], [(f"line {i} path {p.index}", p.final.verdict, p.final.tokens)
                                                          for p in bad], [p.final.tokens for p in good])
@@ -149,22 +169,24 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
                 extra[STEPS_FINALS].append(orm_example(name, line["prompt"], final, p.final.verdict))
                 if p.index in keep:
                     extra[STEPS_REFLECTION].append(reflection_example(name, line["prompt"], final, p.final.verdict))
-            if p.index not in keep:
+            if p.index not in keep and not any((p.index, step) in potential for step in p.step_images):
                 continue
-            kept[line["tag"]] += 1
+            kept[line["tag"]] += p.index in keep
             for step in sorted(p.step_images):
+                if (p.index, step) not in potential and p.index not in keep:
+                    continue  # a roll-out-labelled path outside the balanced set: only its potential steps
                 name = f"{i:05d}_t{p.index:03d}_s{step:02d}"
                 path = save_image(p.step_images[step], root, name)
-                if step + 1 > yes_after:
-                    examples.append(potential_example(name, line["prompt"], path, step + 1, p.final.verdict,
+                if (p.index, step) in potential:
+                    examples.append(potential_example(name, line["prompt"], path, step + 1, potential[p.index, step],
                                                       yes_after=yes_after))
                 clarity = clarity_example(name, line["prompt"], path, step + 1, yes_after=yes_after,
-                                          no_before=no_before) if extras else None
+                                          no_before=no_before) if extras and p.index in keep else None
                 if clarity is not None:
                     extra[STEPS_CLARITY].append(clarity)
     write_examples(root / POTENTIAL_STEPS, examples)
     counts = {"paths": sum(paths.values()), "accepted": sum(accepted.values()), "examples": len(examples),
-              "yes": _yes(examples), "clear_from": yes_after + 1,
+              "yes": _yes(examples), "clear_from": yes_after + 1, "potential_label": potential_label,
               "by_tag": {tag: {"paths": n, "accepted": accepted[tag], "kept_paths": kept[tag]}
                          for tag, n in paths.items()}}
     if extras:
@@ -174,6 +196,23 @@ def build_judge_steps(pipe, lines: Sequence[dict], labeller: Labeller, out: str 
         write_self_correction_groups(root / STEPS_SELF_CORRECTION, groups, pipe.layout.num_image_tokens)
         counts[STEPS_SELF_CORRECTION] = {"examples": len(groups)}
     return counts
+
+
+def _potential_labels(samples, yes_after: int, how: str, balance: bool, rng: random.Random,
+                      keep: set[int]) -> dict[tuple[int, int], Any]:
+    """``(path index, 0-based step) -> label`` of a line's potential examples: the kept paths' clear steps with their
+    path's final verdict (``how="final"``), or every path's rolled-out steps with their roll-out label, per line as
+    many "yes" as "no" examples when ``balance`` (a seeded choice)."""
+    if how == "final":
+        return {(p.index, s): p.final.verdict for p in samples if p.index in keep for s in p.step_images
+                if s + 1 > yes_after}
+    labelled = [((p.index, s), StepLabel(p.rollout_label(s))) for p in samples for s in sorted(p.rollouts)]
+    if not balance:
+        return dict(labelled)
+    yes = [x for x in labelled if x[1].correct]
+    no = [x for x in labelled if not x[1].correct]
+    n = min(len(yes), len(no))
+    return dict(rng.sample(yes, n) + rng.sample(no, n))
 
 
 def _yes(examples, first: bool = False) -> int:

@@ -31,7 +31,7 @@ from showo.scheduler import MaskGITScheduler
 SETTINGS = (Dir("showo"), Choice("source", ("space", "split")), Int("lines_per_tag", min=1, optional=True),
             Int("per_line", min=1), Int("steps_per_path", min=1), Int("seed"), Int("num_inference_steps", min=2),
             Float("guidance_scale", min=0.0), Int("clear_from", min=1, optional=True), Int("batch_size", min=1),
-            Bool("balance"))
+            Bool("balance"), Choice("potential_label", ("final", "rollouts")), Int("rollouts", min=1))
 
 
 def run(cfg: DictConfig) -> Path:
@@ -51,7 +51,8 @@ def run(cfg: DictConfig) -> Path:
     counts = build_judge_steps(bundle.pipeline(MaskGITScheduler()), lines, labeller, out, per_line=cfg.per_line,
                                steps_per_path=cfg.steps_per_path, seed=cfg.seed, guidance_scale=cfg.guidance_scale,
                                num_steps=cfg.num_inference_steps, batch_size=cfg.batch_size,
-                               clear_from=cfg.clear_from, extras=True, balance=cfg.balance)
+                               clear_from=cfg.clear_from, extras=True, balance=cfg.balance,
+                               potential_label=cfg.potential_label, rollouts=cfg.rollouts)
     atomic_write_text(out / "summary.json", json.dumps({"counts": counts, "lines": len(lines)}, indent=1) + "\n")
     print(json.dumps({k: v for k, v in counts.items() if k != "by_tag"}))
     print(f"PARM data -> {out} in {time.perf_counter() - start:.0f} s")

@@ -16,10 +16,18 @@ against the baseline (path 0) and against ORM best-of-N (the pool's ORM scores):
   does not call unclear (``Parm(clarity_from="rule")``) and from each later step but the last, with the generator
   forward passes the live search spends;
 * the ceiling of the potential judgment: prune at each step by the **exact verdict of the step image**, survivors by
-  the ORM (``prune_pick``).
+  the ORM (``prune_pick``); and per judge, prune at each step by **its own reading of the step image** (its answer
+  to the final question asked of the step image), survivors by its final answer.
 
-Writes ``run_dir/parm_pruning.{md,json}`` and the per-path records (``records.pt``, reused when the pool, the judges
-and the Show-o are unchanged: the run directory's fingerprint).
+A second table says what the step images can tell (``step_images``): per step from the rule's first clear step, the
+within-slot AUC (a slot's (accepted, rejected) pairs of final verdicts, ties one half) of the exact verdict of the
+step image, of each judge's potential answer and of its reading of the step image, against the path's **final**
+verdict; and how well each judge reads the step image: its reading's within-slot AUC against the **step image's own**
+exact verdict.
+
+Writes ``run_dir/parm_pruning.{md,json}`` (both tables in the markdown), ``run_dir/step_images.json`` and the
+per-path records (``records.pt``, reused when the pool, the judges and the Show-o are unchanged: the run directory's
+fingerprint).
 """
 from __future__ import annotations
 
@@ -40,6 +48,7 @@ from eval.stats import geneval_score, paired_bootstrap
 from reward_models.data import rule_clarity_start
 from reward_models.lmm_judge import LMMYesNoJudge, user_turn
 from reward_models.parm import Parm
+from reward_models.quality import within_group_auc
 from search.base import CostCounter, PathGroup, decode_images
 from search.pool import PoolEntry, load_pool
 from search.step_replay import (JudgeSteps, StepRecord, parm_pick, prune_pick, records_from_json,
@@ -78,9 +87,11 @@ def run(cfg: DictConfig) -> Path:
         records = measure(cfg, OmegaConf.load(pool_dir / "config.yaml"), entries, specs)
         atomic_write(cache, lambda tmp: torch.save(records_to_json(records), tmp))
     rows = table(entries, specs, records, cfg.candidates, list(cfg.judges))
-    text = markdown(rows, len(entries), cfg.candidates or entries[0].size)
+    steps = step_images(records, cfg.candidates, list(cfg.judges))
+    text = markdown(rows, len(entries), cfg.candidates or entries[0].size) + "\n" + steps_markdown(steps)
     atomic_write_text(out / "parm_pruning.md", text)
     atomic_write_text(out / "parm_pruning.json", json.dumps(rows, indent=1) + "\n")
+    atomic_write_text(out / "step_images.json", json.dumps(steps, indent=1) + "\n")
     print(text)
     print(f"-> {out / 'parm_pruning.md'}")
     return out
@@ -120,13 +131,18 @@ def measure(cfg: DictConfig, pool_cfg: DictConfig, entries: list[PoolEntry], spe
             parm = Parm(judge)
             clarity = judge.ask([parm.clarity_conversation(spec.prompt)] * len(flat), images).components["p_yes_norm"]
             potential = judge.ask([parm.potential_conversation(spec.prompt)] * len(flat), images).components
-            finals = judge.ask([[user_turn(parm.selection_question, spec.prompt, judge.image_token)]] * len(ids),
-                               steps[-1]).scores
+            question = [user_turn(parm.selection_question, spec.prompt, judge.image_token)]
+            finals = judge.ask([question] * len(ids), steps[-1]).scores
+            # its reading of the step images before the last (the last one's is the final answer, asked above)
+            early = [k for k, (_, s) in enumerate(flat) if s < len(steps) - 1]
+            read = judge.ask([question] * len(early), [images[k] for k in early]).components["p_yes_norm"]
+            reading = dict(zip(early, (float(r) for r in read)))
             for i in ids:
                 rows = range(i * len(steps), (i + 1) * len(steps))  # flat is path-major
                 slot[i].judges[name] = JudgeSteps([float(clarity[k]) for k in rows],
                                                   [float(potential["p_yes_norm"][k]) for k in rows],
-                                                  [float(potential["p_no"][k]) for k in rows], float(finals[i]))
+                                                  [float(potential["p_no"][k]) for k in rows], float(finals[i]),
+                                                  [reading.get(k) for k in rows])
         records.append(slot)
     return records
 
@@ -179,7 +195,37 @@ def table(entries: list[PoolEntry], specs, records: list[list[StepRecord]], cand
         add(f"CEILING: prune at step {step + 1} by the exact verdict of the step image, ORM among survivors",
             *row_of(lambda e, slot: prune_pick([p.verdict[step] for p in slot], e.outcome_scores[:n], step,
                                                num_steps)))
+    for name in judges:
+        if any(p.judges[name].step_final is None for slot in records for p in slot):
+            continue  # records measured before the readings were
+        for step in range(rule, num_steps - 1):
+            add(f"{name}: prune at step {step + 1} by its reading of the step image, its final answer among survivors",
+                *row_of(lambda e, slot: prune_pick([p.judges[name].step_final[step] > 0.5 for p in slot],
+                                                   [p.judges[name].final for p in slot], step, num_steps)))
     return rows
+
+
+def step_images(records: list[list[StepRecord]], candidates: int | None, judges: list[str]) -> list[dict]:
+    """Per step from the rule's first clear step to the one before the last: within-slot AUCs (module doc) of the
+    exact verdict of the step image and of each judge's potential answer and reading of it against the final verdict,
+    and of each judge's reading against the step image's own verdict (``None`` where not measured)."""
+    paths = [(k, p) for k, slot in enumerate(records) for p in slot[:candidates or len(slot)]]
+    groups = [k for k, _ in paths]
+    final = [p.verdict[-1] for _, p in paths]
+    num_steps = paths[0][1].num_steps
+    out = []
+    for step in range(rule_clarity_start(num_steps), num_steps - 1):
+        shown = [p.verdict[step] for _, p in paths]
+        entry = {"step": step + 1, "exact_verdict": within_group_auc([float(v) for v in shown], final, groups)}
+        for name in judges:
+            answers = [p.judges[name] for _, p in paths]
+            entry[f"{name}.potential"] = within_group_auc([a.potential[step] for a in answers], final, groups)
+            read = [None if a.step_final is None else a.step_final[step] for a in answers]
+            measured = None not in read
+            entry[f"{name}.reading"] = within_group_auc(read, final, groups) if measured else None
+            entry[f"{name}.reading_vs_step_verdict"] = within_group_auc(read, shown, groups) if measured else None
+        out.append(entry)
+    return out
 
 
 def markdown(rows: list[dict], slots: int, n: int) -> str:
@@ -192,6 +238,19 @@ def markdown(rows: list[dict], slots: int, n: int) -> str:
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['row']} | {r['overall']:.1f} | {ci(r.get('vs_baseline'))} | {ci(r.get('vs_orm'))} | "
               f"{r['passes']:.1f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def steps_markdown(steps: list[dict]) -> str:
+    def auc(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    columns = [k for k in steps[0] if k != "step"]
+    lines = ["What the step images tell: within-slot AUC against the path's final verdict "
+             "(`*.reading_vs_step_verdict`: against the step image's own exact verdict; a judge's reading = its answer "
+             "to the final question asked of the step image)", "",
+             "| step | " + " | ".join(columns) + " |", "|---:|" + "---:|" * len(columns)]
+    lines += [f"| {s['step']} | " + " | ".join(auc(s[c]) for c in columns) + " |" for s in steps]
     return "\n".join(lines) + "\n"
 
 

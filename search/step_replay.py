@@ -30,12 +30,15 @@ class JudgeSteps:
     """One judge's answers about one path, per 0-based step (``None`` where not asked): P("yes") normalised over the
     yes / no pair to the clarity and potential questions, and the potential answer's raw P("no") (the fallback key);
     the raw P("yes") to the final question on the final image (the selection score), as :class:`reward_models.parm.Parm`
-    uses them."""
+    uses them; optionally the normalised P("yes") to the final question asked of each step's image before the last
+    (``step_final``, ``None`` at the last step, whose image the final answer judges: how well the judge reads what a
+    step image shows, and pruning by that reading)."""
 
     clarity: list[float | None]
     potential: list[float | None]
     potential_no: list[float | None]
     final: float
+    step_final: list[float | None] | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from PIL import Image
 from common.seeding import generators, image_seed
 from reward_models.data import explanation, read_examples
 from reward_models.judge_data import JudgeDataConfig
+from reward_models.rollouts import sample_paths
 from reward_models.judge_steps import (POTENTIAL_STEPS, STEPS_CLARITY, STEPS_FINALS, STEPS_REFLECTION,
                                        STEPS_SELF_CORRECTION, build_judge_steps, clarity_rule, clear_steps)
 from showo.factory import build_tiny_showo
@@ -173,3 +174,39 @@ def test_extras_give_self_correction_groups_of_own_paths(pipe, tmp_path):
     for n, (prompt, bad, verdict, good) in enumerate(expected):
         assert data.groups[n]["prompt"] == prompt and data.groups[n]["feedback"] == explanation(verdict)
         assert torch.equal(data.bad[n], bad) and torch.equal(data.good[n], good)
+
+
+def test_rollout_labels_are_any_completion_accepted_balanced_per_line(pipe, tmp_path):
+    """``potential_label="rollouts"``: a potential example is "yes" iff any of ``rollouts`` completions of its step
+    (fresh seeds, ``reward_models.rollouts``) ends accepted, not its path's final verdict; per line as many "yes" as
+    "no" examples by that label, drawn from every path; the other files are the ones built with final labels."""
+    _build(pipe, tmp_path / "final", batch_size=4, extras=True)
+    counts = _build(pipe, tmp_path / "roll", batch_size=3, extras=True, potential_label="rollouts", rollouts=3)
+    for name in (STEPS_FINALS, STEPS_CLARITY, STEPS_REFLECTION):
+        assert (tmp_path / "roll" / name).read_text() == (tmp_path / "final" / name).read_text(), name
+    step = clear_steps(STEPS)[0]
+    jobs = [(i, k) for i in range(len(LINES)) for k in range(5)]
+    paths = {(p.line, p.index): p for p in sample_paths(
+        pipe, LINES, jobs, lambda i, k: image_seed(3, i, k), labeller=parity_labeller, guidance_scale=1.5,
+        num_steps=STEPS, rollout_steps=lambda i, k: {step}, rollouts=3, seed=3, batch_size=7)}
+    examples = read_examples(tmp_path / "roll" / POTENTIAL_STEPS)
+    assert examples and counts["examples"] == len(examples) and counts["potential_label"] == "rollouts"
+    every = _build(pipe, tmp_path / "all", batch_size=4, potential_label="rollouts", rollouts=3, balance=False)
+    unbalanced = read_examples(tmp_path / "all" / POTENTIAL_STEPS)
+    assert len(unbalanced) == every["examples"] == len(jobs)
+    assert {ex.id for ex in examples} < {ex.id for ex in unbalanced}
+    per_line: Counter = Counter()
+    differs = 0
+    for root, ex in [("roll", ex) for ex in examples] + [("all", ex) for ex in unbalanced]:
+        i, k = int(ex.id[:5]), int(ex.id[7:10])
+        label = paths[i, k].rollout_label(step)
+        assert ex.conversation[-1]["content"] == ("yes" if label else "no"), ex.id
+        assert (tmp_path / root / ex.image).is_file(), ex.id
+        differs += label != paths[i, k].final.verdict.correct
+    for ex in examples:
+        per_line[int(ex.id[:5]), ex.conversation[-1]["content"]] += 1
+    assert differs  # the roll-outs, not the path's own end, decide
+    for i in range(len(LINES)):
+        assert per_line[i, "yes"] == per_line[i, "no"]
+    with pytest.raises(ValueError, match="potential_label"):
+        _build(pipe, tmp_path / "bad", batch_size=3, potential_label="roll")

@@ -13,8 +13,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from common.recipe import build_generator
 from eval.stats import geneval_score
+from reward_models.lmm_judge import LMMYesNoJudge, user_turn
 from reward_models.parm import Parm
+from search.base import CostCounter, PathGroup, decode_images
 from search.pool import OrmPolicy, ParmPolicy, load_pool
 from search.step_replay import parm_pick, records_from_json
 from tests.helpers import REPO_ROOT, run_script, shapes_eval_run
@@ -109,3 +112,61 @@ def test_a_pool_without_exact_verdicts_is_refused_before_any_output(run, tmp_pat
                           timeout=600)
     assert proc.returncode != 0 and "hold no exact verdicts (named score 'oracle')" in proc.stderr
     assert not (other / "parm_pruning").exists()
+
+
+def _manual_auc(scores, labels, groups):
+    wins = pairs = 0.0
+    for a in range(len(scores)):
+        for b in range(len(scores)):
+            if groups[a] == groups[b] and labels[a] and not labels[b]:
+                pairs += 1
+                wins += 1.0 if scores[a] > scores[b] else 0.5 if scores[a] == scores[b] else 0.0
+    return wins / pairs if pairs else None
+
+
+def test_the_judges_reading_of_step_images_and_what_the_step_images_tell(run):
+    """Per path and step the judge's answer to the final question asked of the step image (its reading) is the one
+    the judge gives that image alone; the rows pruning by it, and the AUCs of what the step images tell, follow
+    from the records."""
+    run, _ = run
+    entries = load_pool(run / "train" / "pool" / "pool")
+    records = records_from_json(torch.load(run / "parm_pruning" / "records.pt", weights_only=True))
+    entry, slot = entries[0], records[0]
+    _, pipe, sampling = build_generator(OmegaConf.load(run / "train" / "pool" / "config.yaml").model)
+    group = PathGroup(pipe, entry.slot.prompt, [0], entry.seeds[:1], dict(sampling), 4)
+    images = []
+    while not group.done:
+        images.append(decode_images(pipe, group.step()[0][None], CostCounter())[0])
+    judge = LMMYesNoJudge(CKPT / "parm")
+    question = [user_turn(Parm(judge).selection_question, entry.slot.prompt, judge.image_token)]
+    alone = judge.ask([question] * (len(images) - 1), images[:-1]).components["p_yes_norm"]
+    read = slot[0].judges["parm"].step_final
+    assert read[-1] is None  # the last step's image is the final image: its final answer is the path's
+    assert read[:-1] == pytest.approx([float(a) for a in alone], abs=1e-5)
+    assert len({round(v, 6) for v in read[:-1]}) > 1  # the steps' images, not one image
+
+    rows = {r["row"]: r for r in json.loads((run / "parm_pruning" / "parm_pruning.json").read_text())}
+    tags = {json.loads(line)["prompt"]: json.loads(line)["tag"]
+            for line in (run / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()}
+    for step in (2, 3):  # the rule's first clear step (2 of 4) to the one before the last
+        picked = {}
+        for e, s in zip(entries, records):
+            kept = [i for i, p in enumerate(s) if p.judges["parm"].step_final[step - 1] > 0.5] or list(range(len(s)))
+            best = max(kept, key=lambda i: (s[i].judges["parm"].final, -i))
+            picked[e.slot.prompt_index, e.slot.sample_index] = (tags[e.slot.prompt], s[best].verdict[-1])
+        row = rows[f"parm: prune at step {step} by its reading of the step image, its final answer among survivors"]
+        assert row["overall"] == pytest.approx(100 * geneval_score(picked))
+
+    steps = json.loads((run / "parm_pruning" / "step_images.json").read_text())
+    assert [s["step"] for s in steps] == [2, 3]
+    paths = [(k, p) for k, s in enumerate(records) for p in s]
+    groups, final = [k for k, _ in paths], [p.verdict[-1] for _, p in paths]
+    for s in steps:
+        shown = [p.verdict[s["step"] - 1] for _, p in paths]
+        read = [p.judges["parm"].step_final[s["step"] - 1] for _, p in paths]
+        assert s["exact_verdict"] == _manual_auc([float(v) for v in shown], final, groups)
+        assert s["parm.reading"] == _manual_auc(read, final, groups)
+        assert s["parm.reading_vs_step_verdict"] == _manual_auc(read, shown, groups)
+        assert s["parm.potential"] == _manual_auc([p.judges["parm"].potential[s["step"] - 1] for _, p in paths],
+                                                  final, groups)
+    assert "What the step images tell" in (run / "parm_pruning" / "parm_pruning.md").read_text()
